@@ -1,0 +1,159 @@
+/*
+ * api.h - the Bitbucket Cloud client that bbfs's filesystem layer sees.
+ *
+ * Everything here is plain C: no curl, no jansson types cross this header.
+ * Each call performs the HTTP requests it needs (following pagination,
+ * retrying 429 and 5xx with backoff inside one deadline) and hands back
+ * structs the caller owns. Functions return 0 or a negative errno:
+ *
+ *   -ENOENT   404 (unknown workspace, project, repository or commit)
+ *   -EACCES   401 or 403
+ *   -EIO      network failure, 5xx or 429 after retries, malformed JSON,
+ *             a broken pagination chain
+ *   -ENOMEM   allocation failure
+ *   -EINVAL   a caller error (bad argument)
+ *
+ * Every string that came from the API is hostile: it may be empty, contain
+ * '/', "..", newlines or control characters. This layer does not sanitise
+ * names; the filesystem layer decides what to expose.
+ *
+ * All functions are safe to call from several threads at once on one client.
+ */
+#ifndef BBFS_API_H
+#define BBFS_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define API_HASH_LEN 40
+
+struct api_client;
+
+struct api_config {
+    const char *base_url; /* e.g. "https://api.bitbucket.org/2.0", no trailing slash needed */
+    const char *token;    /* bearer token; copied by api_client_new, wiped on free */
+    const char *ca_file;  /* extra CA bundle, or NULL for the system bundle */
+    long timeout_ms;      /* whole-call deadline, retries included */
+    long connect_timeout_ms;
+};
+
+/* Process-wide set-up of the HTTP library; call once before any thread starts. */
+int api_global_init(void);
+void api_global_cleanup(void);
+
+/*
+ * Refuses (-EINVAL, with a message in errbuf) an unparsable base URL, a
+ * scheme other than http/https, and plain http to a host that is not a
+ * loopback address.
+ */
+int api_client_new(const struct api_config *cfg, struct api_client **out, char *errbuf,
+                   size_t errlen);
+void api_client_free(struct api_client *client);
+
+/*
+ * One request that proves the token works and the workspace (and project,
+ * when project_key is not NULL) exists. On failure errbuf holds one
+ * human-readable line, e.g. "token rejected by https://...: Token is invalid"
+ * or "project 'PLAT' not found in workspace 'acme'" or
+ * "cannot reach https://...: Couldn't connect to server". The token never
+ * appears in it.
+ */
+int api_check_access(struct api_client *client, const char *workspace, const char *project_key,
+                     char *errbuf, size_t errlen);
+
+/* A JSON document, pretty-printed with a 2-space indent and a trailing newline. */
+struct api_doc {
+    char *text;
+    size_t len;
+};
+void api_doc_release(struct api_doc *doc);
+
+/* GET /workspaces/{ws}: -EACCES or -ENOENT where the token may not read it. */
+int api_get_workspace(struct api_client *client, const char *workspace, struct api_doc *out);
+/* GET /workspaces/{ws}/projects/{key} */
+int api_get_project(struct api_client *client, const char *workspace, const char *project_key,
+                    struct api_doc *out);
+
+struct api_repo {
+    char *slug;
+    char *uuid;
+    char *full_name;
+    char *description; /* "" when absent */
+    char *mainbranch;  /* NULL for an empty repository */
+    char *html_url;    /* links.html.href, or NULL */
+    int64_t created_on; /* seconds since the epoch, 0 when absent */
+    int64_t updated_on;
+    struct api_doc doc; /* the repository object as the API sent it */
+};
+
+struct api_repo_list {
+    struct api_repo *items;
+    size_t count;
+};
+void api_repo_list_release(struct api_repo_list *list);
+
+/*
+ * Every repository of the workspace the token can see, restricted to one
+ * project when project_key is not NULL. All pages are followed; entries are
+ * sorted by slug and de-duplicated by uuid. A listing whose pagination breaks
+ * part-way fails as a whole (never a partial list).
+ */
+int api_list_repos(struct api_client *client, const char *workspace, const char *project_key,
+                   struct api_repo_list *out);
+
+struct api_ref {
+    char *name;                      /* may contain '/' (feature/x) */
+    char target[API_HASH_LEN + 1];   /* full commit hash */
+    int64_t date;                    /* the target commit's date */
+};
+
+struct api_ref_list {
+    struct api_ref *items;
+    size_t count;
+};
+void api_ref_list_release(struct api_ref_list *list);
+
+/* All branches (or tags) of a repository, all pages, sorted by name. */
+int api_list_branches(struct api_client *client, const char *workspace, const char *repo,
+                      struct api_ref_list *out);
+int api_list_tags(struct api_client *client, const char *workspace, const char *repo,
+                  struct api_ref_list *out);
+
+struct api_commit_summary {
+    char hash[API_HASH_LEN + 1];
+    int64_t date;
+};
+
+struct api_commit_list {
+    struct api_commit_summary *items;
+    size_t count;
+};
+void api_commit_list_release(struct api_commit_list *list);
+
+/*
+ * The newest commits reachable from revision (a branch name, which may
+ * contain '/', or a hash), newest first, at most limit of them. Pages are
+ * followed only as far as limit needs.
+ */
+int api_list_commits(struct api_client *client, const char *workspace, const char *repo,
+                     const char *revision, size_t limit, struct api_commit_list *out);
+
+struct api_commit {
+    char hash[API_HASH_LEN + 1];
+    int64_t date;
+    char *message;
+    char (*parents)[API_HASH_LEN + 1];
+    size_t parent_count;
+    char *html_url;
+    struct api_doc doc; /* the commit object */
+};
+void api_commit_release(struct api_commit *commit);
+
+/* GET /commit/{hash}; hash must be 40 lowercase hex digits (-EINVAL otherwise). */
+int api_get_commit(struct api_client *client, const char *workspace, const char *repo,
+                   const char *hash, struct api_commit *out);
+
+/* True when s is exactly 40 lowercase hexadecimal digits. */
+int api_is_full_hash(const char *s);
+
+#endif

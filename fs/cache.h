@@ -1,0 +1,50 @@
+/*
+ * cache.h - an in-memory map from string keys to fetched objects.
+ *
+ * The filesystem asks the cache, and the cache asks a fetch function on a
+ * miss. Values are reference-counted so that a refresh can replace an entry
+ * while other threads still read the old value. Guarantees:
+ *
+ *   - one fetch in flight per key: concurrent callers wait for it and share
+ *     its result (value or error);
+ *   - a value younger than max_age seconds is served without fetching
+ *     (max_age CACHE_FOREVER: never refetched);
+ *   - -ENOENT is remembered for max_age too (an unknown hash probed twice
+ *     costs one request), other errors are never remembered;
+ *   - when a refresh fails and an older value exists, the older value is
+ *     served (stale beats nothing), logged once, and retried a few seconds
+ *     later rather than on every call.
+ *
+ * The persistent disk cache of a later issue sits below the fetch
+ * functions; this header does not change for it.
+ */
+#ifndef BBFS_CACHE_H
+#define BBFS_CACHE_H
+
+#include <time.h>
+
+#define CACHE_FOREVER ((time_t)-1)
+
+struct cache;
+struct cache_ref;
+
+/* Produces a value for a key; returns 0 and sets *value, or a negative errno. */
+typedef int (*cache_fetch_fn)(void *arg, void **value);
+typedef void (*cache_free_fn)(void *value);
+
+struct cache *cache_new(void);
+void cache_free(struct cache *cache);
+
+/*
+ * On success *out holds a reference the caller must cache_ref_put(). free_fn
+ * releases values produced by fetch when the last reference goes.
+ */
+int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_fn fetch,
+              cache_free_fn free_fn, void *arg, struct cache_ref **out);
+void *cache_ref_value(const struct cache_ref *ref);
+void cache_ref_put(struct cache_ref *ref);
+
+/* Marks every entry that can expire as expired (the next get refetches). */
+void cache_expire_all(struct cache *cache);
+
+#endif

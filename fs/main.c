@@ -1,0 +1,193 @@
+/*
+ * main.c - bbfs: mount a Bitbucket Cloud workspace or project read-only.
+ *
+ * The order matters for users: parse the options, load the token, check the
+ * token and workspace/project with one request, and only then mount and go
+ * to the background, so that every start-up failure is one clear line on the
+ * terminal and leaves nothing mounted. Try it with `make demo`.
+ */
+#include "api/api.h"
+#include "api/log.h"
+#include "fs/inode.h"
+#include "fs/ops.h"
+#include "fs/options.h"
+#include "fs/token.h"
+#include "fs/tree.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+static int check_mountpoint(const char *mountpoint)
+{
+    struct stat st;
+    if (stat(mountpoint, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return 0;
+        fprintf(stderr, "bbfs: mountpoint '%s' is not a directory\n", mountpoint);
+        return -ENOTDIR;
+    }
+    int err = errno;
+    if (err == ENOTCONN)
+        fprintf(stderr,
+                "bbfs: mountpoint '%s' is a dead mount (transport endpoint is not connected) "
+                "left by an earlier bbfs; run: fusermount3 -u '%s'\n",
+                mountpoint, mountpoint);
+    else
+        fprintf(stderr, "bbfs: cannot use mountpoint '%s': %s\n", mountpoint, strerror(err));
+    return -err;
+}
+
+static int add_mount_options(struct fuse_args *args, const struct options *opts)
+{
+    char fsname[256];
+    snprintf(fsname, sizeof(fsname), "-ofsname=%s%s%s", opts->workspace,
+             opts->project ? "/" : "", opts->project ? opts->project : "");
+    if (fuse_opt_add_arg(args, "-oro") != 0 ||
+        fuse_opt_add_arg(args, "-odefault_permissions") != 0 ||
+        fuse_opt_add_arg(args, "-osubtype=bbfs") != 0 || fuse_opt_add_arg(args, fsname) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
+{
+    if (cmd->singlethread)
+        return fuse_session_loop(se);
+    struct fuse_loop_config *loop = fuse_loop_cfg_create();
+    if (!loop)
+        return -ENOMEM;
+    fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd->clone_fd);
+    fuse_loop_cfg_set_idle_threads(loop, cmd->max_idle_threads);
+    fuse_loop_cfg_set_max_threads(loop, cmd->max_threads);
+    int rc = fuse_session_loop_mt(se, loop);
+    fuse_loop_cfg_destroy(loop);
+    return rc;
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct fuse_cmdline_opts cmd;
+    struct options opts;
+    struct ops_context ctx = {0};
+    struct api_client *api = NULL;
+    struct tree *tree = NULL;
+    struct fuse_session *se = NULL;
+    char *token = NULL;
+    char err[512] = "";
+    int ret = 1;
+
+    /* No core dumps or ptrace by other users: the token lives in this process. */
+    prctl(PR_SET_DUMPABLE, 0);
+    memset(&cmd, 0, sizeof(cmd));
+
+    if (options_parse(&args, &opts, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bbfs: %s\n", err);
+        goto err_out1;
+    }
+    if (opts.show_help) {
+        options_print_help(argv[0]);
+        ret = 0;
+        goto err_out1;
+    }
+    if (opts.show_version) {
+        printf("bbfs %s (FUSE library %s)\n", BBFS_VERSION, fuse_pkgversion());
+        ret = 0;
+        goto err_out1;
+    }
+    if (fuse_parse_cmdline(&args, &cmd) != 0)
+        goto err_out1;
+    if (!cmd.mountpoint) {
+        fprintf(stderr, "bbfs: no mountpoint given (see bbfs --help)\n");
+        goto err_out2;
+    }
+    if (check_mountpoint(cmd.mountpoint) != 0)
+        goto err_out2;
+    log_set_debug(cmd.debug);
+
+    if (token_load(opts.token_file, &token, err, sizeof(err)) != 0 && !opts.offline) {
+        fprintf(stderr, "bbfs: %s\n", err);
+        goto err_out2;
+    }
+    if (api_global_init() != 0) {
+        fprintf(stderr, "bbfs: cannot initialise the HTTP library\n");
+        goto err_out3;
+    }
+    struct api_config api_cfg = {
+        .base_url = opts.api_url,
+        .token = token ? token : "",
+        .ca_file = opts.ca_file,
+        .timeout_ms = (long)opts.timeout * 1000,
+        .connect_timeout_ms = (long)(opts.timeout < 10 ? opts.timeout : 10) * 1000,
+    };
+    if (api_client_new(&api_cfg, &api, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bbfs: %s\n", err);
+        goto err_out4;
+    }
+    token_free(token);
+    token = NULL;
+    if (!opts.offline &&
+        api_check_access(api, opts.workspace, opts.project, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bbfs: %s\n", err);
+        goto err_out5;
+    }
+
+    struct tree_config tree_cfg = {
+        .workspace = opts.workspace,
+        .project = opts.project,
+        .ttl = (time_t)opts.ttl,
+        .commit_limit = opts.commit_limit,
+        .offline = opts.offline,
+    };
+    if (tree_new(&tree_cfg, api, &tree) != 0)
+        goto err_out5;
+    ctx.tree = tree;
+    ctx.ttl = (double)opts.ttl;
+    ctx.inodes = inode_table_new();
+    if (!ctx.inodes)
+        goto err_out6;
+
+    if (add_mount_options(&args, &opts) != 0)
+        goto err_out7;
+    se = fuse_session_new(&args, ops_table(), sizeof(struct fuse_lowlevel_ops), &ctx);
+    if (!se)
+        goto err_out7;
+    if (fuse_set_signal_handlers(se) != 0)
+        goto err_out8;
+    if (fuse_session_mount(se, cmd.mountpoint) != 0) {
+        fprintf(stderr, "bbfs: cannot mount on '%s'\n", cmd.mountpoint);
+        goto err_out9;
+    }
+    fuse_daemonize(cmd.foreground);
+    if (!cmd.foreground)
+        log_use_syslog(1);
+
+    ret = run_session(se, &cmd) == 0 ? 0 : 1;
+
+    fuse_session_unmount(se);
+err_out9:
+    fuse_remove_signal_handlers(se);
+err_out8:
+    fuse_session_destroy(se);
+err_out7:
+    inode_table_free(ctx.inodes);
+err_out6:
+    tree_free(tree);
+err_out5:
+    api_client_free(api);
+err_out4:
+    api_global_cleanup();
+err_out3:
+    token_free(token);
+err_out2:
+    free(cmd.mountpoint);
+err_out1:
+    options_release(&opts);
+    fuse_opt_free_args(&args);
+    return ret;
+}

@@ -1,0 +1,203 @@
+/*
+ * options.c - parsing of the bbfs command line (see options.h).
+ */
+#include "fs/options.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    KEY_HELP,
+    KEY_VERSION,
+    KEY_TOKEN,
+};
+
+#define OPTION(t, p) {t, offsetof(struct options, p), 1}
+
+static const struct fuse_opt option_spec[] = {
+    OPTION("api_url=%s", api_url),
+    OPTION("token_file=%s", token_file),
+    OPTION("cache_dir=%s", cache_dir),
+    OPTION("ca_file=%s", ca_file),
+    OPTION("ttl=%u", ttl),
+    OPTION("commit_limit=%u", commit_limit),
+    OPTION("timeout=%u", timeout),
+    OPTION("offline", offline),
+    FUSE_OPT_KEY("token=", KEY_TOKEN),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    /* fstab noise that means nothing to a FUSE daemon */
+    FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("nouser", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_END,
+};
+
+/*
+ * fuse_opt_parse stores option values at offsets from its data pointer, so
+ * the options come first here and the parser's own state after them.
+ */
+struct parse_state {
+    struct options opts;
+    char *source;
+    int positionals;
+    int refused_token;
+};
+
+static int process_arg(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct parse_state *state = data;
+    (void)outargs;
+
+    switch (key) {
+    case KEY_HELP:
+        state->opts.show_help = 1;
+        return 0;
+    case KEY_VERSION:
+        state->opts.show_version = 1;
+        return 0;
+    case KEY_TOKEN:
+        state->refused_token = 1;
+        return 0;
+    case FUSE_OPT_KEY_NONOPT:
+        /* The first positional is the source; the second (mountpoint) stays for FUSE. */
+        if (state->positionals++ == 0) {
+            state->source = strdup(arg);
+            return state->source ? 0 : -1;
+        }
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+/* Workspace slugs, {uuid}s and project keys: nothing that needs quoting anywhere. */
+static int is_plain_identifier(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.{}", *s))
+            return 0;
+    return 1;
+}
+
+static int split_source(struct options *opts, const char *source, char *err, size_t errlen)
+{
+    const char *slash = strchr(source, '/');
+    size_t wslen = slash ? (size_t)(slash - source) : strlen(source);
+
+    opts->workspace = strndup(source, wslen);
+    if (slash && slash[1])
+        opts->project = strdup(slash + 1);
+    if (!opts->workspace || (slash && slash[1] && !opts->project))
+        return -ENOMEM;
+    if (!is_plain_identifier(opts->workspace) || (slash && !opts->project) ||
+        (opts->project && !is_plain_identifier(opts->project))) {
+        snprintf(err, errlen,
+                 "invalid source '%s': expected WORKSPACE or WORKSPACE/PROJECT_KEY", source);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int options_parse(struct fuse_args *args, struct options *opts, char *err, size_t errlen)
+{
+    struct parse_state state;
+    int rc = 0;
+
+    memset(&state, 0, sizeof(state));
+    /* fuse_opt_parse frees a string option's old value, so defaults are heap copies. */
+    state.opts.api_url = strdup("https://api.bitbucket.org/2.0");
+    state.opts.ttl = 60;
+    state.opts.commit_limit = 100;
+    state.opts.timeout = 30;
+    if (!state.opts.api_url) {
+        *opts = state.opts;
+        rc = -ENOMEM;
+        goto out;
+    }
+    int parsed = fuse_opt_parse(args, &state, option_spec, process_arg);
+    *opts = state.opts;
+    if (parsed != 0) {
+        snprintf(err, errlen, "cannot parse the command line");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (opts->show_help || opts->show_version)
+        goto out;
+    if (state.refused_token) {
+        snprintf(err, errlen,
+                 "-o token= is refused: command lines are visible to other users; "
+                 "put the token in a file readable only by you and use -o token_file=PATH, "
+                 "or set BITBUCKET_TOKEN");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (!state.source || state.positionals < 2) {
+        snprintf(err, errlen, "usage: bbfs [options] WORKSPACE[/PROJECT_KEY] MOUNTPOINT");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (state.positionals > 2) {
+        snprintf(err, errlen, "too many arguments: expected WORKSPACE[/PROJECT_KEY] MOUNTPOINT");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (opts->commit_limit == 0 || opts->timeout == 0) {
+        snprintf(err, errlen, "commit_limit and timeout must be at least 1");
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = split_source(opts, state.source, err, errlen);
+out:
+    free(state.source);
+    return rc;
+}
+
+void options_release(struct options *opts)
+{
+    free(opts->api_url);
+    free(opts->token_file);
+    free(opts->cache_dir);
+    free(opts->ca_file);
+    free(opts->workspace);
+    free(opts->project);
+    memset(opts, 0, sizeof(*opts));
+}
+
+void options_print_help(const char *progname)
+{
+    printf("usage: %s [options] WORKSPACE[/PROJECT_KEY] MOUNTPOINT\n"
+           "\n"
+           "Mounts a Bitbucket Cloud workspace (or one project of it) read-only.\n"
+           "The token comes from token_file=, $BITBUCKET_TOKEN, or a prompt.\n"
+           "\n"
+           "bbfs options:\n"
+           "    -o api_url=URL         API base (https://api.bitbucket.org/2.0)\n"
+           "    -o token_file=PATH     file holding the token (must not be group/world readable)\n"
+           "    -o cache_dir=PATH      persistent cache ($XDG_CACHE_HOME/bbfs)\n"
+           "    -o ttl=SECONDS         trust listings and refs this long (60)\n"
+           "    -o commit_limit=N      commits listed in commits/ (100)\n"
+           "    -o timeout=SECONDS     give up on a request after this long, retries included (30)\n"
+           "    -o ca_file=PATH        CA bundle for TLS verification\n"
+           "    -o offline             never touch the network\n"
+           "    -h, --help             this help\n"
+           "    -V, --version          the version\n"
+           "\n"
+           "FUSE options:\n"
+           "    -f                     stay in the foreground\n"
+           "    -d, -o debug           debug output (implies -f)\n"
+           "    -s                     single-threaded\n"
+           "    -o allow_other         let other users see the mount\n",
+           progname);
+}

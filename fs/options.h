@@ -1,0 +1,43 @@
+/*
+ * options.h - the bbfs command line (../shared/DESIGN.md "Command line").
+ *
+ *   bbfs [-f] [-d] [-s] [-o OPT[,OPT...]] WORKSPACE[/PROJECT_KEY] MOUNTPOINT
+ *
+ * bbfs's own -o options are parsed with fuse_opt_parse from one table and
+ * removed from args; what remains (-f, -d, the mountpoint, FUSE's own -o
+ * options) is left for fuse_parse_cmdline and fuse_session_new. Secrets are
+ * never taken from argv: -o token= is refused.
+ */
+#ifndef BBFS_OPTIONS_H
+#define BBFS_OPTIONS_H
+
+#include <fuse_opt.h>
+#include <stddef.h>
+
+struct options {
+    char *api_url;
+    char *token_file;
+    char *cache_dir;
+    char *ca_file;
+    unsigned ttl;
+    unsigned commit_limit;
+    unsigned timeout;
+    int offline;
+    int show_help;
+    int show_version;
+    char *workspace;
+    char *project; /* NULL without /PROJECT_KEY */
+};
+
+/*
+ * Fills opts (defaults first) and strips bbfs's options from args. Returns 0,
+ * or -EINVAL with one line in err. -h/--help and -V/--version only set
+ * show_help/show_version; the positional WORKSPACE is then optional.
+ */
+int options_parse(struct fuse_args *args, struct options *opts, char *err, size_t errlen);
+void options_release(struct options *opts);
+
+/* Prints the usage and the option list (bbfs's own, then FUSE's). */
+void options_print_help(const char *progname);
+
+#endif

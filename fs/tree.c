@@ -1,0 +1,998 @@
+/*
+ * tree.c - the bbfs tree (see tree.h and ../shared/DESIGN.md "The tree").
+ *
+ * A path is resolved into a struct node: its kind plus references to the
+ * cached API objects it is made of. Attributes, listings, contents and link
+ * targets are all computed from a resolved node, so a file's st_size always
+ * matches the bytes a read returns. Lookups that miss (a shell probing .git,
+ * an unknown branch) are answered from listings already in memory.
+ */
+#include "fs/tree.h"
+
+#include "api/api.h"
+#include "api/log.h"
+#include "fs/cache.h"
+#include "fs/names.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MODE_DIR (S_IFDIR | 0555)
+#define MODE_FILE (S_IFREG | 0444)
+#define MODE_LINK (S_IFLNK | 0777)
+
+static const char WORKSPACE_JSON[] = "workspace.json";
+static const char PROJECT_JSON[] = "project.json";
+
+struct tree {
+    char *workspace;
+    char *project;
+    time_t ttl;
+    size_t commit_limit;
+    int offline;
+    time_t mount_time;
+    struct api_client *api;
+    struct cache *cache;
+};
+
+/* ---- cached objects ---------------------------------------------------- */
+
+/* The repository listing with the repositories whose slugs can be names. */
+struct repo_index {
+    struct api_repo_list list;
+    const struct api_repo **exposed; /* sorted by slug (strcmp) */
+    size_t count;
+};
+
+enum ref_kind { REF_BRANCHES, REF_TAGS };
+
+struct ref_index {
+    struct api_ref_list list;
+    const struct api_ref **exposed; /* sorted by name (strcmp) */
+    size_t count;
+};
+
+struct fetch_args {
+    struct tree *tree;
+    const char *repo;
+    const char *revision;
+    enum ref_kind kind;
+};
+
+static int refuse_offline(const struct tree *tree)
+{
+    if (!tree->offline)
+        return 0;
+    log_once(LOG_LEVEL_INFO, "offline", "offline: not asking the API for data that is not cached");
+    return -EIO;
+}
+
+static int compare_repo_slugs(const void *a, const void *b)
+{
+    const struct api_repo *const *ra = a, *const *rb = b;
+    return strcmp((*ra)->slug, (*rb)->slug);
+}
+
+static int compare_ref_names(const void *a, const void *b)
+{
+    const struct api_ref *const *ra = a, *const *rb = b;
+    return strcmp((*ra)->name, (*rb)->name);
+}
+
+static void log_skipped_name(const char *what, const char *name)
+{
+    char safe[128];
+    log_sanitize(safe, sizeof(safe), name);
+    char key[160];
+    snprintf(key, sizeof(key), "skip:%s:%s", what, safe);
+    log_once(LOG_LEVEL_WARN, key, "skipping %s '%s': not usable as a file name", what, safe);
+}
+
+static void repo_index_free(void *value)
+{
+    struct repo_index *index = value;
+    if (!index)
+        return;
+    api_repo_list_release(&index->list);
+    free(index->exposed);
+    free(index);
+}
+
+static int fetch_repos(void *arg, void **value)
+{
+    struct fetch_args *fa = arg;
+    struct tree *tree = fa->tree;
+    int rc = refuse_offline(tree);
+    if (rc)
+        return rc;
+
+    struct repo_index *index = calloc(1, sizeof(*index));
+    if (!index)
+        return -ENOMEM;
+    rc = api_list_repos(tree->api, tree->workspace, tree->project, &index->list);
+    if (rc)
+        goto out;
+    index->exposed = calloc(index->list.count + 1, sizeof(*index->exposed));
+    if (!index->exposed) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < index->list.count; i++) {
+        const struct api_repo *repo = &index->list.items[i];
+        if (!repo->slug || !names_is_valid(repo->slug) || strcmp(repo->slug, WORKSPACE_JSON) == 0 ||
+            strcmp(repo->slug, PROJECT_JSON) == 0) {
+            log_skipped_name("repository", repo->slug ? repo->slug : "");
+            continue;
+        }
+        index->exposed[index->count++] = repo;
+    }
+    qsort(index->exposed, index->count, sizeof(*index->exposed), compare_repo_slugs);
+out:
+    if (rc) {
+        repo_index_free(index);
+        return rc;
+    }
+    *value = index;
+    return 0;
+}
+
+static void ref_index_free(void *value)
+{
+    struct ref_index *index = value;
+    if (!index)
+        return;
+    api_ref_list_release(&index->list);
+    free(index->exposed);
+    free(index);
+}
+
+static int fetch_refs(void *arg, void **value)
+{
+    struct fetch_args *fa = arg;
+    struct tree *tree = fa->tree;
+    int rc = refuse_offline(tree);
+    if (rc)
+        return rc;
+
+    struct ref_index *index = calloc(1, sizeof(*index));
+    if (!index)
+        return -ENOMEM;
+    if (fa->kind == REF_BRANCHES)
+        rc = api_list_branches(tree->api, tree->workspace, fa->repo, &index->list);
+    else
+        rc = api_list_tags(tree->api, tree->workspace, fa->repo, &index->list);
+    if (rc)
+        goto out;
+    index->exposed = calloc(index->list.count + 1, sizeof(*index->exposed));
+    if (!index->exposed) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < index->list.count; i++) {
+        const struct api_ref *ref = &index->list.items[i];
+        if (!ref->name || !names_ref_is_valid(ref->name)) {
+            log_skipped_name(fa->kind == REF_BRANCHES ? "branch" : "tag",
+                             ref->name ? ref->name : "");
+            continue;
+        }
+        index->exposed[index->count++] = ref;
+    }
+    qsort(index->exposed, index->count, sizeof(*index->exposed), compare_ref_names);
+out:
+    if (rc) {
+        ref_index_free(index);
+        return rc;
+    }
+    *value = index;
+    return 0;
+}
+
+static void commit_list_free(void *value)
+{
+    api_commit_list_release(value);
+    free(value);
+}
+
+static int fetch_commit_list(void *arg, void **value)
+{
+    struct fetch_args *fa = arg;
+    int rc = refuse_offline(fa->tree);
+    if (rc)
+        return rc;
+    struct api_commit_list *list = calloc(1, sizeof(*list));
+    if (!list)
+        return -ENOMEM;
+    rc = api_list_commits(fa->tree->api, fa->tree->workspace, fa->repo, fa->revision,
+                          fa->tree->commit_limit, list);
+    if (rc) {
+        commit_list_free(list);
+        return rc;
+    }
+    *value = list;
+    return 0;
+}
+
+static void commit_free(void *value)
+{
+    api_commit_release(value);
+    free(value);
+}
+
+static int fetch_commit(void *arg, void **value)
+{
+    struct fetch_args *fa = arg;
+    int rc = refuse_offline(fa->tree);
+    if (rc)
+        return rc;
+    struct api_commit *commit = calloc(1, sizeof(*commit));
+    if (!commit)
+        return -ENOMEM;
+    rc = api_get_commit(fa->tree->api, fa->tree->workspace, fa->repo, fa->revision, commit);
+    if (rc) {
+        commit_free(commit);
+        return rc == -EINVAL ? -ENOENT : rc;
+    }
+    *value = commit;
+    return 0;
+}
+
+static void doc_free(void *value)
+{
+    api_doc_release(value);
+    free(value);
+}
+
+static int fetch_workspace_doc(void *arg, void **value)
+{
+    struct fetch_args *fa = arg;
+    int rc = refuse_offline(fa->tree);
+    if (rc)
+        return rc;
+    struct api_doc *doc = calloc(1, sizeof(*doc));
+    if (!doc)
+        return -ENOMEM;
+    rc = api_get_workspace(fa->tree->api, fa->tree->workspace, doc);
+    /* A Project Access Token may not read the workspace: the file is absent. */
+    if (rc == -EACCES)
+        rc = -ENOENT;
+    if (rc) {
+        doc_free(doc);
+        return rc;
+    }
+    *value = doc;
+    return 0;
+}
+
+static int fetch_project_doc(void *arg, void **value)
+{
+    struct fetch_args *fa = arg;
+    int rc = refuse_offline(fa->tree);
+    if (rc)
+        return rc;
+    struct api_doc *doc = calloc(1, sizeof(*doc));
+    if (!doc)
+        return -ENOMEM;
+    rc = api_get_project(fa->tree->api, fa->tree->workspace, fa->tree->project, doc);
+    if (rc == -EACCES)
+        rc = -ENOENT;
+    if (rc) {
+        doc_free(doc);
+        return rc;
+    }
+    *value = doc;
+    return 0;
+}
+
+/* ---- cache access ------------------------------------------------------ */
+
+static int get_repos(struct tree *tree, struct cache_ref **ref)
+{
+    struct fetch_args fa = {.tree = tree};
+    return cache_get(tree->cache, "repos", tree->ttl, fetch_repos, repo_index_free, &fa, ref);
+}
+
+static int get_refs(struct tree *tree, const char *repo, enum ref_kind kind,
+                    struct cache_ref **ref)
+{
+    char key[300];
+    snprintf(key, sizeof(key), "%s/%s", kind == REF_BRANCHES ? "branches" : "tags", repo);
+    struct fetch_args fa = {.tree = tree, .repo = repo, .kind = kind};
+    return cache_get(tree->cache, key, tree->ttl, fetch_refs, ref_index_free, &fa, ref);
+}
+
+static int get_commit_list(struct tree *tree, const struct api_repo *repo, struct cache_ref **ref)
+{
+    char key[300];
+    snprintf(key, sizeof(key), "commits/%s", repo->slug);
+    struct fetch_args fa = {.tree = tree, .repo = repo->slug, .revision = repo->mainbranch};
+    return cache_get(tree->cache, key, tree->ttl, fetch_commit_list, commit_list_free, &fa, ref);
+}
+
+static int get_commit(struct tree *tree, const char *repo, const char *hash, struct cache_ref **ref)
+{
+    char key[320];
+    snprintf(key, sizeof(key), "commit/%s/%s", repo, hash);
+    struct fetch_args fa = {.tree = tree, .repo = repo, .revision = hash};
+    /* Hash-addressed: never changes, so never refetched. */
+    return cache_get(tree->cache, key, CACHE_FOREVER, fetch_commit, commit_free, &fa, ref);
+}
+
+static int get_doc(struct tree *tree, const char *name, struct cache_ref **ref)
+{
+    struct fetch_args fa = {.tree = tree};
+    cache_fetch_fn fetch =
+        strcmp(name, WORKSPACE_JSON) == 0 ? fetch_workspace_doc : fetch_project_doc;
+    return cache_get(tree->cache, name, tree->ttl, fetch, doc_free, &fa, ref);
+}
+
+static const struct api_repo *find_repo(const struct repo_index *index, const char *slug)
+{
+    size_t lo = 0, hi = index->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(index->exposed[mid]->slug, slug);
+        if (c == 0)
+            return index->exposed[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Index of the first exposed ref whose name is >= key. */
+static size_t ref_lower_bound(const struct ref_index *index, const char *key)
+{
+    size_t lo = 0, hi = index->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(index->exposed[mid]->name, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int ref_has_prefix(const struct api_ref *ref, const char *prefix, size_t len)
+{
+    return strncmp(ref->name, prefix, len) == 0;
+}
+
+static int is_listed_commit(const struct api_commit_list *list, const char *hash,
+                            time_t *date)
+{
+    for (size_t i = 0; i < list->count; i++)
+        if (strcmp(list->items[i].hash, hash) == 0) {
+            *date = (time_t)list->items[i].date;
+            return 1;
+        }
+    return 0;
+}
+
+/* ---- nodes ------------------------------------------------------------- */
+
+/* Kinds from NODE_COMMIT on are addressed by a commit hash: immutable. */
+enum node_kind {
+    NODE_ROOT,
+    NODE_WORKSPACE,
+    NODE_DOC, /* workspace.json, project.json */
+    NODE_REPO,
+    NODE_REPO_JSON,
+    NODE_DESCRIPTION,
+    NODE_CLONE_URL,
+    NODE_HEAD,
+    NODE_REFS, /* branches/, tags/, or a directory made of ref-name parts */
+    NODE_REF_LINK,
+    NODE_COMMITS,
+    NODE_COMMIT,
+    NODE_COMMIT_JSON,
+    NODE_MESSAGE,
+    NODE_PARENTS,
+    NODE_PARENT_LINK,
+};
+
+struct node {
+    enum node_kind kind;
+    char *buf; /* the split copy of the path */
+    char *parts[NAMES_MAX_DEPTH];
+    int nparts;
+
+    struct cache_ref *doc_ref;
+    struct cache_ref *repos_ref;
+    const struct api_repo *repo;
+    enum ref_kind ref_kind;
+    struct cache_ref *refs_ref;
+    char *ref_prefix;          /* NODE_REFS: "" or "feature"; NODE_REF_LINK: the name */
+    const struct api_ref *ref; /* NODE_REF_LINK */
+    const char *hash;          /* NODE_COMMIT and below */
+    time_t commit_date;
+    struct cache_ref *commit_ref; /* the full commit, when it was needed */
+    const char *parent;           /* NODE_PARENT_LINK */
+    char *scratch;                /* generated content or link target */
+};
+
+static void node_release(struct node *n)
+{
+    cache_ref_put(n->doc_ref);
+    cache_ref_put(n->repos_ref);
+    cache_ref_put(n->refs_ref);
+    cache_ref_put(n->commit_ref);
+    free(n->ref_prefix);
+    free(n->scratch);
+    free(n->buf);
+    memset(n, 0, sizeof(*n));
+}
+
+static const struct api_commit *node_commit(const struct node *n)
+{
+    return n->commit_ref ? cache_ref_value(n->commit_ref) : NULL;
+}
+
+static int resolve_refs(struct tree *tree, struct node *n)
+{
+    int rc = get_refs(tree, n->repo->slug, n->ref_kind, &n->refs_ref);
+    if (rc)
+        return rc;
+    const struct ref_index *index = cache_ref_value(n->refs_ref);
+    n->ref_prefix = names_join(n->parts, 3, n->nparts);
+    if (!n->ref_prefix)
+        return -ENOMEM;
+    n->kind = NODE_REFS;
+    if (n->nparts == 3)
+        return 0;
+
+    size_t at = ref_lower_bound(index, n->ref_prefix);
+    if (at < index->count && strcmp(index->exposed[at]->name, n->ref_prefix) == 0) {
+        n->kind = NODE_REF_LINK;
+        n->ref = index->exposed[at];
+        return 0;
+    }
+    /* A directory when some ref name continues with "prefix/". */
+    size_t len = strlen(n->ref_prefix);
+    for (; at < index->count && ref_has_prefix(index->exposed[at], n->ref_prefix, len); at++)
+        if (index->exposed[at]->name[len] == '/')
+            return 0;
+    return -ENOENT;
+}
+
+static int resolve_commit(struct tree *tree, struct node *n)
+{
+    int rc;
+    n->hash = n->parts[3];
+    if (!api_is_full_hash(n->hash))
+        return -ENOENT;
+    n->kind = NODE_COMMIT;
+
+    /* The directory itself: a listed commit needs no request of its own. */
+    if (n->nparts == 4 && n->repo->mainbranch) {
+        struct cache_ref *list_ref;
+        rc = get_commit_list(tree, n->repo, &list_ref);
+        if (rc == 0) {
+            int listed = is_listed_commit(cache_ref_value(list_ref), n->hash, &n->commit_date);
+            cache_ref_put(list_ref);
+            if (listed)
+                return 0;
+        }
+    }
+    rc = get_commit(tree, n->repo->slug, n->hash, &n->commit_ref);
+    if (rc)
+        return rc;
+    const struct api_commit *commit = node_commit(n);
+    n->commit_date = (time_t)commit->date;
+    if (n->nparts == 4)
+        return 0;
+
+    const char *name = n->parts[4];
+    if (n->nparts == 5) {
+        if (strcmp(name, "commit.json") == 0)
+            n->kind = NODE_COMMIT_JSON;
+        else if (strcmp(name, "message") == 0)
+            n->kind = NODE_MESSAGE;
+        else if (strcmp(name, "parents") == 0)
+            n->kind = NODE_PARENTS;
+        else
+            return -ENOENT;
+        return 0;
+    }
+    if (n->nparts == 6 && strcmp(name, "parents") == 0) {
+        for (size_t i = 0; i < commit->parent_count; i++)
+            if (strcmp(commit->parents[i], n->parts[5]) == 0) {
+                n->kind = NODE_PARENT_LINK;
+                n->parent = n->parts[5];
+                return 0;
+            }
+    }
+    return -ENOENT;
+}
+
+static int resolve_repo_child(struct tree *tree, struct node *n)
+{
+    const char *name = n->parts[2];
+    if (n->nparts == 3) {
+        static const struct {
+            const char *name;
+            enum node_kind kind;
+        } fixed[] = {
+            {"repository.json", NODE_REPO_JSON},
+            {"description", NODE_DESCRIPTION},
+            {"clone-url", NODE_CLONE_URL},
+            {"commits", NODE_COMMITS},
+        };
+        for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+            if (strcmp(name, fixed[i].name) == 0) {
+                n->kind = fixed[i].kind;
+                return 0;
+            }
+        if (strcmp(name, "HEAD") == 0) {
+            if (!n->repo->mainbranch || !names_ref_is_valid(n->repo->mainbranch))
+                return -ENOENT;
+            n->kind = NODE_HEAD;
+            return 0;
+        }
+    }
+    if (strcmp(name, "branches") == 0 || strcmp(name, "tags") == 0) {
+        n->ref_kind = name[0] == 'b' ? REF_BRANCHES : REF_TAGS;
+        return resolve_refs(tree, n);
+    }
+    if (strcmp(name, "commits") == 0)
+        return resolve_commit(tree, n);
+    return -ENOENT;
+}
+
+static int resolve(struct tree *tree, const char *path, struct node *n)
+{
+    int rc;
+    memset(n, 0, sizeof(*n));
+    n->buf = strdup(path);
+    if (!n->buf)
+        return -ENOMEM;
+    n->nparts = names_split(n->buf, n->parts, NAMES_MAX_DEPTH);
+    if (n->nparts < 0)
+        return -ENOENT;
+    if (n->nparts == 0) {
+        n->kind = NODE_ROOT;
+        return 0;
+    }
+    if (strcmp(n->parts[0], tree->workspace) != 0)
+        return -ENOENT;
+    if (n->nparts == 1) {
+        n->kind = NODE_WORKSPACE;
+        return 0;
+    }
+
+    const char *name = n->parts[1];
+    if (n->nparts == 2 && (strcmp(name, WORKSPACE_JSON) == 0 ||
+                           (tree->project && strcmp(name, PROJECT_JSON) == 0))) {
+        n->kind = NODE_DOC;
+        return get_doc(tree, name, &n->doc_ref);
+    }
+    rc = get_repos(tree, &n->repos_ref);
+    if (rc)
+        return rc;
+    n->repo = find_repo(cache_ref_value(n->repos_ref), name);
+    if (!n->repo)
+        return -ENOENT;
+    if (n->nparts == 2) {
+        n->kind = NODE_REPO;
+        return 0;
+    }
+    return resolve_repo_child(tree, n);
+}
+
+/* Contents of regular files; link targets of symlinks. Borrowed from n. */
+static int node_content(const struct tree *tree, struct node *n, const char **data, size_t *len)
+{
+    const struct api_doc *doc = NULL;
+    int printed = 0;
+
+    switch (n->kind) {
+    case NODE_DOC:
+        doc = cache_ref_value(n->doc_ref);
+        break;
+    case NODE_REPO_JSON:
+        doc = &n->repo->doc;
+        break;
+    case NODE_COMMIT_JSON:
+        doc = &node_commit(n)->doc;
+        break;
+    case NODE_MESSAGE:
+        *data = node_commit(n)->message ? node_commit(n)->message : "";
+        *len = strlen(*data);
+        return 0;
+    case NODE_DESCRIPTION:
+        printed = asprintf(&n->scratch, "%s\n", n->repo->description ? n->repo->description : "");
+        break;
+    case NODE_CLONE_URL:
+        printed = asprintf(&n->scratch, "https://x-token-auth@bitbucket.org/%s/%s.git\n",
+                           tree->workspace, n->repo->slug);
+        break;
+    case NODE_HEAD:
+        printed = asprintf(&n->scratch, "branches/%s", n->repo->mainbranch);
+        break;
+    case NODE_REF_LINK: {
+        /* One "../" per name part climbs back to the repository directory. */
+        size_t depth = 1;
+        for (const char *p = n->ref->name; *p; p++)
+            depth += *p == '/';
+        n->scratch = malloc(depth * 3 + sizeof("commits/") + API_HASH_LEN);
+        if (!n->scratch)
+            return -ENOMEM;
+        char *w = n->scratch;
+        for (size_t i = 0; i < depth; i++, w += 3)
+            memcpy(w, "../", 3);
+        sprintf(w, "commits/%s", n->ref->target);
+        break;
+    }
+    case NODE_PARENT_LINK:
+        printed = asprintf(&n->scratch, "../../%s", n->parent);
+        break;
+    default:
+        return -EISDIR;
+    }
+    if (doc) {
+        *data = doc->text ? doc->text : "";
+        *len = doc->text ? doc->len : 0;
+        return 0;
+    }
+    if (printed < 0) {
+        n->scratch = NULL;
+        return -ENOMEM;
+    }
+    *data = n->scratch;
+    *len = strlen(n->scratch);
+    return 0;
+}
+
+static time_t node_mtime(const struct tree *tree, const struct node *n)
+{
+    switch (n->kind) {
+    case NODE_ROOT:
+    case NODE_WORKSPACE:
+    case NODE_DOC:
+        return tree->mount_time;
+    case NODE_REF_LINK:
+        return (time_t)n->ref->date;
+    case NODE_COMMIT:
+    case NODE_COMMIT_JSON:
+    case NODE_MESSAGE:
+    case NODE_PARENTS:
+    case NODE_PARENT_LINK:
+        return n->commit_date;
+    default:
+        return (time_t)n->repo->updated_on;
+    }
+}
+
+static int node_stat(const struct tree *tree, struct node *n, struct tree_stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->mtime = node_mtime(tree, n);
+    st->immutable = n->kind >= NODE_COMMIT;
+    switch (n->kind) {
+    case NODE_ROOT:
+    case NODE_WORKSPACE:
+    case NODE_REPO:
+    case NODE_REFS:
+    case NODE_COMMITS:
+    case NODE_COMMIT:
+    case NODE_PARENTS:
+        st->mode = MODE_DIR;
+        return 0;
+    case NODE_HEAD:
+    case NODE_REF_LINK:
+    case NODE_PARENT_LINK:
+        st->mode = MODE_LINK;
+        break;
+    default:
+        st->mode = MODE_FILE;
+        break;
+    }
+    const char *data;
+    size_t len;
+    int rc = node_content(tree, n, &data, &len);
+    if (rc)
+        return rc;
+    st->size = (off_t)len;
+    free(n->scratch);
+    n->scratch = NULL;
+    return 0;
+}
+
+/* ---- public API -------------------------------------------------------- */
+
+int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree **out)
+{
+    struct tree *tree = calloc(1, sizeof(*tree));
+    if (!tree)
+        return -ENOMEM;
+    tree->workspace = strdup(cfg->workspace);
+    tree->project = cfg->project ? strdup(cfg->project) : NULL;
+    tree->cache = cache_new();
+    if (!tree->workspace || (cfg->project && !tree->project) || !tree->cache) {
+        tree_free(tree);
+        return -ENOMEM;
+    }
+    tree->ttl = cfg->ttl;
+    tree->commit_limit = cfg->commit_limit;
+    tree->offline = cfg->offline;
+    tree->mount_time = time(NULL);
+    tree->api = api;
+    *out = tree;
+    return 0;
+}
+
+void tree_free(struct tree *tree)
+{
+    if (!tree)
+        return;
+    cache_free(tree->cache);
+    free(tree->workspace);
+    free(tree->project);
+    free(tree);
+}
+
+void tree_expire(struct tree *tree)
+{
+    cache_expire_all(tree->cache);
+}
+
+int tree_stat(struct tree *tree, const char *path, struct tree_stat *out)
+{
+    struct node n;
+    int rc = resolve(tree, path, &n);
+    if (rc == 0)
+        rc = node_stat(tree, &n, out);
+    node_release(&n);
+    return rc;
+}
+
+int tree_read(struct tree *tree, const char *path, char **data, size_t *len)
+{
+    struct node n;
+    const char *content;
+    int rc = resolve(tree, path, &n);
+    if (rc)
+        goto out;
+    if (n.kind == NODE_HEAD || n.kind == NODE_REF_LINK || n.kind == NODE_PARENT_LINK) {
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = node_content(tree, &n, &content, len);
+    if (rc)
+        goto out;
+    *data = malloc(*len ? *len : 1);
+    if (!*data) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    memcpy(*data, content, *len);
+out:
+    node_release(&n);
+    return rc;
+}
+
+int tree_readlink(struct tree *tree, const char *path, char **target)
+{
+    struct node n;
+    const char *content;
+    size_t len;
+    int rc = resolve(tree, path, &n);
+    if (rc)
+        goto out;
+    if (n.kind != NODE_HEAD && n.kind != NODE_REF_LINK && n.kind != NODE_PARENT_LINK) {
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = node_content(tree, &n, &content, &len);
+    if (rc)
+        goto out;
+    *target = strndup(content, len);
+    if (!*target)
+        rc = -ENOMEM;
+out:
+    node_release(&n);
+    return rc;
+}
+
+/* ---- listings ---------------------------------------------------------- */
+
+struct listing {
+    struct tree_dir *dir;
+    size_t cap;
+};
+
+static int add_entry(struct listing *l, const char *name, size_t namelen,
+                     const struct tree_stat *st)
+{
+    struct tree_dir *dir = l->dir;
+    if (dir->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct tree_dirent *entries = realloc(dir->entries, cap * sizeof(*entries));
+        if (!entries)
+            return -ENOMEM;
+        dir->entries = entries;
+        l->cap = cap;
+    }
+    char *copy = strndup(name, namelen);
+    if (!copy)
+        return -ENOMEM;
+    dir->entries[dir->count].name = copy;
+    dir->entries[dir->count].st = *st;
+    dir->count++;
+    return 0;
+}
+
+/* Adds the child called name of the directory at dirpath, with its attributes. */
+static int add_child(struct tree *tree, struct listing *l, const char *dirpath, const char *name)
+{
+    char *path;
+    struct tree_stat st;
+    if (asprintf(&path, "%s%s%s", dirpath, *dirpath ? "/" : "", name) < 0)
+        return -ENOMEM;
+    int rc = tree_stat(tree, path, &st);
+    free(path);
+    if (rc == -ENOENT)
+        return 0; /* e.g. HEAD of an empty repository */
+    if (rc)
+        return rc;
+    return add_entry(l, name, strlen(name), &st);
+}
+
+static int list_workspace(struct tree *tree, struct node *n, struct listing *l, const char *path)
+{
+    int rc;
+    struct cache_ref *doc;
+    /* The documents are optional: a token may not read them. */
+    if (get_doc(tree, WORKSPACE_JSON, &doc) == 0) {
+        cache_ref_put(doc);
+        if ((rc = add_child(tree, l, path, WORKSPACE_JSON)))
+            return rc;
+    }
+    if (tree->project && get_doc(tree, PROJECT_JSON, &doc) == 0) {
+        cache_ref_put(doc);
+        if ((rc = add_child(tree, l, path, PROJECT_JSON)))
+            return rc;
+    }
+    rc = get_repos(tree, &n->repos_ref);
+    if (rc)
+        return rc;
+    const struct repo_index *index = cache_ref_value(n->repos_ref);
+    for (size_t i = 0; i < index->count; i++) {
+        const struct api_repo *repo = index->exposed[i];
+        struct tree_stat st = {.mode = MODE_DIR, .mtime = (time_t)repo->updated_on};
+        if ((rc = add_entry(l, repo->slug, strlen(repo->slug), &st)))
+            return rc;
+    }
+    return 0;
+}
+
+static int list_refs(struct node *n, struct listing *l)
+{
+    const struct ref_index *index = cache_ref_value(n->refs_ref);
+    size_t plen = strlen(n->ref_prefix);
+    size_t at = 0;
+    const char *last_dir = NULL;
+    size_t last_dir_len = 0;
+
+    if (plen) {
+        /* Names below "prefix/": a contiguous run in strcmp order. */
+        char *key;
+        if (asprintf(&key, "%s/", n->ref_prefix) < 0)
+            return -ENOMEM;
+        at = ref_lower_bound(index, key);
+        free(key);
+        plen++;
+    }
+    for (; at < index->count; at++) {
+        const struct api_ref *ref = index->exposed[at];
+        if (plen && (strncmp(ref->name, n->ref_prefix, plen - 1) != 0 || ref->name[plen - 1] != '/'))
+            break;
+        const char *rest = ref->name + plen;
+        const char *slash = strchr(rest, '/');
+        size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+        struct tree_stat st = {.mtime = (time_t)n->repo->updated_on};
+        int rc;
+        if (slash) {
+            if (last_dir && last_dir_len == len && strncmp(last_dir, rest, len) == 0)
+                continue;
+            last_dir = rest;
+            last_dir_len = len;
+            st.mode = MODE_DIR;
+        } else {
+            struct node link = {.kind = NODE_REF_LINK, .ref = ref};
+            const char *target;
+            size_t tlen;
+            if ((rc = node_content(NULL, &link, &target, &tlen)))
+                return rc;
+            free(link.scratch);
+            st.mode = MODE_LINK;
+            st.size = (off_t)tlen;
+            st.mtime = (time_t)ref->date;
+        }
+        if ((rc = add_entry(l, rest, len, &st)))
+            return rc;
+    }
+    return 0;
+}
+
+static int list_commits(struct tree *tree, struct node *n, struct listing *l)
+{
+    if (!n->repo->mainbranch)
+        return 0;
+    struct cache_ref *list_ref;
+    int rc = get_commit_list(tree, n->repo, &list_ref);
+    if (rc)
+        return rc;
+    const struct api_commit_list *list = cache_ref_value(list_ref);
+    for (size_t i = 0; i < list->count && rc == 0; i++) {
+        struct tree_stat st = {
+            .mode = MODE_DIR, .mtime = (time_t)list->items[i].date, .immutable = 1};
+        rc = add_entry(l, list->items[i].hash, strlen(list->items[i].hash), &st);
+    }
+    cache_ref_put(list_ref);
+    return rc;
+}
+
+static int list_node(struct tree *tree, struct node *n, struct listing *l, const char *path)
+{
+    static const char *const repo_children[] = {"repository.json", "description", "clone-url",
+                                                "HEAD",            "branches",    "tags",
+                                                "commits"};
+    static const char *const commit_children[] = {"commit.json", "message", "parents"};
+    int rc = 0;
+
+    switch (n->kind) {
+    case NODE_ROOT:
+        return add_child(tree, l, path, tree->workspace);
+    case NODE_WORKSPACE:
+        return list_workspace(tree, n, l, path);
+    case NODE_REPO:
+        for (size_t i = 0; i < sizeof(repo_children) / sizeof(*repo_children) && !rc; i++)
+            rc = add_child(tree, l, path, repo_children[i]);
+        return rc;
+    case NODE_REFS:
+        return list_refs(n, l);
+    case NODE_COMMITS:
+        return list_commits(tree, n, l);
+    case NODE_COMMIT:
+        for (size_t i = 0; i < sizeof(commit_children) / sizeof(*commit_children) && !rc; i++)
+            rc = add_child(tree, l, path, commit_children[i]);
+        return rc;
+    case NODE_PARENTS: {
+        const struct api_commit *commit = node_commit(n);
+        for (size_t i = 0; i < commit->parent_count && !rc; i++)
+            rc = add_child(tree, l, path, commit->parents[i]);
+        return rc;
+    }
+    default:
+        return -ENOTDIR;
+    }
+}
+
+int tree_list(struct tree *tree, const char *path, struct tree_dir *out)
+{
+    struct node n;
+    struct listing l = {.dir = out};
+    memset(out, 0, sizeof(*out));
+    int rc = resolve(tree, path, &n);
+    if (rc == 0)
+        rc = list_node(tree, &n, &l, path);
+    node_release(&n);
+    if (rc)
+        tree_dir_release(out);
+    return rc;
+}
+
+void tree_dir_release(struct tree_dir *dir)
+{
+    for (size_t i = 0; i < dir->count; i++)
+        free(dir->entries[i].name);
+    free(dir->entries);
+    dir->entries = NULL;
+    dir->count = 0;
+}

@@ -1,0 +1,65 @@
+/*
+ * tree.h - the shape of the bbfs tree: what exists at a path, its
+ * attributes, directory listings, file contents and link targets.
+ *
+ * Paths are relative to the mountpoint, without leading slash ("" is the
+ * root, "acme/api/branches/main"). The tree asks the cache, which asks the
+ * API on a miss; it knows nothing of FUSE and nothing of HTTP. All functions
+ * return 0 or a negative errno (-ENOENT for names that do not exist) and are
+ * safe to call from several threads.
+ */
+#ifndef BBFS_TREE_H
+#define BBFS_TREE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct api_client;
+struct tree;
+
+struct tree_config {
+    const char *workspace;
+    const char *project; /* NULL: the whole workspace */
+    time_t ttl;          /* seconds mutable data is trusted */
+    size_t commit_limit;
+    int offline;         /* never touch the network */
+};
+
+struct tree_stat {
+    mode_t mode; /* S_IFDIR|0555, S_IFREG|0444 or S_IFLNK|0777 */
+    off_t size;
+    time_t mtime;
+    int immutable; /* addressed by a commit hash: never changes */
+};
+
+struct tree_dirent {
+    char *name;
+    struct tree_stat st;
+};
+
+struct tree_dir {
+    struct tree_dirent *entries;
+    size_t count;
+};
+
+/* api is borrowed and must outlive the tree. */
+int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree **out);
+void tree_free(struct tree *tree);
+
+int tree_stat(struct tree *tree, const char *path, struct tree_stat *out);
+
+/* Lists a directory (without "." and ".."); release with tree_dir_release. */
+int tree_list(struct tree *tree, const char *path, struct tree_dir *out);
+void tree_dir_release(struct tree_dir *dir);
+
+/* The whole content of a file; *data is malloc'd and owned by the caller. */
+int tree_read(struct tree *tree, const char *path, char **data, size_t *len);
+
+/* The target of a symlink; *target is malloc'd and owned by the caller. */
+int tree_readlink(struct tree *tree, const char *path, char **target);
+
+/* Forget every mutable answer so the next look asks the API again. */
+void tree_expire(struct tree *tree);
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * test_cache.c - the object cache: freshness, single flight, negative and
+ * stale answers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fs/cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct source {
+    pthread_mutex_t lock;
+    int calls;
+    int result;    /* what the next fetch returns */
+    int value;     /* the value a successful fetch produces */
+    int delay_ms;  /* how long a fetch takes */
+};
+
+static int fetch_int(void *arg, void **value)
+{
+    struct source *src = arg;
+    pthread_mutex_lock(&src->lock);
+    src->calls++;
+    int result = src->result, v = src->value;
+    pthread_mutex_unlock(&src->lock);
+    if (src->delay_ms)
+        usleep((useconds_t)src->delay_ms * 1000);
+    if (result)
+        return result;
+    int *p = malloc(sizeof(*p));
+    *p = v;
+    *value = p;
+    return 0;
+}
+
+static int get_int(struct cache *c, struct source *src, time_t max_age, int *out)
+{
+    struct cache_ref *ref;
+    int rc = cache_get(c, "k", max_age, fetch_int, free, src, &ref);
+    if (rc == 0) {
+        *out = *(int *)cache_ref_value(ref);
+        cache_ref_put(ref);
+    }
+    return rc;
+}
+
+static void test_fresh_value_is_reused(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 7};
+    int v;
+    (void)state;
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(v, 7);
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(src.calls, 1);
+    cache_free(c);
+}
+
+static void test_expired_value_is_refetched(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
+    int v;
+    (void)state;
+    assert_int_equal(get_int(c, &src, 0, &v), 0);
+    src.value = 2;
+    assert_int_equal(get_int(c, &src, 0, &v), 0);
+    assert_int_equal(v, 2);
+    assert_int_equal(src.calls, 2);
+
+    /* cache_expire_all forces a refetch of a long-lived entry, not of a forever one. */
+    assert_int_equal(get_int(c, &src, 3600, &v), 0);
+    assert_int_equal(src.calls, 3);
+    cache_expire_all(c);
+    src.value = 3;
+    assert_int_equal(get_int(c, &src, 3600, &v), 0);
+    assert_int_equal(v, 3);
+    assert_int_equal(src.calls, 4);
+    cache_free(c);
+}
+
+static void test_negative_is_remembered_errors_are_not(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .result = -ENOENT};
+    int v;
+    (void)state;
+    assert_int_equal(get_int(c, &src, 60, &v), -ENOENT);
+    assert_int_equal(get_int(c, &src, 60, &v), -ENOENT);
+    assert_int_equal(src.calls, 1);
+    cache_free(c);
+
+    c = cache_new();
+    src.calls = 0;
+    src.result = -EIO;
+    assert_int_equal(get_int(c, &src, 60, &v), -EIO);
+    assert_int_equal(get_int(c, &src, 60, &v), -EIO);
+    assert_int_equal(src.calls, 2);
+    /* After the failure clears, the real value arrives: nothing wrong was cached. */
+    src.result = 0;
+    src.value = 5;
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(v, 5);
+    cache_free(c);
+}
+
+static void test_stale_served_when_refresh_fails(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 9};
+    int v = 0;
+    (void)state;
+    assert_int_equal(get_int(c, &src, 0, &v), 0);
+    src.result = -EIO;
+    assert_int_equal(get_int(c, &src, 0, &v), 0);
+    assert_int_equal(v, 9);
+    /* ... and the failed refresh is not retried on every call. */
+    int calls = src.calls;
+    assert_int_equal(get_int(c, &src, 0, &v), 0);
+    assert_int_equal(src.calls, calls);
+    cache_free(c);
+}
+
+struct worker {
+    struct cache *cache;
+    struct source *src;
+    int rc;
+    int value;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    w->rc = get_int(w->cache, w->src, 60, &w->value);
+    return NULL;
+}
+
+static void run_concurrently(struct cache *c, struct source *src, struct worker *w, int n)
+{
+    pthread_t threads[8];
+    for (int i = 0; i < n; i++) {
+        w[i].cache = c;
+        w[i].src = src;
+        pthread_create(&threads[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(threads[i], NULL);
+}
+
+static void test_single_flight(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 42, .delay_ms = 200};
+    struct worker w[8];
+    (void)state;
+    memset(w, 0, sizeof(w));
+    run_concurrently(c, &src, w, 8);
+    assert_int_equal(src.calls, 1);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(w[i].rc, 0);
+        assert_int_equal(w[i].value, 42);
+    }
+    cache_free(c);
+}
+
+static void test_single_flight_failure_is_shared(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .result = -EIO, .delay_ms = 200};
+    struct worker w[8];
+    (void)state;
+    memset(w, 0, sizeof(w));
+    run_concurrently(c, &src, w, 8);
+    /* Waiters take the failure of the fetch they waited for instead of retrying. */
+    assert_int_equal(src.calls, 1);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(w[i].rc, -EIO);
+    cache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fresh_value_is_reused),
+        cmocka_unit_test(test_expired_value_is_refetched),
+        cmocka_unit_test(test_negative_is_remembered_errors_are_not),
+        cmocka_unit_test(test_stale_served_when_refresh_fails),
+        cmocka_unit_test(test_single_flight),
+        cmocka_unit_test(test_single_flight_failure_is_shared),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

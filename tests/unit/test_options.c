@@ -1,0 +1,150 @@
+/*
+ * test_options.c - the command line: defaults, bbfs's -o options, the
+ * source, and what is refused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fs/options.h"
+
+#include <errno.h>
+#include <string.h>
+
+static int parse(int argc, const char *const *argv, struct options *opts, struct fuse_args *args, char *err)
+{
+    struct fuse_args init = FUSE_ARGS_INIT(argc, (char **)argv);
+    *args = init;
+    return options_parse(args, opts, err, 256);
+}
+
+static int has_arg(const struct fuse_args *args, const char *arg)
+{
+    for (int i = 0; i < args->argc; i++)
+        if (strcmp(args->argv[i], arg) == 0)
+            return 1;
+    return 0;
+}
+
+/* fuse_opt collects the -o options it keeps into "-o" "a,b,c". */
+static int has_mount_option(const struct fuse_args *args, const char *opt)
+{
+    for (int i = 0; i + 1 < args->argc; i++)
+        if (strcmp(args->argv[i], "-o") == 0 && strstr(args->argv[i + 1], opt))
+            return 1;
+    return 0;
+}
+
+static void test_defaults_and_source(void **state)
+{
+    const char *argv[] = {"bbfs", "acme/PLAT", "/mnt/bb", NULL};
+    struct options opts;
+    struct fuse_args args;
+    char err[256] = "";
+    (void)state;
+    assert_int_equal(parse(3, argv, &opts, &args, err), 0);
+    assert_string_equal(opts.api_url, "https://api.bitbucket.org/2.0");
+    assert_int_equal(opts.ttl, 60);
+    assert_int_equal(opts.commit_limit, 100);
+    assert_int_equal(opts.timeout, 30);
+    assert_false(opts.offline);
+    assert_string_equal(opts.workspace, "acme");
+    assert_string_equal(opts.project, "PLAT");
+    /* The mountpoint stays for fuse_parse_cmdline; the source does not. */
+    assert_true(has_arg(&args, "/mnt/bb"));
+    assert_false(has_arg(&args, "acme/PLAT"));
+    options_release(&opts);
+    fuse_opt_free_args(&args);
+}
+
+static void test_bbfs_options(void **state)
+{
+    const char *argv[] = {"bbfs",  "-f", "-o",
+                    "api_url=http://127.0.0.1:9/2.0,ttl=5,commit_limit=7,offline,_netdev,"
+                    "allow_other",
+                    "-o",    "token_file=/t,cache_dir=/c,ca_file=/ca.pem,timeout=3",
+                    "acme",  "/mnt/bb", NULL};
+    struct options opts;
+    struct fuse_args args;
+    char err[256] = "";
+    (void)state;
+    assert_int_equal(parse(8, argv, &opts, &args, err), 0);
+    assert_string_equal(opts.api_url, "http://127.0.0.1:9/2.0");
+    assert_int_equal(opts.ttl, 5);
+    assert_int_equal(opts.commit_limit, 7);
+    assert_int_equal(opts.timeout, 3);
+    assert_true(opts.offline);
+    assert_string_equal(opts.token_file, "/t");
+    assert_string_equal(opts.cache_dir, "/c");
+    assert_string_equal(opts.ca_file, "/ca.pem");
+    assert_string_equal(opts.workspace, "acme");
+    assert_null(opts.project);
+    /* FUSE's own options pass through; fstab noise does not. */
+    assert_true(has_arg(&args, "-f"));
+    assert_true(has_mount_option(&args, "allow_other"));
+    for (int i = 0; i < args.argc; i++)
+        assert_null(strstr(args.argv[i], "_netdev"));
+    options_release(&opts);
+    fuse_opt_free_args(&args);
+}
+
+static void test_refusals(void **state)
+{
+    static const struct {
+        int argc;
+        const char *argv[6];
+        const char *message_part;
+    } cases[] = {
+        {5, {"bbfs", "-o", "token=secret", "acme", "/m"}, "token_file"},
+        {2, {"bbfs", "acme"}, "usage"},
+        {4, {"bbfs", "acme", "/m", "/extra"}, "too many"},
+        {3, {"bbfs", "ac me", "/m"}, "invalid source"},
+        {3, {"bbfs", "acme/", "/m"}, "invalid source"},
+        {3, {"bbfs", "/PLAT", "/m"}, "invalid source"},
+        {3, {"bbfs", "acme/P/Q", "/m"}, "invalid source"},
+        {5, {"bbfs", "-o", "commit_limit=0", "acme", "/m"}, "commit_limit"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct options opts;
+        struct fuse_args args;
+        char err[256] = "";
+        assert_int_equal(parse(cases[i].argc, cases[i].argv, &opts, &args, err), -EINVAL);
+        assert_non_null(strstr(err, cases[i].message_part));
+        /* A refused token is never echoed back. */
+        assert_null(strstr(err, "secret"));
+        options_release(&opts);
+        fuse_opt_free_args(&args);
+    }
+}
+
+static void test_help_and_version(void **state)
+{
+    const char *help[] = {"bbfs", "--help", NULL};
+    const char *version[] = {"bbfs", "-V", NULL};
+    struct options opts;
+    struct fuse_args args;
+    char err[256] = "";
+    (void)state;
+    assert_int_equal(parse(2, help, &opts, &args, err), 0);
+    assert_true(opts.show_help);
+    options_release(&opts);
+    fuse_opt_free_args(&args);
+    assert_int_equal(parse(2, version, &opts, &args, err), 0);
+    assert_true(opts.show_version);
+    options_release(&opts);
+    fuse_opt_free_args(&args);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_source),
+        cmocka_unit_test(test_bbfs_options),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_help_and_version),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
