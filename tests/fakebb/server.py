@@ -1,0 +1,1396 @@
+#!/usr/bin/python3
+"""A fake Bitbucket Cloud REST API 2.0 server, for bbfs's tests and `make demo`.
+
+It answers the read-only endpoints bbfs uses (workspaces, projects, repositories, refs,
+commits) with the shapes, pagination styles, error bodies and headers of the real API
+(see /work/shared/bitbucket-api.md), computed at request time from real git repositories
+listed in a data.json file written by fixture.py.  Nothing about refs is cached, and
+data.json is re-read whenever it changes, so a test can move a branch or add a repository
+and see it on the next request.  Fault knobs under /_fake/ let tests inject latency,
+errors, rate limiting, broken JSON, hung requests and cut connections.
+
+Usage: server.py --data DATA.json [--host H] [--port P] [--port-file F] [--log F]
+                 [--latency-ms N] [--max-pagelen N]
+
+Python 3 standard library only; run with /usr/bin/python3.
+"""
+
+import argparse
+import base64
+import binascii
+import collections
+import datetime
+import hashlib
+import html
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+# Error messages, verbatim from the real API where known (bitbucket-api.md §3.10).
+MSG_BAD_TOKEN = "Token is invalid, expired, or not supported for this endpoint."
+MSG_NO_REPO = ("You may not have access to this repository or it no longer exists in this "
+               "workspace. If you think this repository exists and you have access, make sure "
+               "you are authenticated.")
+MSG_NOT_ACCESSIBLE = "This API is not accessible by this authentication mechanism"
+MSG_NO_COMMIT = "Commit not found"
+MSG_BAD_PAGELEN = "Invalid pagelen"
+MSG_NO_WORKSPACE = "Workspace not found"    # real wording unknown
+MSG_NO_PROJECT = "Project not found"        # real wording unknown
+MSG_NO_BRANCH = "Branch not found"          # real wording unknown
+MSG_NO_TAG = "Tag not found"                # real wording unknown
+MSG_NO_RESOURCE = "Resource not found"
+RATE_LIMIT_BODY = b"Rate limit for this resource has been exceeded"
+
+DEFAULT_PAGELEN = 10
+COMMITS_PAGELEN = 30
+MAX_PAGELEN = 100
+
+# Merge strategies every branch advertises (shape of bitbucket-api.md §3.5).
+MERGE_STRATEGIES = ["merge_commit", "squash", "fast_forward"]
+
+# Top-level fields that q= and sort= may name, per collection; anything else is a 400
+# (the real API rejects unknown fields, and a typo in a client's query should fail loudly).
+REPO_FIELDS = {"slug", "name", "full_name", "uuid", "description", "language", "is_private",
+               "size", "created_on", "updated_on", "project", "mainbranch", "scm", "workspace",
+               "owner", "website", "fork_policy", "has_issues", "has_wiki", "parent", "type"}
+REF_FIELDS = {"name", "target", "type", "date", "message", "tagger"}
+PROJECT_FIELDS = {"key", "name", "uuid", "description", "is_private", "created_on",
+                  "updated_on", "type"}
+
+
+class ApiError(Exception):
+    """An API answer other than 200: status plus the standard error body."""
+
+    def __init__(self, status, message, detail=None, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.detail = detail
+        self.headers = headers or []
+
+    def body(self):
+        err = {"message": self.message}
+        if self.detail:
+            err["detail"] = self.detail
+        return {"type": "error", "error": err}
+
+
+def iso_utc(ts):
+    """Unix seconds -> ISO-8601 in UTC with an explicit +00:00, as Bitbucket writes dates."""
+    return datetime.datetime.fromtimestamp(int(ts), datetime.timezone.utc).isoformat()
+
+
+def json_bytes(obj):
+    # Compact, UTF-8 (not \\u escapes): clients must cope with real multi-byte text.
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def quote_ref(name):
+    """A ref name inside a link: slashes stay raw, as in the real API's links (§3.5, §3.6)."""
+    return quote(name, safe="/$;&=@!,:+()*'~")
+
+
+# --------------------------------------------------------------------------- git access
+
+def git_env():
+    env = dict(os.environ)
+    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C",
+                "GIT_TERMINAL_PROMPT": "0"})
+    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY"):
+        env.pop(var, None)
+    return env
+
+
+_GIT_ENV = git_env()
+HEX_RE = re.compile(r"[0-9a-fA-F]{4,40}")
+
+
+class GitRepo:
+    """Read-only queries against one git directory, one subprocess each, never cached."""
+
+    def __init__(self, git_dir):
+        # --git-dir, not -C: a missing repository must never be "found" by git's discovery
+        # in some enclosing directory (such as the bbfs checkout itself)
+        if git_dir and os.path.isdir(os.path.join(git_dir, ".git")):
+            git_dir = os.path.join(git_dir, ".git")
+        self.dir = git_dir if git_dir and os.path.isfile(os.path.join(git_dir, "HEAD")) else ""
+
+    def run(self, *args, input=None):
+        cmd = ["git", "-c", "safe.directory=*", "--git-dir=" + self.dir] + list(args)
+        try:
+            res = subprocess.run(cmd, input=input, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=_GIT_ENV, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise ApiError(500, "git failed: %s" % e)
+        return res.returncode, res.stdout
+
+    def refs(self):
+        """({branch: sha}, {tag: (objecttype, objectsha, peeled commit sha or None)})."""
+        if not os.path.isdir(self.dir):
+            return {}, {}
+        rc, out = self.run("for-each-ref",
+                           "--format=%(refname)%00%(objecttype)%00%(objectname)%00%(*objectname)"
+                           "%00%(*objecttype)", "refs/heads", "refs/tags")
+        branches, tags = {}, {}
+        if rc != 0:
+            return branches, tags
+        for line in out.decode("utf-8", "surrogateescape").splitlines():
+            refname, otype, osha, peeled, ptype = line.split("\0")
+            if refname.startswith("refs/heads/"):
+                if otype == "commit":
+                    branches[refname[11:]] = osha
+            elif refname.startswith("refs/tags/"):
+                if otype == "commit":
+                    tags[refname[10:]] = ("commit", osha, osha)
+                elif otype == "tag" and ptype == "commit":
+                    tags[refname[10:]] = ("tag", osha, peeled)
+        return branches, tags
+
+    def head_branch(self):
+        """The branch HEAD names, if it exists (None for a repository without commits)."""
+        if not os.path.isdir(self.dir):
+            return None
+        rc, out = self.run("rev-parse", "--verify", "--quiet", "--symbolic-full-name", "HEAD")
+        name = out.decode("utf-8", "surrogateescape").strip()
+        if rc == 0 and name.startswith("refs/heads/"):
+            return name[11:]
+        return None
+
+    def read_objects(self, shas):
+        """{sha: (type, bytes)} for the given object names, via one `git cat-file --batch`."""
+        shas = [s for s in dict.fromkeys(shas) if s]
+        if not shas:
+            return {}
+        rc, out = self.run("cat-file", "--batch", input=("\n".join(shas) + "\n").encode())
+        result, pos = {}, 0
+        for want in shas:
+            nl = out.index(b"\n", pos)
+            header = out[pos:nl].decode().split()
+            pos = nl + 1
+            if len(header) != 3:            # "<name> missing"
+                continue
+            size = int(header[2])
+            result[want] = (header[1], out[pos:pos + size])
+            pos += size + 1
+        return result
+
+    def resolve(self, rev, branches=None, tags=None):
+        """A commit sha for REV (branch name, tag name, full or short hash), or None.
+
+        Only exact ref names and hex hashes are accepted (not `main~2` or `a..b`), so a client
+        that builds a bad revision string gets a 404 here as it would from Bitbucket."""
+        if not rev:
+            return None
+        if branches is None:
+            branches, tags = self.refs()
+        # exact ref names first: a branch may be called "-dash" or look like a hash
+        if rev in branches:
+            return branches[rev]
+        if rev in tags:
+            return tags[rev][2]
+        if HEX_RE.fullmatch(rev) and os.path.isdir(self.dir):
+            rc, out = self.run("rev-parse", "--verify", "--quiet", rev + "^{commit}")
+            if rc == 0:
+                return out.decode().strip()
+        return None
+
+    def rev_list(self, includes, excludes, path, skip, count):
+        """Commit shas newest first in topological order (what /commits pages through)."""
+        if not os.path.isdir(self.dir):
+            return []
+        args = ["rev-list", "--topo-order", "--skip=%d" % skip, "--max-count=%d" % count]
+        args += includes if includes else ["--branches", "--tags"]
+        args += ["^" + e for e in excludes]
+        if path:
+            args += ["--", path]
+        rc, out = self.run(*args)
+        return out.decode().split() if rc == 0 else []
+
+
+def parse_person(value):
+    """'Name <email> 1700000000 +0200' -> ('Name <email>', unix seconds)."""
+    m = re.match(r"^(.*) (\d+) ([+-]\d{4})$", value)
+    if not m:
+        return value, 0
+    return m.group(1), int(m.group(2))
+
+
+def parse_commit(sha, raw):
+    """A raw git commit object -> dict(hash, parents, author, author_ts, message)."""
+    head, _, body = raw.partition(b"\n\n")
+    info = {"hash": sha, "parents": [], "author": "", "author_ts": 0, "encoding": "utf-8"}
+    for line in head.split(b"\n"):
+        if line.startswith(b" "):          # continuation of a multi-line header (gpgsig)
+            continue
+        key, _, value = line.partition(b" ")
+        if key == b"parent":
+            info["parents"].append(value.decode())
+        elif key == b"author":
+            info["author"], info["author_ts"] = parse_person(value.decode("utf-8", "replace"))
+        elif key == b"encoding":
+            info["encoding"] = value.decode("ascii", "replace")
+    try:
+        info["message"] = body.decode(info["encoding"], "replace")
+    except LookupError:
+        info["message"] = body.decode("utf-8", "replace")
+    return info
+
+
+def parse_tag(raw):
+    """A raw annotated tag object -> dict(tagger, tagger_ts, message)."""
+    head, _, body = raw.partition(b"\n\n")
+    info = {"tagger": None, "tagger_ts": None, "message": body.decode("utf-8", "replace")}
+    for line in head.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"tagger":
+            info["tagger"], info["tagger_ts"] = parse_person(value.decode("utf-8", "replace"))
+    return info
+
+
+# --------------------------------------------------------------------------- BBQL (subset)
+
+_BBQL_TOKEN = re.compile(r"""\s*(?:
+    (?P<str>"(?:[^"\\]|\\.)*")
+  | (?P<op>!=|>=|<=|!~|=|~|>|<)
+  | (?P<lp>\() | (?P<rp>\))
+  | (?P<dt>\d{4}-\d{2}-\d{2}(?:T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)
+  | (?P<num>-?\d+(?:\.\d+)?)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+)""", re.X)
+
+
+def parse_bbql(text, allowed_fields):
+    """Compile a BBQL filter into a predicate over JSON objects.
+
+    Supported: FIELD OP VALUE with OP in = != ~ !~ > >= < <=, VALUE a "string", number,
+    unquoted date, true, false or null; AND / OR (AND binds tighter) and parentheses.
+    Anything else raises ApiError(400): clients must not rely on more than this."""
+    tokens, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _BBQL_TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise ApiError(400, "Invalid query", "cannot parse q at offset %d" % pos)
+        kind = m.lastgroup
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    i = 0
+
+    def peek():
+        return tokens[i] if i < len(tokens) else (None, None)
+
+    def take():
+        nonlocal i
+        tok = peek()
+        i += 1
+        return tok
+
+    def is_word(tok, w):
+        return tok[0] == "word" and tok[1].lower() == w
+
+    def expr():
+        left = term()
+        while is_word(peek(), "or"):
+            take()
+            right = term()
+            left = (lambda a, b: lambda o: a(o) or b(o))(left, right)
+        return left
+
+    def term():
+        left = factor()
+        while is_word(peek(), "and"):
+            take()
+            right = factor()
+            left = (lambda a, b: lambda o: a(o) and b(o))(left, right)
+        return left
+
+    def factor():
+        tok = take()
+        if tok[0] == "lp":
+            inner = expr()
+            if take()[0] != "rp":
+                raise ApiError(400, "Invalid query", "missing )")
+            return inner
+        if tok[0] != "word" or tok[1].lower() in ("and", "or", "true", "false", "null"):
+            raise ApiError(400, "Invalid query", "expected a field name")
+        field = tok[1]
+        if field.split(".")[0] not in allowed_fields:
+            raise ApiError(400, "Invalid field name", "unknown field %r in q" % field)
+        op = take()
+        if op[0] != "op":
+            raise ApiError(400, "Invalid query", "expected an operator after %r" % field)
+        val = take()
+        if val[0] == "str":
+            value = json.loads(val[1])
+        elif val[0] == "num":
+            value = float(val[1]) if "." in val[1] else int(val[1])
+        elif val[0] == "dt":
+            value = val[1]
+        elif val[0] == "word" and val[1].lower() in ("true", "false", "null"):
+            value = {"true": True, "false": False, "null": None}[val[1].lower()]
+        else:
+            raise ApiError(400, "Invalid query", "expected a value after %s" % op[1])
+        return compare(field.split("."), op[1], value)
+
+    def compare(path, op, value):
+        def pred(obj):
+            got = get_path(obj, path)
+            if op == "=":
+                return got == value
+            if op == "!=":
+                return got != value
+            if op in ("~", "!~"):
+                hit = isinstance(got, str) and isinstance(value, str) and value.lower() in got.lower()
+                return hit if op == "~" else not hit
+            if got is None or value is None or isinstance(got, bool) != isinstance(value, bool):
+                return False
+            try:
+                return {">": got > value, ">=": got >= value, "<": got < value, "<=": got <= value}[op]
+            except TypeError:
+                return False
+        return pred
+
+    pred = expr()
+    if i != len(tokens):
+        raise ApiError(400, "Invalid query", "unexpected %r" % (peek()[1],))
+    return pred
+
+
+def get_path(obj, path):
+    for seg in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(seg)
+    return obj
+
+
+def natural_key(s):
+    """'1.10' after '1.2': the order Bitbucket's sort=name gives refs."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", s) if p]
+
+
+# --------------------------------------------------------------------------- fields=
+
+def apply_fields(obj, spec):
+    """Partial responses (bitbucket-api.md §2.3): include-only, -removal and +addition."""
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    includes = [s for s in items if s[0] not in "+-"]
+    plus = [s[1:] for s in items if s[0] == "+"]
+    minus = [s[1:] for s in items if s[0] == "-"]
+    if includes or "*" in minus:
+        # Include-only mode: only what is listed survives, `next` included (real behaviour).
+        obj = _select(obj, [p.split(".") for p in includes + plus])
+    for m in minus:
+        if m != "*":
+            _remove(obj, m.split("."))
+    return obj
+
+
+def _select(obj, paths):
+    if isinstance(obj, list):
+        return [_select(e, paths) for e in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out = {}
+    for key, value in obj.items():
+        rests = [p[1:] for p in paths if p and (p[0] == key or p[0] == "*")]
+        if not rests:
+            continue
+        if any(not r for r in rests) or value is None:
+            out[key] = value
+        elif isinstance(value, (dict, list)):
+            out[key] = _select(value, rests)
+    return out
+
+
+def _remove(obj, path):
+    if isinstance(obj, list):
+        for e in obj:
+            _remove(e, path)
+        return
+    if not isinstance(obj, dict) or not path:
+        return
+    keys = list(obj) if path[0] == "*" else [path[0]]
+    for key in keys:
+        if key not in obj:
+            continue
+        if len(path) == 1:
+            del obj[key]
+        else:
+            _remove(obj[key], path[1:])
+
+
+# --------------------------------------------------------------------------- data file
+
+class Store:
+    """data.json, reloaded whenever its inode, size or mtime changes."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        self.lock = threading.Lock()
+        self.key = None
+        self.data = None
+        self.get()
+        if self.data is None:
+            raise SystemExit("fakebb: cannot load %s" % self.path)
+
+    def get(self):
+        try:
+            st = os.stat(self.path)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return self.data
+        with self.lock:
+            if key != self.key:
+                try:
+                    with open(self.path, encoding="utf-8") as f:
+                        data = json.load(f)
+                    base = os.path.dirname(self.path)
+                    for ws in data.get("workspaces", {}).values():
+                        ws.setdefault("projects", {})
+                        for repo in ws.setdefault("repositories", {}).values():
+                            # relative git_dir entries are relative to data.json
+                            if repo.get("git_dir"):
+                                repo["git_dir"] = os.path.join(base, repo["git_dir"])
+                    self.data, self.key = data, key
+                except (OSError, ValueError) as e:
+                    # a half-written file: keep serving the previous version
+                    print("fakebb: cannot reload %s: %s" % (self.path, e), file=sys.stderr, flush=True)
+            return self.data
+
+
+# --------------------------------------------------------------------------- fault knobs
+
+FAULT_KNOBS = ("hang", "reset", "fail", "malformed", "wrong_shape")
+FAULT_KEYS = {
+    "fail": {"status", "count", "path_contains", "retry_after", "message"},
+    "malformed": {"count", "path_contains"},
+    "wrong_shape": {"count", "path_contains"},
+    "hang": {"count", "path_contains"},
+    "reset": {"count", "path_contains"},
+}
+
+
+class Knobs:
+    """Test-controlled behaviour. Faults are checked in FAULT_KNOBS order; the first that
+    matches a request handles it and uses up one of its `count` (negative = forever)."""
+
+    def __init__(self, latency_ms=0, max_pagelen=None):
+        self.lock = threading.Lock()
+        self.defaults = {"latency_ms": latency_ms, "max_pagelen": max_pagelen,
+                         "near_limit": False, "rate_limit": 1000}
+        self.defaults.update({k: None for k in FAULT_KNOBS})
+        self.values = dict(self.defaults)
+
+    def snapshot(self):
+        with self.lock:
+            return json.loads(json.dumps(self.values))
+
+    def reset(self):
+        with self.lock:
+            self.values = dict(self.defaults)
+            return json.loads(json.dumps(self.values))
+
+    def update(self, patch):
+        if not isinstance(patch, dict):
+            raise ValueError("knobs must be a JSON object")
+        clean = {}
+        for key, value in patch.items():
+            if key not in self.defaults:
+                raise ValueError("unknown knob %r (known: %s)" % (key, ", ".join(sorted(self.defaults))))
+            if key == "latency_ms":
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                    raise ValueError("latency_ms must be a number >= 0")
+            elif key == "max_pagelen":
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                    raise ValueError("max_pagelen must be null or an integer >= 1")
+            elif key == "rate_limit":
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError("rate_limit must be an integer")
+            elif key == "near_limit":
+                if not isinstance(value, bool):
+                    raise ValueError("near_limit must be true or false")
+            elif value is not None:
+                value = self._fault(key, value)
+            clean[key] = value
+        with self.lock:
+            self.values.update(clean)
+            return json.loads(json.dumps(self.values))
+
+    @staticmethod
+    def _fault(key, value):
+        if not isinstance(value, dict):
+            raise ValueError("%s must be null or an object" % key)
+        extra = set(value) - FAULT_KEYS[key]
+        if extra:
+            raise ValueError("%s: unknown keys %s" % (key, sorted(extra)))
+        value = dict(value)
+        value.setdefault("count", 1)
+        value.setdefault("path_contains", None)
+        if not isinstance(value["count"], int) or isinstance(value["count"], bool):
+            raise ValueError("%s.count must be an integer" % key)
+        if value["path_contains"] is not None and not isinstance(value["path_contains"], str):
+            raise ValueError("%s.path_contains must be a string" % key)
+        if key == "fail":
+            st = value.get("status")
+            if not isinstance(st, int) or not 100 <= st <= 599:
+                raise ValueError("fail.status must be an HTTP status code")
+            value.setdefault("retry_after", None)
+        return value
+
+    def take_fault(self, raw_path, decoded_path):
+        """The fault that handles this request, or None; uses up one of its count."""
+        with self.lock:
+            for key in FAULT_KNOBS:
+                spec = self.values.get(key)
+                if not spec or spec["count"] == 0:
+                    continue
+                pc = spec.get("path_contains")
+                if pc and pc not in raw_path and pc not in decoded_path:
+                    continue
+                taken = dict(spec)
+                if spec["count"] > 0:
+                    spec["count"] -= 1
+                    if spec["count"] == 0:
+                        self.values[key] = None
+                return key, taken
+        return None
+
+
+# --------------------------------------------------------------------------- responses
+
+class Response:
+    def __init__(self, status, body=b"", content_type="application/json; charset=utf-8",
+                 headers=None):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = list(headers or [])
+        self.cut = False                   # send only half the body, then close
+
+    @classmethod
+    def error(cls, err):
+        return cls(err.status, json_bytes(err.body()), headers=err.headers)
+
+
+WRONG_SHAPE = {
+    # Every field a client might read, with the wrong JSON type.
+    "type": 7, "values": "oops", "next": 12345, "pagelen": "ten", "size": "many", "page": [],
+    "hash": 42, "name": ["not", "a", "string"], "slug": {}, "key": False, "uuid": 1.5,
+    "target": "oops", "date": 0, "message": False, "parents": "oops", "author": "oops",
+    "links": "oops", "mainbranch": "main", "project": "PLAT", "description": 3,
+    "created_on": True, "updated_on": None, "is_private": "yes",
+}
+
+
+class Api:
+    """Turns one /2.0 request into a Response. Holds no per-request state itself."""
+
+    ROUTES = [
+        (r"/user", "user"),
+        (r"/workspaces", "workspaces"),
+        (r"/workspaces/(?P<ws>[^/]+)", "workspace"),
+        (r"/workspaces/(?P<ws>[^/]+)/projects/?", "projects"),
+        (r"/workspaces/(?P<ws>[^/]+)/projects/(?P<key>[^/]+)/?", "project"),
+        (r"/repositories/(?P<ws>[^/]+)/?", "repositories"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/?", "repository"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/refs/?", "refs"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/refs/branches/?", "branches"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/refs/branches/(?P<name>.+)", "branch"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/refs/tags/?", "tags"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/refs/tags/(?P<name>.+)", "tag"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/commits/?", "commits"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/commits/(?P<rev>.+)", "commits"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/commit/(?P<rev>[^/]+)/?", "commit"),
+    ]
+
+    def __init__(self, store, knobs):
+        self.store = store
+        self.knobs = knobs
+        self.routes = [(re.compile("^/2\\.0" + rx + "$"), name) for rx, name in self.ROUTES]
+
+    def handle(self, method, raw_path, query, headers, host):
+        req = Request(self, method, raw_path, query, headers, host)
+        knobs = self.knobs.snapshot()
+        rate = [("X-RateLimit-Limit", str(knobs["rate_limit"])), ("X-RateLimit-Resource", "api"),
+                ("X-RateLimit-NearLimit", "true" if knobs["near_limit"] else "false")]
+        try:
+            if method not in ("GET", "HEAD"):
+                raise ApiError(405, "Method not allowed")
+            for rx, name in self.routes:
+                m = rx.match(raw_path)
+                if m:
+                    req.authenticate()
+                    args = {k: unquote(v, errors="surrogateescape") if v is not None else None
+                            for k, v in m.groupdict().items()}
+                    obj = getattr(req, "get_" + name)(**args)
+                    break
+            else:
+                req.authenticate()
+                raise ApiError(404, MSG_NO_RESOURCE)
+            if req.param("fields"):
+                obj = apply_fields(obj, ",".join(req.params_all("fields")))
+            resp = Response(200, json_bytes(obj))
+        except ApiError as e:
+            resp = Response.error(e)
+        resp.headers += rate
+        return req, resp
+
+
+class Request:
+    """One API call: parsed query, the caller's token, and the object builders it needs."""
+
+    def __init__(self, api, method, raw_path, query, headers, host):
+        self.api = api
+        self.method = method
+        self.raw_path = raw_path
+        self.query = query
+        self.params = parse_qsl(query, keep_blank_values=True)
+        self.headers = headers
+        self.host = host
+        self.base = "http://%s/2.0" % host
+        self.data = api.store.get()
+        self.token = None
+        self.users = self.data.get("users", {})
+
+    # ---- helpers
+    def param(self, name):
+        for k, v in self.params:
+            if k == name:
+                return v
+        return None
+
+    def params_all(self, name):
+        return [v for k, v in self.params if k == name]
+
+    def authenticate(self):
+        auth = self.headers.get("Authorization", "")
+        if not token_known(self.data, auth):
+            raise ApiError(401, MSG_BAD_TOKEN)
+        self.token = self.data["tokens"][auth.strip().partition(" ")[2].strip()]
+
+    def url_with_page(self, page):
+        """`next`/`previous`: the request's own URL (Host header, raw path and other
+        parameters kept exactly as the client sent them) with page= replaced."""
+        parts = [p for p in self.query.split("&") if p and p.split("=", 1)[0] != "page"]
+        parts.append("page=%s" % page)
+        return "http://%s%s?%s" % (self.host, self.raw_path, "&".join(parts))
+
+    def pagelen(self, default):
+        raw = self.param("pagelen")
+        n = default
+        if raw is not None and raw != "":
+            if not re.fullmatch(r"\s*-?\d+\s*", raw):
+                raise ApiError(400, MSG_BAD_PAGELEN)
+            n = int(raw)
+            if n < 0 or n > MAX_PAGELEN:
+                raise ApiError(400, MSG_BAD_PAGELEN)
+            if n == 0:          # accepted by the real API; we treat it as "default"
+                n = default
+        cap = self.api.knobs.snapshot().get("max_pagelen")
+        if cap:
+            n = min(n, cap)
+        return n
+
+    def paged(self, items, with_size=True, fill=None):
+        """Page-based envelope (size/page/pagelen/next/previous/values)."""
+        pagelen = self.pagelen(DEFAULT_PAGELEN)
+        raw = self.param("page")
+        page = 1
+        if raw is not None:
+            if not re.fullmatch(r"\d+", raw) or int(raw) < 1:
+                raise ApiError(400, "Invalid page")
+            page = int(raw)
+        start = (page - 1) * pagelen
+        values = items[start:start + pagelen]
+        if fill:
+            fill(values)
+        env = {"pagelen": pagelen}
+        if with_size:
+            env["size"] = len(items)
+        env["values"] = values
+        env["page"] = page
+        if start + pagelen < len(items):
+            env["next"] = self.url_with_page(page + 1)
+        if page > 1:
+            env["previous"] = self.url_with_page(page - 1)
+        return env
+
+    def filter_sort(self, items, allowed, default_key, natural_name=False):
+        q = self.param("q")
+        if q:
+            pred = parse_bbql(q, allowed)
+            items = [o for o in items if pred(o)]
+        sort = self.param("sort")
+        if sort:
+            desc = sort.startswith("-")
+            path = sort.lstrip("-").split(".")
+            if path[0] not in allowed:
+                raise ApiError(400, "Invalid sort field", "cannot sort by %r" % sort)
+            if natural_name and path == ["name"]:
+                key = lambda o: natural_key(o.get("name") or "")
+            else:
+                key = lambda o: (get_path(o, path) is not None, _sortable(get_path(o, path)))
+            items = sorted(items, key=key, reverse=desc)
+        else:
+            items = sorted(items, key=default_key)
+        return items
+
+    # ---- lookups with access control
+    def workspace(self, ws):
+        """(slug, record) of a workspace the token may use; 404 otherwise (existence hidden)."""
+        for slug, rec in self.data.get("workspaces", {}).items():
+            if ws == slug or ws.lower() == rec.get("uuid", "").lower():
+                if slug in (self.token.get("workspaces") or []):
+                    return slug, rec
+        raise ApiError(404, MSG_NO_WORKSPACE)
+
+    def sees_project(self, key):
+        projects = self.token.get("projects")
+        return projects is None or key in projects
+
+    def repo(self, ws, slug):
+        ws_slug, wsrec = self.workspace_or_repo_404(ws)
+        for rslug, rec in wsrec["repositories"].items():
+            if slug == rslug or slug.lower() == rec.get("uuid", "").lower():
+                if self.sees_project(rec.get("project")):
+                    return ws_slug, wsrec, rslug, rec
+        raise ApiError(404, MSG_NO_REPO)
+
+    def workspace_or_repo_404(self, ws):
+        try:
+            return self.workspace(ws)
+        except ApiError:
+            raise ApiError(404, MSG_NO_REPO)
+
+    # ---- object builders
+    def ws_links(self, slug):
+        return {"avatar": {"href": "https://bitbucket.org/workspaces/%s/avatar/?ts=1700000000" % slug},
+                "html": {"href": "https://bitbucket.org/%s/" % slug},
+                "self": {"href": "%s/workspaces/%s" % (self.base, slug)}}
+
+    def ws_min(self, slug, rec):
+        return {"type": "workspace", "uuid": rec.get("uuid"), "name": rec.get("name", slug),
+                "slug": slug, "links": self.ws_links(slug)}
+
+    def project_links(self, ws, key):
+        return {"self": {"href": "%s/workspaces/%s/projects/%s" % (self.base, ws, key)},
+                "html": {"href": "https://bitbucket.org/%s/workspace/projects/%s" % (ws, key)},
+                "avatar": {"href": "https://bitbucket.org/%s/workspace/projects/%s/avatar/32?ts=1700000000" % (ws, key)}}
+
+    def project_min(self, ws, key, rec):
+        return {"type": "project", "key": key, "uuid": rec.get("uuid"),
+                "name": rec.get("name", key), "links": self.project_links(ws, key)}
+
+    def project_full(self, ws, wsrec, key, rec):
+        links = self.project_links(ws, key)
+        links["repositories"] = {"href": '%s/repositories/%s?q=project.key="%s"' % (self.base, ws, key)}
+        return {"type": "project", "workspace": self.ws_min(ws, wsrec), "key": key,
+                "uuid": rec.get("uuid"), "is_private": rec.get("is_private", True),
+                "name": rec.get("name", key), "description": rec.get("description", ""),
+                "links": links, "created_on": rec.get("created_on"),
+                "updated_on": rec.get("updated_on"), "has_publicly_visible_repos": False}
+
+    def repo_min(self, ws, slug, rec):
+        full = "%s/%s" % (ws, slug)
+        return {"type": "repository", "full_name": full, "name": rec.get("name", slug),
+                "uuid": rec.get("uuid"),
+                "links": {"self": {"href": "%s/repositories/%s" % (self.base, full)},
+                          "html": {"href": "https://bitbucket.org/%s" % full},
+                          "avatar": {"href": "https://bytebucket.org/ravatar/%s?ts=default" % quote(rec.get("uuid") or "")}}}
+
+    def repo_full(self, ws, wsrec, slug, rec, with_mainbranch=True):
+        full = "%s/%s" % (ws, slug)
+        rbase = "%s/repositories/%s" % (self.base, full)
+        proj_key = rec.get("project")
+        proj = wsrec["projects"].get(proj_key)
+        obj = {
+            "type": "repository",
+            "full_name": full,
+            "links": {
+                "self": {"href": rbase},
+                "html": {"href": "https://bitbucket.org/%s" % full},
+                "avatar": {"href": "https://bytebucket.org/ravatar/%s?ts=default" % quote(rec.get("uuid") or "")},
+                "pullrequests": {"href": rbase + "/pullrequests"},
+                "commits": {"href": rbase + "/commits"},
+                "forks": {"href": rbase + "/forks"},
+                "watchers": {"href": rbase + "/watchers"},
+                "downloads": {"href": rbase + "/downloads"},
+                "branches": {"href": rbase + "/refs/branches"},
+                "tags": {"href": rbase + "/refs/tags"},
+                "source": {"href": rbase + "/src"},
+                "hooks": {"href": rbase + "/hooks"},
+                "clone": [{"name": "https", "href": "https://x-token-auth@bitbucket.org/%s.git" % full},
+                          {"name": "ssh", "href": "git@bitbucket.org:%s.git" % full}],
+            },
+            "name": rec.get("name", slug),
+            "slug": slug,
+            "description": rec.get("description", ""),
+            "scm": "git",
+            "website": None,
+            "owner": {"display_name": wsrec.get("name", ws), "type": "team",
+                      "uuid": wsrec.get("uuid"), "username": ws, "links": self.ws_links(ws)},
+            "workspace": self.ws_min(ws, wsrec),
+            "is_private": rec.get("is_private", True),
+            "project": self.project_min(ws, proj_key, proj or {}) if proj_key else None,
+            "fork_policy": "no_public_forks",
+            "created_on": rec.get("created_on"),
+            "updated_on": rec.get("updated_on", rec.get("created_on")),
+            "size": rec.get("size", 0),
+            "language": rec.get("language", ""),
+            "uuid": rec.get("uuid"),
+            "mainbranch": None,
+            "has_issues": False,
+            "has_wiki": False,
+            "override_settings": {"default_merge_strategy": False, "branching_model": False},
+            "parent": None,
+            "enforced_signed_commits": None,
+        }
+        if with_mainbranch:
+            self.fill_mainbranch(obj, rec)
+        return obj
+
+    def fill_mainbranch(self, obj, rec):
+        name = GitRepo(rec.get("git_dir")).head_branch()
+        obj["mainbranch"] = {"type": "branch", "name": name} if name else None
+
+    def author_obj(self, raw):
+        obj = {"raw": raw, "type": "author"}
+        m = re.search(r"<([^>]*)>\s*$", raw)
+        user = self.users.get(m.group(1)) if m else None
+        if user:
+            uuid = user.get("uuid", "")
+            obj["user"] = {
+                "display_name": user.get("display_name"),
+                "links": {"self": {"href": "%s/users/%s" % (self.base, quote(uuid))},
+                          "avatar": {"href": "https://avatar-management--avatars.example/%s" % quote(uuid)},
+                          "html": {"href": "https://bitbucket.org/%s/" % quote(uuid)}},
+                "type": "user", "uuid": uuid, "account_id": user.get("account_id"),
+                "nickname": user.get("nickname")}
+        return obj
+
+    def commit_links(self, full, sha, detailed):
+        rbase = "%s/repositories/%s" % (self.base, full)
+        links = {"self": {"href": "%s/commit/%s" % (rbase, sha)},
+                 "html": {"href": "https://bitbucket.org/%s/commits/%s" % (full, sha)}}
+        if detailed:
+            links.update({
+                "diff": {"href": "%s/diff/%s" % (rbase, sha)},
+                "patch": {"href": "%s/patch/%s" % (rbase, sha)},
+                "comments": {"href": "%s/commit/%s/comments" % (rbase, sha)},
+                "approve": {"href": "%s/commit/%s/approve" % (rbase, sha)},
+                "statuses": {"href": "%s/commit/%s/statuses" % (rbase, sha)}})
+        return links
+
+    def commit_obj(self, ws, slug, rec, c, kind):
+        """kind: 'target' (inside a ref), 'list' (/commits values) or 'full' (/commit/{hash})."""
+        full = "%s/%s" % (ws, slug)
+        obj = {
+            "type": "commit",
+            "hash": c["hash"],
+            "date": iso_utc(c["author_ts"]),
+            "author": self.author_obj(c["author"]),
+            "message": c["message"],
+            "links": self.commit_links(full, c["hash"], True),
+            "parents": [{"hash": p, "type": "commit", "links": self.commit_links(full, p, False)}
+                        for p in c["parents"]],
+            "repository": self.repo_min(ws, slug, rec),
+        }
+        if kind != "target":
+            rendered = {"raw": c["message"], "markup": "markdown", "type": "rendered",
+                        "html": "<p>%s</p>" % html.escape(c["message"].strip()).replace("\n\n", "</p>\n<p>")}
+            obj["summary"] = rendered
+            obj["rendered"] = {"message": dict(rendered)}
+        if kind == "full":
+            obj["participants"] = []
+        return obj
+
+    def load_commits(self, git, shas):
+        objs = git.read_objects(shas)
+        return {s: parse_commit(s, objs[s][1]) for s in shas if s in objs and objs[s][0] == "commit"}
+
+    def branch_obj(self, ws, slug, rec, name, commit):
+        full = "%s/%s" % (ws, slug)
+        rbase = "%s/repositories/%s" % (self.base, full)
+        return {
+            "name": name,
+            "links": {"commits": {"href": "%s/commits/%s" % (rbase, quote_ref(name))},
+                      "self": {"href": "%s/refs/branches/%s" % (rbase, quote_ref(name))},
+                      "html": {"href": "https://bitbucket.org/%s/branch/%s" % (full, quote_ref(name))}},
+            "default_merge_strategy": "merge_commit",
+            "merge_strategies": list(MERGE_STRATEGIES),
+            "type": "branch",
+            "target": self.commit_obj(ws, slug, rec, commit, "target"),
+        }
+
+    def tag_obj(self, ws, slug, rec, name, commit, tag_info):
+        full = "%s/%s" % (ws, slug)
+        rbase = "%s/repositories/%s" % (self.base, full)
+        obj = {
+            "name": name,
+            "links": {"commits": {"href": "%s/commits/%s" % (rbase, quote_ref(name))},
+                      "self": {"href": "%s/refs/tags/%s" % (rbase, quote_ref(name))},
+                      "html": {"href": "https://bitbucket.org/%s/commits/tag/%s" % (full, quote_ref(name))}},
+            "type": "tag",
+            "target": self.commit_obj(ws, slug, rec, commit, "target"),
+        }
+        if tag_info:
+            # Only annotated tags have these ("if available", bitbucket-api.md §3.6).
+            if tag_info["tagger"]:
+                obj["tagger"] = self.author_obj(tag_info["tagger"])
+                obj["date"] = iso_utc(tag_info["tagger_ts"])
+            obj["message"] = tag_info["message"]
+        return obj
+
+    def all_refs(self, ws, slug, rec, kinds):
+        """Branch and/or tag objects of a repository (all of them, for q/sort)."""
+        git = GitRepo(rec.get("git_dir"))
+        branches, tags = git.refs()
+        need = []
+        if "branch" in kinds:
+            need += branches.values()
+        if "tag" in kinds:
+            need += [t[2] for t in tags.values()] + [t[1] for t in tags.values() if t[0] == "tag"]
+        objs = git.read_objects(need)
+        out = []
+        if "branch" in kinds:
+            for name, sha in branches.items():
+                if sha in objs:
+                    out.append(self.branch_obj(ws, slug, rec, name, parse_commit(sha, objs[sha][1])))
+        if "tag" in kinds:
+            for name, (otype, osha, peeled) in tags.items():
+                if peeled in objs:
+                    info = parse_tag(objs[osha][1]) if otype == "tag" and osha in objs else None
+                    out.append(self.tag_obj(ws, slug, rec, name, parse_commit(peeled, objs[peeled][1]), info))
+        return out
+
+    # ---- endpoints
+    def get_user(self):
+        raise ApiError(403, MSG_NOT_ACCESSIBLE)
+
+    def get_workspaces(self):
+        raise ApiError(403, MSG_NOT_ACCESSIBLE)
+
+    def get_workspace(self, ws):
+        slug, rec = self.workspace(ws)
+        if not self.token.get("workspace_read", True):
+            raise ApiError(403, MSG_NOT_ACCESSIBLE)
+        links = self.ws_links(slug)
+        for part in ("members", "projects", "snippets"):
+            links[part] = {"href": "%s/workspaces/%s/%s" % (self.base, slug, part)}
+        links["repositories"] = {"href": "%s/repositories/%s" % (self.base, slug)}
+        links["owners"] = {"href": '%s/workspaces/%s/members?q=permission%%3D%%22owner%%22' % (self.base, slug)}
+        return {"uuid": rec.get("uuid"), "links": links,
+                "created_on": rec.get("created_on"), "type": "workspace", "slug": slug,
+                "is_private": rec.get("is_private", True), "name": rec.get("name", slug),
+                "forking_mode": "internal_only", "is_privacy_enforced": False}
+
+    def get_projects(self, ws):
+        slug, rec = self.workspace(ws)
+        items = [self.project_full(slug, rec, key, p) for key, p in rec["projects"].items()
+                 if self.sees_project(key)]
+        items = self.filter_sort(items, PROJECT_FIELDS, lambda o: o["key"])
+        return self.paged(items)
+
+    def get_project(self, ws, key):
+        slug, rec = self.workspace(ws)
+        for k, p in rec["projects"].items():
+            if (key == k or key.lower() == p.get("uuid", "").lower()) and self.sees_project(k):
+                return self.project_full(slug, rec, k, p)
+        raise ApiError(404, MSG_NO_PROJECT)
+
+    def get_repositories(self, ws):
+        slug, rec = self.workspace(ws)
+        # mainbranch needs git; only compute it for every repository when q/sort use it
+        needs_mb = "mainbranch" in (self.param("q") or "") + (self.param("sort") or "")
+        items = [self.repo_full(slug, rec, rslug, r, with_mainbranch=needs_mb)
+                 for rslug, r in rec["repositories"].items() if self.sees_project(r.get("project"))]
+        items = self.filter_sort(items, REPO_FIELDS, lambda o: (o["created_on"] or "", o["slug"]))
+        fill = None
+        if not needs_mb:
+            repos = rec["repositories"]
+            fill = lambda values: [self.fill_mainbranch(o, repos[o["slug"]]) for o in values]
+        return self.paged(items, fill=fill)
+
+    def get_repository(self, ws, slug):
+        ws_slug, wsrec, rslug, rec = self.repo(ws, slug)
+        return self.repo_full(ws_slug, wsrec, rslug, rec)
+
+    def _refs(self, ws, slug, kinds, with_size):
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        items = self.all_refs(ws_slug, rslug, rec, kinds)
+        # default order: git's (byte-wise by name); sort=name is natural order
+        items = self.filter_sort(items, REF_FIELDS, lambda o: o["name"].encode("utf-8", "surrogateescape"),
+                                 natural_name=True)
+        return self.paged(items, with_size=with_size)
+
+    def get_refs(self, ws, slug):
+        return self._refs(ws, slug, ("branch", "tag"), True)
+
+    def get_branches(self, ws, slug):
+        return self._refs(ws, slug, ("branch",), True)
+
+    def get_tags(self, ws, slug):
+        return self._refs(ws, slug, ("tag",), False)
+
+    def get_branch(self, ws, slug, name):
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        git = GitRepo(rec.get("git_dir"))
+        branches, _tags = git.refs()
+        if name not in branches:
+            raise ApiError(404, MSG_NO_BRANCH)
+        commits = self.load_commits(git, [branches[name]])
+        return self.branch_obj(ws_slug, rslug, rec, name, commits[branches[name]])
+
+    def get_tag(self, ws, slug, name):
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        git = GitRepo(rec.get("git_dir"))
+        _branches, tags = git.refs()
+        if name not in tags:
+            raise ApiError(404, MSG_NO_TAG)
+        otype, osha, peeled = tags[name]
+        objs = git.read_objects([peeled, osha])
+        info = parse_tag(objs[osha][1]) if otype == "tag" else None
+        return self.tag_obj(ws_slug, rslug, rec, name, parse_commit(peeled, objs[peeled][1]), info)
+
+    def get_commits(self, ws, slug, rev=None):
+        """Iterator pagination: pagelen + values + an opaque `next`; no size, no page."""
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        git = GitRepo(rec.get("git_dir"))
+        branches, tags = git.refs()
+        includes = ([rev] if rev is not None else []) + self.params_all("include")
+        inc_shas = []
+        for r in includes:
+            sha = git.resolve(r, branches, tags)
+            if not sha:
+                raise ApiError(404, MSG_NO_COMMIT)
+            inc_shas.append(sha)
+        exc_shas = []
+        for r in self.params_all("exclude"):
+            sha = git.resolve(r, branches, tags)
+            if not sha:
+                raise ApiError(404, MSG_NO_COMMIT)
+            exc_shas.append(sha)
+        pagelen = self.pagelen(COMMITS_PAGELEN)
+        offset = self.cursor_offset()
+        shas = git.rev_list(inc_shas, exc_shas, self.param("path"), offset, pagelen + 1)
+        page, more = shas[:pagelen], len(shas) > pagelen
+        commits = self.load_commits(git, page)
+        env = {"values": [self.commit_obj(ws_slug, rslug, rec, commits[s], "list") for s in page],
+               "pagelen": pagelen}
+        if more:
+            env["next"] = self.url_with_page(make_cursor(offset + pagelen))
+        return env
+
+    def cursor_offset(self):
+        raw = self.param("page")
+        if raw is None:
+            return 0
+        off = read_cursor(raw)
+        if off is None:
+            raise ApiError(400, "Invalid page")
+        return off
+
+    def get_commit(self, ws, slug, rev):
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        git = GitRepo(rec.get("git_dir"))
+        sha = git.resolve(rev)
+        if not sha:
+            raise ApiError(404, MSG_NO_COMMIT)
+        commits = self.load_commits(git, [sha])
+        return self.commit_obj(ws_slug, rslug, rec, commits[sha], "full")
+
+
+def _sortable(v):
+    if isinstance(v, bool):
+        return (0, int(v), "")
+    if isinstance(v, (int, float)):
+        return (1, v, "")
+    if v is None:
+        return (2, 0, "")
+    return (3, 0, json.dumps(v, sort_keys=True) if not isinstance(v, str) else v)
+
+
+# Cursors are opaque to clients (bitbucket-api.md §2.1): base64url of a tagged offset, so a
+# client that builds `page=2` itself instead of following `next` gets a 400.
+def make_cursor(offset):
+    return base64.urlsafe_b64encode(("fakebb:%d" % offset).encode()).decode().rstrip("=")
+
+
+def read_cursor(token):
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    m = re.fullmatch(r"fakebb:(\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------- HTTP server
+
+class FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False     # idle keep-alive connections must not delay shutdown
+    allow_reuse_address = True
+
+    def __init__(self, addr, data_path, log_path=None, latency_ms=0, max_pagelen=None):
+        super().__init__(addr, Handler)
+        self.store = Store(data_path)
+        self.knobs = Knobs(latency_ms=latency_ms, max_pagelen=max_pagelen)
+        self.api = Api(self.store, self.knobs)
+        self.stopping = threading.Event()
+        self.log_lock = threading.Lock()
+        self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.recent = collections.deque(maxlen=10000)   # GET /_fake/requests
+
+    def log_request_record(self, record):
+        # Never the token or the Authorization header: only these fields are written.
+        with self.log_lock:
+            self.recent.append(record)
+            if self.log_file:
+                self.log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self.log_file.flush()
+
+    def server_close(self):
+        self.stopping.set()
+        super().server_close()
+        if self.log_file:
+            with self.log_lock:
+                self.log_file.close()
+                self.log_file = None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fakebb/1"
+    sys_version = ""
+    timeout = 120      # idle keep-alive connections are closed after this many seconds
+
+    def log_message(self, fmt, *args):
+        pass           # the JSON request log replaces http.server's stderr lines
+
+    def version_string(self):
+        return self.server_version
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_HEAD(self):
+        self.dispatch("HEAD")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
+    def read_body(self):
+        """Consume the request body so the next request on this connection parses cleanly."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True     # not supported: do not try to reuse the stream
+            return b""
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            n = 0
+        return self.rfile.read(n) if n > 0 else b""
+
+    def dispatch(self, method):
+        srv = self.server
+        body = self.read_body()
+        split = urlsplit(self.path)
+        raw_path, query = split.path, split.query
+        if raw_path == "/_fake" or raw_path.startswith("/_fake/"):
+            return self.fake_control(method, raw_path, query, body)
+        started = time.time()
+        host = self.headers.get("Host") or "%s:%d" % srv.server_address[:2]
+        decoded = unquote(raw_path, errors="replace")
+        fault = srv.knobs.take_fault(raw_path, decoded) if raw_path.startswith("/2.0/") else None
+        record = {"time": started, "method": method, "path": raw_path, "query": query,
+                  "status": None, "auth": False,
+                  "conn": "%s:%s" % self.client_address[:2]}
+        if fault:
+            record["fault"] = fault[0]
+        latency = srv.knobs.snapshot()["latency_ms"]
+        if latency and raw_path.startswith("/2.0"):
+            srv.stopping.wait(latency / 1000.0)
+        if fault and fault[0] == "hang":
+            record["auth"] = token_known(srv.store.get(), self.headers.get("Authorization", ""))
+            # Read the request, never answer; the connection dies with the server.
+            srv.log_request_record(record)
+            srv.stopping.wait()
+            self.close_connection = True
+            return
+        try:
+            req, resp = srv.api.handle(method, raw_path, query, self.headers, host)
+            record["auth"] = req.token is not None
+        except Exception:          # a bug here must not kill the connection silently
+            traceback.print_exc()
+            resp = Response(500, json_bytes({"type": "error", "error": {"message": "fakebb internal error"}}))
+        if fault:
+            resp = self.apply_fault(fault, resp)
+        elif resp.status == 200 and "ETag" not in dict(resp.headers):
+            etag = '"%s"' % hashlib.md5(resp.body).hexdigest()
+            resp.headers.append(("ETag", etag))
+            if etag_matches(self.headers.get("If-None-Match"), etag):
+                resp = Response(304, b"", content_type=None, headers=resp.headers)
+        record["status"] = resp.status
+        self.send(resp, head=(method == "HEAD"))
+        record["duration_ms"] = round((time.time() - started) * 1000, 1)
+        srv.log_request_record(record)
+
+    def apply_fault(self, fault, resp):
+        kind, spec = fault
+        if kind == "fail":
+            st = spec["status"]
+            headers = [h for h in resp.headers if h[0].lower().startswith("x-ratelimit")]
+            if spec.get("retry_after") is not None:
+                headers.append(("Retry-After", str(spec["retry_after"])))
+            if st == 429:
+                # The real 429 is plain text, not JSON (bitbucket-api.md §5.3).
+                return Response(429, RATE_LIMIT_BODY, content_type="text/plain", headers=headers)
+            msg = spec.get("message") or {500: "Internal Server Error", 502: "Bad Gateway",
+                                          503: "Service Unavailable", 504: "Gateway Timeout",
+                                          555: "Timeout"}.get(st, "Injected error")
+            return Response(st, json_bytes({"type": "error", "error": {"message": msg}}), headers=headers)
+        if kind == "malformed":
+            body = resp.body if len(resp.body) > 2 else b'{"values": [1, 2'
+            return Response(200, body[:max(1, len(body) // 2)], headers=resp.headers)
+        if kind == "wrong_shape":
+            return Response(200, json_bytes(WRONG_SHAPE), headers=resp.headers)
+        if kind == "reset":
+            resp.cut = True
+            return resp
+        return resp
+
+    def send(self, resp, head=False):
+        body = resp.body
+        self.send_response(resp.status)
+        if resp.content_type:
+            self.send_header("Content-Type", resp.content_type)
+        for k, v in resp.headers:
+            if k == "ETag" or resp.status != 304 or k.lower().startswith("x-ratelimit"):
+                self.send_header(k, v)
+        if not any(k == "ETag" for k, _ in resp.headers) and resp.status != 304:
+            self.send_header("ETag", '"%s"' % hashlib.md5(body).hexdigest())
+        if resp.status != 304:
+            # 304 has no body by definition; every other answer says how long it is.
+            self.send_header("Content-Length", str(len(body)))
+        if resp.cut:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if head or resp.status == 304:
+            return
+        if resp.cut:
+            # A connection cut mid-body: half the promised bytes, then FIN.
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.wfile.write(body)
+
+    def fake_control(self, method, raw_path, query, body):
+        """/_fake/*: test controls, no auth, not logged."""
+        srv = self.server
+        status, out = 200, None
+        try:
+            if raw_path == "/_fake/knobs" and method == "GET":
+                out = srv.knobs.snapshot()
+            elif raw_path == "/_fake/knobs" and method == "POST":
+                out = srv.knobs.update(json.loads(body.decode("utf-8") or "{}"))
+            elif raw_path == "/_fake/reset" and method == "POST":
+                out = srv.knobs.reset()
+            elif raw_path == "/_fake/requests" and method == "GET":
+                with srv.log_lock:
+                    out = list(srv.recent)
+            elif raw_path == "/_fake/requests" and method == "DELETE":
+                with srv.log_lock:
+                    srv.recent.clear()
+                out = []
+            elif raw_path == "/_fake/health" and method == "GET":
+                out = {"ok": True}
+            else:
+                status, out = 404, {"error": "unknown control endpoint %s %s" % (method, raw_path)}
+        except ValueError as e:
+            status, out = 400, {"error": str(e)}
+        self.send(Response(status, json_bytes(out)), head=(method == "HEAD"))
+
+
+def token_known(data, auth_header):
+    scheme, _, token = auth_header.strip().partition(" ")
+    return scheme.lower() == "bearer" and token.strip() in data.get("tokens", {})
+
+
+def etag_matches(header, etag):
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    for part in header.split(","):
+        part = part.strip()
+        if part.startswith("W/"):
+            part = part[2:]
+        if part == etag:
+            return True
+    return False
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Fake Bitbucket Cloud API server for bbfs tests.")
+    ap.add_argument("--data", required=True, help="data.json written by fixture.py")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    ap.add_argument("--port-file", help="write the port number here once listening")
+    ap.add_argument("--log", help="append one JSON line per /2.0 request here")
+    ap.add_argument("--latency-ms", type=float, default=0)
+    ap.add_argument("--max-pagelen", type=int, default=None, help="silently cap every page size")
+    args = ap.parse_args(argv)
+
+    srv = FakeServer((args.host, args.port), args.data, log_path=args.log,
+                     latency_ms=args.latency_ms,
+                     max_pagelen=args.max_pagelen if args.max_pagelen and args.max_pagelen > 0 else None)
+    port = srv.server_address[1]
+    if args.port_file:
+        # written atomically: a watcher never reads a half-written number
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % port)
+        os.replace(tmp, args.port_file)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    worker.start()
+    print("listening on http://%s:%d/2.0" % (args.host, port), flush=True)
+    while not stop.wait(0.1):     # short: a signal does not cut a wait short (PEP 475)
+        pass
+    srv.stopping.set()          # releases hung and sleeping handlers
+    srv.shutdown()
+    srv.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
