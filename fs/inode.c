@@ -142,6 +142,24 @@ out:
     return ino;
 }
 
+uint64_t inode_peek(struct inode_table *table, const char *path)
+{
+    if (path[0] == '\0')
+        return INODE_ROOT;
+    uint64_t hash = hash_path(path), ino = 0;
+    pthread_mutex_lock(&table->lock);
+    for (unsigned k = 0; k < INODE_PROBES && !ino; k++) {
+        struct inode *n = find_locked(table, candidate(hash, k));
+        if (n && strcmp(n->path, path) == 0)
+            ino = n->ino;
+    }
+    for (unsigned k = 0; k < INODE_PROBES && !ino; k++)
+        if (!find_locked(table, candidate(hash, k)))
+            ino = candidate(hash, k);
+    pthread_mutex_unlock(&table->lock);
+    return ino ? ino : candidate(hash, 0);
+}
+
 void inode_forget(struct inode_table *table, uint64_t ino, uint64_t n)
 {
     if (ino == INODE_ROOT)

@@ -27,6 +27,12 @@ void inode_table_free(struct inode_table *table);
  */
 uint64_t inode_ref(struct inode_table *table, const char *path);
 
+/*
+ * The number path has, or would get from inode_ref now, without taking a
+ * reference (for readdir, whose entries the kernel does not remember).
+ */
+uint64_t inode_peek(struct inode_table *table, const char *path);
+
 /* Drops n kernel references; the entry goes when none are left. */
 void inode_forget(struct inode_table *table, uint64_t ino, uint64_t n);
 

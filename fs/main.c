@@ -15,6 +15,7 @@
 #include "fs/tree.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +63,9 @@ static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *
     if (!loop)
         return -ENOMEM;
     fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd->clone_fd);
-    fuse_loop_cfg_set_idle_threads(loop, cmd->max_idle_threads);
+    /* fuse_parse_cmdline leaves an unset max_idle_threads at UINT_MAX, which the setter rejects noisily. */
+    if (cmd->max_idle_threads != UINT_MAX)
+        fuse_loop_cfg_set_idle_threads(loop, cmd->max_idle_threads);
     fuse_loop_cfg_set_max_threads(loop, cmd->max_threads);
     int rc = fuse_session_loop_mt(se, loop);
     fuse_loop_cfg_destroy(loop);

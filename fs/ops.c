@@ -25,6 +25,11 @@
 /* Hash-addressed data never changes: let the kernel keep it for a day. */
 #define IMMUTABLE_TIMEOUT 86400.0
 
+struct open_dir {
+    char *path;
+    struct tree_dir dir;
+};
+
 struct open_file {
     char *data;
     size_t len;
@@ -166,54 +171,63 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct ops_context *ctx = ctx_of(req);
-    struct tree_dir *dir = calloc(1, sizeof(*dir));
-    char *path = inode_path(ctx->inodes, ino);
+    struct open_dir *od = calloc(1, sizeof(*od));
     int rc;
 
-    if (!dir || !path) {
-        rc = path ? -ENOMEM : -ESTALE;
+    if (!od) {
+        rc = -ENOMEM;
         goto out;
     }
-    rc = tree_list(ctx->tree, path, dir);
+    od->path = inode_path(ctx->inodes, ino);
+    if (!od->path) {
+        rc = -ESTALE;
+        goto out;
+    }
+    rc = tree_list(ctx->tree, od->path, &od->dir);
     if (rc)
         goto out;
-    fi->fh = (uint64_t)(uintptr_t)dir;
-    fi->cache_readdir = 0;
-    if (fuse_reply_open(req, fi) != 0)
-        tree_dir_release(dir);
-    else
-        dir = NULL;
+    fi->fh = (uint64_t)(uintptr_t)od;
+    if (fuse_reply_open(req, fi) == 0)
+        od = NULL;
 out:
     if (rc)
         fuse_reply_err(req, -rc);
-    free(dir);
-    free(path);
+    if (od) {
+        tree_dir_release(&od->dir);
+        free(od->path);
+        free(od);
+    }
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-    struct tree_dir *dir = (struct tree_dir *)(uintptr_t)fi->fh;
+    struct ops_context *ctx = ctx_of(req);
+    const struct open_dir *od = (const struct open_dir *)(uintptr_t)fi->fh;
     char *buf = malloc(size);
     size_t used = 0;
 
-    (void)ino;
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
     /* Offsets 0 and 1 are "." and ".."; entry i has offset i + 3. */
-    for (off_t i = off; i < (off_t)dir->count + 2; i++) {
+    for (off_t i = off; i < (off_t)od->dir.count + 2; i++) {
         struct stat st;
         const char *name;
         memset(&st, 0, sizeof(st));
         if (i < 2) {
             name = i == 0 ? "." : "..";
             st.st_mode = S_IFDIR;
+            st.st_ino = ino;
         } else {
-            const struct tree_dirent *de = &dir->entries[i - 2];
+            const struct tree_dirent *de = &od->dir.entries[i - 2];
+            char *path = child_path(od->path, de->name);
             name = de->name;
             st.st_mode = de->st.mode;
+            /* readdir skips entries with inode 0, so give the number lookup will. */
+            st.st_ino = path ? inode_peek(ctx->inodes, path) : INODE_ROOT;
+            free(path);
         }
         size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, i + 1);
         if (need > size - used)
@@ -226,10 +240,11 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct tree_dir *dir = (struct tree_dir *)(uintptr_t)fi->fh;
+    struct open_dir *od = (struct open_dir *)(uintptr_t)fi->fh;
     (void)ino;
-    tree_dir_release(dir);
-    free(dir);
+    tree_dir_release(&od->dir);
+    free(od->path);
+    free(od);
     fuse_reply_err(req, 0);
 }
 
