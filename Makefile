@@ -55,6 +55,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbbfs.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libbbfs.a $(PKG_LIBS) \
 		$(shell pkg-config --libs cmocka 2>/dev/null)
 
+# test_tree links the fs/ layer against a fake api.h implementation of its own.
+FS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(FS_SRC))
+$(BUILD)/tests/test_tree: tests/unit/test_tree.c $(FS_OBJ) $(BUILD)/api/log.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \

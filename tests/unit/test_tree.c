@@ -1,0 +1,458 @@
+/*
+ * test_tree.c - the tree layer against a fake API (linked in place of api/):
+ * hostile names, nested refs, exact sizes, requests per operation.
+ *
+ * The fake implements api.h from tables below and counts calls, so each
+ * test can say how many requests an operation may cost.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "api/api.h"
+#include "fs/tree.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HASH_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define HASH_C "cccccccccccccccccccccccccccccccccccccccc"
+#define HASH_UNKNOWN "dddddddddddddddddddddddddddddddddddddddd"
+
+/* ---- the fake API ------------------------------------------------------ */
+
+static struct {
+    int list_repos, list_branches, list_tags, list_commits, get_commit, get_workspace,
+        get_project;
+    int fail_repos; /* errno the next repo listings return */
+    int workspace_error;
+} fake;
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void set_doc(struct api_doc *doc, const char *text)
+{
+    doc->text = strdup(text);
+    doc->len = strlen(text);
+}
+
+int api_is_full_hash(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!strchr("0123456789abcdef", s[n]))
+            return 0;
+    return n == API_HASH_LEN;
+}
+
+void api_doc_release(struct api_doc *doc)
+{
+    free(doc->text);
+    doc->text = NULL;
+}
+
+int api_get_workspace(struct api_client *client, const char *workspace, struct api_doc *out)
+{
+    (void)client, (void)workspace;
+    fake.get_workspace++;
+    if (fake.workspace_error)
+        return fake.workspace_error;
+    set_doc(out, "{\n  \"slug\": \"acme\"\n}\n");
+    return 0;
+}
+
+int api_get_project(struct api_client *client, const char *workspace, const char *project_key,
+                    struct api_doc *out)
+{
+    (void)client, (void)workspace, (void)project_key;
+    fake.get_project++;
+    set_doc(out, "{\n  \"key\": \"PLAT\"\n}\n");
+    return 0;
+}
+
+static const struct {
+    const char *slug;
+    const char *mainbranch;
+    const char *description;
+} repos[] = {
+    {"web", "main", "Web"},
+    {"api", "main", "The public API"},
+    {"empty", NULL, ""},
+    {"", "main", "empty slug"},
+    {".", "main", "dot"},
+    {"..", "main", "dotdot"},
+    {"a/b", "main", "slash"},
+    {"new\nline", "main", "newline"},
+    {"workspace.json", "main", "reserved"},
+};
+
+int api_list_repos(struct api_client *client, const char *workspace, const char *project_key,
+                   struct api_repo_list *out)
+{
+    (void)client, (void)workspace, (void)project_key;
+    fake.list_repos++;
+    if (fake.fail_repos)
+        return fake.fail_repos;
+    size_t n = sizeof(repos) / sizeof(repos[0]);
+    out->items = calloc(n, sizeof(*out->items));
+    out->count = n;
+    for (size_t i = 0; i < n; i++) {
+        struct api_repo *r = &out->items[i];
+        r->slug = strdup(repos[i].slug);
+        r->mainbranch = dup_or_null(repos[i].mainbranch);
+        r->description = strdup(repos[i].description);
+        r->updated_on = 1700000000 + (int64_t)i;
+        char json[128];
+        snprintf(json, sizeof(json), "{\n  \"slug\": \"%s\"\n}\n", repos[i].slug);
+        set_doc(&r->doc, json);
+    }
+    return 0;
+}
+
+void api_repo_list_release(struct api_repo_list *list)
+{
+    for (size_t i = 0; i < list->count; i++) {
+        free(list->items[i].slug);
+        free(list->items[i].mainbranch);
+        free(list->items[i].description);
+        api_doc_release(&list->items[i].doc);
+    }
+    free(list->items);
+}
+
+static const struct {
+    const char *name;
+    const char *target;
+} branches[] = {
+    {"main", HASH_A},       {"feature/x", HASH_B}, {"feature/deep/y", HASH_C},
+    {"feature-z", HASH_A},  {"a//b", HASH_A},      {"x/../y", HASH_A},
+    {"trailing/", HASH_A},  {"bad\tname", HASH_A},
+};
+
+static int fill_refs(struct api_ref_list *out, int tags)
+{
+    size_t n = tags ? 1 : sizeof(branches) / sizeof(branches[0]);
+    out->items = calloc(n, sizeof(*out->items));
+    out->count = n;
+    for (size_t i = 0; i < n; i++) {
+        out->items[i].name = strdup(tags ? "v1" : branches[i].name);
+        strcpy(out->items[i].target, tags ? HASH_B : branches[i].target);
+        out->items[i].date = 1600000000;
+    }
+    return 0;
+}
+
+int api_list_branches(struct api_client *client, const char *workspace, const char *repo,
+                      struct api_ref_list *out)
+{
+    (void)client, (void)workspace, (void)repo;
+    fake.list_branches++;
+    return fill_refs(out, 0);
+}
+
+int api_list_tags(struct api_client *client, const char *workspace, const char *repo,
+                  struct api_ref_list *out)
+{
+    (void)client, (void)workspace, (void)repo;
+    fake.list_tags++;
+    return fill_refs(out, 1);
+}
+
+void api_ref_list_release(struct api_ref_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free(list->items[i].name);
+    free(list->items);
+}
+
+int api_list_commits(struct api_client *client, const char *workspace, const char *repo,
+                     const char *revision, size_t limit, struct api_commit_list *out)
+{
+    (void)client, (void)workspace, (void)repo, (void)revision;
+    fake.list_commits++;
+    size_t n = limit < 2 ? limit : 2;
+    out->items = calloc(2, sizeof(*out->items));
+    out->count = n;
+    strcpy(out->items[0].hash, HASH_A);
+    out->items[0].date = 1650000000;
+    if (n > 1) {
+        strcpy(out->items[1].hash, HASH_B);
+        out->items[1].date = 1640000000;
+    }
+    return 0;
+}
+
+void api_commit_list_release(struct api_commit_list *list)
+{
+    free(list->items);
+}
+
+int api_get_commit(struct api_client *client, const char *workspace, const char *repo,
+                   const char *hash, struct api_commit *out)
+{
+    (void)client, (void)workspace, (void)repo;
+    fake.get_commit++;
+    if (!api_is_full_hash(hash))
+        return -EINVAL;
+    if (strcmp(hash, HASH_UNKNOWN) == 0)
+        return -ENOENT;
+    strcpy(out->hash, hash);
+    out->date = strcmp(hash, HASH_A) == 0 ? 1650000000 : 1640000000;
+    out->message = strdup("Subject line\n\nBody with ünïcödé.\n");
+    out->parent_count = strcmp(hash, HASH_A) == 0 ? 2 : 0;
+    out->parents = calloc(2, sizeof(*out->parents));
+    strcpy(out->parents[0], HASH_B);
+    strcpy(out->parents[1], HASH_C);
+    set_doc(&out->doc, "{\n  \"type\": \"commit\"\n}\n");
+    return 0;
+}
+
+void api_commit_release(struct api_commit *commit)
+{
+    free(commit->message);
+    free(commit->parents);
+    free(commit->html_url);
+    api_doc_release(&commit->doc);
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    struct tree_config cfg = {
+        .workspace = "acme", .project = "PLAT", .ttl = 60, .commit_limit = 100};
+    struct tree *tree;
+    memset(&fake, 0, sizeof(fake));
+    assert_int_equal(tree_new(&cfg, NULL, &tree), 0);
+    *state = tree;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tree_free(*state);
+    return 0;
+}
+
+static char *list_names(struct tree *tree, const char *path)
+{
+    struct tree_dir dir;
+    static char names[1024];
+    names[0] = '\0';
+    if (tree_list(tree, path, &dir) != 0)
+        return NULL;
+    for (size_t i = 0; i < dir.count; i++) {
+        strcat(names, dir.entries[i].name);
+        strcat(names, i + 1 < dir.count ? " " : "");
+    }
+    tree_dir_release(&dir);
+    return names;
+}
+
+static char *link_of(struct tree *tree, const char *path)
+{
+    static char target[256];
+    char *t = NULL;
+    if (tree_readlink(tree, path, &t) != 0)
+        return NULL;
+    snprintf(target, sizeof(target), "%s", t);
+    free(t);
+    return target;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void test_hostile_repo_names_skipped(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    assert_string_equal(list_names(tree, "acme"), "workspace.json project.json api empty web");
+    assert_int_equal(tree_stat(tree, "acme/..", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/a", &st), -ENOENT);
+    /* The reserved name is the workspace document, not the repository. */
+    char *data;
+    size_t len;
+    assert_int_equal(tree_read(tree, "acme/workspace.json", &data, &len), 0);
+    assert_memory_equal(data, "{\n  \"slug\": \"acme\"\n}\n", len);
+    free(data);
+    assert_int_equal(tree_stat(tree, "other", &st), -ENOENT);
+}
+
+static void test_listing_is_cached_and_probes_are_free(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    assert_non_null(list_names(tree, "acme"));
+    int calls = fake.list_repos;
+    assert_int_equal(tree_stat(tree, "acme/.git", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/.git", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/HEAD.lock", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/branches/nope", &st), -ENOENT);
+    assert_non_null(list_names(tree, "acme"));
+    assert_int_equal(fake.list_repos, calls);
+    assert_int_equal(fake.list_branches, 1);
+}
+
+static void test_nested_refs(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    assert_string_equal(list_names(tree, "acme/api/branches"), "feature-z feature main");
+    assert_string_equal(list_names(tree, "acme/api/branches/feature"), "deep x");
+    assert_string_equal(list_names(tree, "acme/api/branches/feature/deep"), "y");
+    assert_string_equal(link_of(tree, "acme/api/branches/main"), "../commits/" HASH_A);
+    assert_string_equal(link_of(tree, "acme/api/branches/feature/x"), "../../commits/" HASH_B);
+    assert_string_equal(link_of(tree, "acme/api/branches/feature/deep/y"),
+                        "../../../commits/" HASH_C);
+    assert_string_equal(link_of(tree, "acme/api/tags/v1"), "../commits/" HASH_B);
+    assert_string_equal(link_of(tree, "acme/api/HEAD"), "branches/main");
+    assert_int_equal(tree_stat(tree, "acme/api/branches/feature", &st), 0);
+    assert_true(S_ISDIR(st.mode));
+    assert_int_equal(tree_stat(tree, "acme/api/branches/feature/x", &st), 0);
+    assert_true(S_ISLNK(st.mode));
+    assert_int_equal(st.size, (off_t)strlen("../../commits/" HASH_B));
+    /* Hostile ref names are never reachable. */
+    assert_int_equal(tree_stat(tree, "acme/api/branches/a", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/branches/x", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/branches/trailing", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/branches/fea", &st), -ENOENT);
+}
+
+static void test_empty_repository(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    assert_string_equal(list_names(tree, "acme/empty"),
+                        "repository.json description clone-url branches tags commits");
+    assert_int_equal(tree_stat(tree, "acme/empty/HEAD", &st), -ENOENT);
+    assert_string_equal(list_names(tree, "acme/empty/commits"), "");
+}
+
+/* Every file's st_size equals the bytes read, everywhere in the tree. */
+static void check_sizes(struct tree *tree, const char *path, int depth)
+{
+    struct tree_dir dir;
+    assert_int_equal(tree_list(tree, path, &dir), 0);
+    for (size_t i = 0; i < dir.count; i++) {
+        char child[512];
+        struct tree_stat st;
+        snprintf(child, sizeof(child), "%s%s%s", path, *path ? "/" : "", dir.entries[i].name);
+        assert_int_equal(tree_stat(tree, child, &st), 0);
+        assert_int_equal(st.mode, dir.entries[i].st.mode);
+        if (S_ISREG(st.mode)) {
+            char *data;
+            size_t len;
+            assert_int_equal(tree_read(tree, child, &data, &len), 0);
+            assert_int_equal((size_t)st.size, len);
+            free(data);
+        } else if (S_ISDIR(st.mode) && depth < 6) {
+            check_sizes(tree, child, depth + 1);
+        }
+    }
+    tree_dir_release(&dir);
+}
+
+static void test_sizes_match_contents(void **state)
+{
+    check_sizes(*state, "", 0);
+}
+
+static void test_commits(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    assert_string_equal(list_names(tree, "acme/api/commits"), HASH_A " " HASH_B);
+    /* A listed commit's directory costs no request of its own. */
+    assert_int_equal(tree_stat(tree, "acme/api/commits/" HASH_A, &st), 0);
+    assert_int_equal(fake.get_commit, 0);
+    assert_int_equal(st.mtime, 1650000000);
+    assert_true(st.immutable);
+
+    assert_string_equal(list_names(tree, "acme/api/commits/" HASH_A),
+                        "commit.json message parents");
+    assert_string_equal(list_names(tree, "acme/api/commits/" HASH_A "/parents"),
+                        HASH_B " " HASH_C);
+    assert_string_equal(link_of(tree, "acme/api/commits/" HASH_A "/parents/" HASH_B),
+                        "../../" HASH_B);
+    char *data;
+    size_t len;
+    assert_int_equal(tree_read(tree, "acme/api/commits/" HASH_A "/message", &data, &len), 0);
+    assert_memory_equal(data, "Subject line\n\nBody with ünïcödé.\n", len);
+    free(data);
+    assert_int_equal(fake.get_commit, 1);
+
+    /* Unlisted but real: looked up. Invalid: no request at all. */
+    assert_int_equal(tree_stat(tree, "acme/api/commits/" HASH_C, &st), 0);
+    int calls = fake.get_commit;
+    assert_int_equal(tree_stat(tree, "acme/api/commits/xyz", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/commits/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &st),
+                     -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/commits/" HASH_A "0", &st), -ENOENT);
+    assert_int_equal(fake.get_commit, calls);
+    /* Unknown: one request, then remembered. */
+    assert_int_equal(tree_stat(tree, "acme/api/commits/" HASH_UNKNOWN, &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/commits/" HASH_UNKNOWN "/message", &st), -ENOENT);
+    assert_int_equal(fake.get_commit, calls + 1);
+    assert_int_equal(tree_stat(tree, "acme/api/commits/" HASH_A "/parents/" HASH_UNKNOWN, &st),
+                     -ENOENT);
+}
+
+static void test_errors_are_not_cached(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    fake.fail_repos = -EIO;
+    assert_int_equal(tree_stat(tree, "acme/api", &st), -EIO);
+    fake.fail_repos = 0;
+    assert_int_equal(tree_stat(tree, "acme/api", &st), 0);
+    assert_int_equal(fake.list_repos, 2);
+}
+
+static void test_unreadable_workspace_is_absent(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    fake.workspace_error = -EACCES;
+    assert_string_equal(list_names(tree, "acme"), "project.json api empty web");
+    assert_int_equal(tree_stat(tree, "acme/workspace.json", &st), -ENOENT);
+}
+
+static void test_text_files(void **state)
+{
+    struct tree *tree = *state;
+    char *data;
+    size_t len;
+    assert_int_equal(tree_read(tree, "acme/api/description", &data, &len), 0);
+    assert_memory_equal(data, "The public API\n", len);
+    free(data);
+    assert_int_equal(tree_read(tree, "acme/api/clone-url", &data, &len), 0);
+    assert_memory_equal(data, "https://x-token-auth@bitbucket.org/acme/api.git\n", len);
+    free(data);
+    assert_int_equal(tree_read(tree, "acme/api", &data, &len), -EISDIR);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hostile_repo_names_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listing_is_cached_and_probes_are_free, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_nested_refs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_repository, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sizes_match_contents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors_are_not_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_workspace_is_absent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_files, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
