@@ -156,4 +156,18 @@ int api_get_commit(struct api_client *client, const char *workspace, const char 
 /* True when s is exactly 40 lowercase hexadecimal digits. */
 int api_is_full_hash(const char *s);
 
+/*
+ * Counters for observability (.bbfs/stats); a consistent snapshot, safe to
+ * take from any thread at any time.
+ */
+struct api_stats {
+    uint64_t requests;             /* HTTP requests sent, retries included */
+    uint64_t retries;              /* of which repeats after 429/5xx/network errors */
+    uint64_t failures;             /* requests that failed for good */
+    long ratelimit_limit;          /* last X-RateLimit-Limit (requests/hour), -1 if never sent */
+    int ratelimit_near;            /* the last X-RateLimit-NearLimit said "true" */
+    uint64_t ratelimit_near_count; /* responses that said NearLimit: true */
+};
+void api_get_stats(struct api_client *client, struct api_stats *out);
+
 #endif

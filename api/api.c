@@ -1,0 +1,766 @@
+/*
+ * api.c - the Bitbucket Cloud calls of api.h, on top of http.c (requests),
+ * url.c (building them), page.c (following pagination safely) and parse.c
+ * (JSON to structs).
+ *
+ * Listings are gathered completely before anything is handed out: any
+ * failure on any page frees what was collected and returns the error, so the
+ * filesystem never sees half a directory.
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/buf.h"
+#include "api/http.h"
+#include "api/log.h"
+#include "api/page.h"
+#include "api/parse.h"
+#include "api/url.h"
+
+#define DEFAULT_BASE_URL "https://api.bitbucket.org/2.0"
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define PAGELEN_MAX 100
+
+struct api_client {
+    char *base; /* normalised, without a trailing '/' */
+    struct http_client *http;
+};
+
+/* Called for each entry of each page: 0 to go on, 1 to stop after it, or -errno. */
+typedef int (*item_fn)(json_t *item, void *ctx);
+
+int api_global_init(void)
+{
+    json_object_seed(0); /* before threads exist: jansson seeds lazily otherwise */
+    return http_global_init();
+}
+
+void api_global_cleanup(void)
+{
+    http_global_cleanup();
+}
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!errbuf || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+    log_sanitize(errbuf, errlen, errbuf);
+}
+
+void api_client_free(struct api_client *client)
+{
+    if (!client)
+        return;
+    http_client_free(client->http);
+    free(client->base);
+    free(client);
+}
+
+int api_client_new(const struct api_config *cfg, struct api_client **out, char *errbuf,
+                   size_t errlen)
+{
+    struct http_options opts;
+    struct api_client *c = NULL;
+    const char *p;
+    int rc;
+
+    if (errbuf && errlen)
+        errbuf[0] = '\0';
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!cfg || !cfg->token) {
+        set_err(errbuf, errlen, "no token given");
+        return -EINVAL;
+    }
+    for (p = cfg->token; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            set_err(errbuf, errlen, "the token contains control characters");
+            return -EINVAL;
+        }
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        set_err(errbuf, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rc = url_check_base(cfg->base_url ? cfg->base_url : DEFAULT_BASE_URL, &c->base, errbuf, errlen);
+    if (rc < 0)
+        goto out;
+    opts.token = cfg->token;
+    opts.ca_file = cfg->ca_file;
+    opts.timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
+    opts.connect_timeout_ms =
+        cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    rc = http_client_new(&opts, &c->http);
+    if (rc < 0) {
+        set_err(errbuf, errlen, "cannot set up the HTTP client: %s", strerror(-rc));
+        goto out;
+    }
+    *out = c;
+    c = NULL;
+out:
+    api_client_free(c);
+    return rc;
+}
+
+void api_get_stats(struct api_client *client, struct api_stats *out)
+{
+    struct http_stats s;
+
+    http_get_stats(client->http, &s);
+    out->requests = s.requests;
+    out->retries = s.retries;
+    out->failures = s.failures;
+    out->ratelimit_limit = s.ratelimit_limit;
+    out->ratelimit_near = s.ratelimit_near;
+    out->ratelimit_near_count = s.ratelimit_near_count;
+}
+
+/* "/repositories/{ws}/{repo}" (repo may be NULL) appended to the base URL. */
+static void url_repo(struct buf *u, struct api_client *c, const char *workspace, const char *repo)
+{
+    url_init(u, c->base);
+    url_add_segment(u, "repositories");
+    url_add_segment(u, workspace);
+    if (repo)
+        url_add_segment(u, repo);
+}
+
+/* The built URL, or NULL with *rc set (-EINVAL for a bad name, -ENOMEM). */
+static char *url_finish(struct buf *u, int *rc)
+{
+    char *url = buf_take(u, NULL);
+
+    *rc = url ? 0 : (u->err == -ENOMEM ? -ENOMEM : -EINVAL);
+    buf_release(u);
+    return url;
+}
+
+static void log_bad_json(const char *url, const char *why)
+{
+    char *shown = url_for_log(url);
+    char clean[512];
+
+    log_sanitize(clean, sizeof(clean), shown ? shown : "?");
+    log_warn("unexpected answer from %s: %s", clean, why);
+    free(shown);
+}
+
+/* GET url and parse its body as one JSON object (a new reference in *root). */
+static int get_object(struct api_client *c, const char *url, json_t **root)
+{
+    struct http_response resp;
+    json_error_t jerr;
+    int rc;
+
+    *root = NULL;
+    rc = http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, &resp);
+    if (rc < 0)
+        goto out;
+    *root = json_loadb(resp.body, resp.len, PARSE_JSON_FLAGS, &jerr);
+    if (!json_is_object(*root)) {
+        log_bad_json(url, *root ? "not a JSON object" : "not JSON");
+        json_decref(*root);
+        *root = NULL;
+        rc = -EIO;
+    }
+out:
+    http_response_release(&resp);
+    return rc;
+}
+
+static int get_doc(struct api_client *c, char *url, struct api_doc *out)
+{
+    json_t *root = NULL;
+    int rc;
+
+    rc = get_object(c, url, &root);
+    if (rc == 0)
+        rc = parse_doc(root, out);
+    json_decref(root);
+    return rc;
+}
+
+/*
+ * GET first_url and every page after it, handing each entry to fn. Stops
+ * early when fn returns 1. Any failure fails the whole walk.
+ */
+static int walk_pages(struct api_client *c, const char *first_url, item_fn fn, void *ctx)
+{
+    struct http_response resp;
+    struct page_walk walk;
+    json_t *root = NULL, *values, *item;
+    const char *next;
+    char *url = NULL;
+    size_t i;
+    int rc, stop = 0;
+
+    memset(&resp, 0, sizeof(resp));
+    rc = page_walk_init(&walk, c->base, first_url, PAGE_MAX_PAGES);
+    if (rc < 0)
+        return rc;
+    url = strdup(first_url);
+    if (!url) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    while (url) {
+        rc = http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, &resp);
+        if (rc < 0)
+            goto out;
+        rc = page_parse(url, resp.body, resp.len, &root, &values, &next);
+        http_response_release(&resp);
+        if (rc < 0)
+            goto out;
+        for (i = 0; i < json_array_size(values); i++) {
+            item = json_array_get(values, i);
+            rc = fn(item, ctx);
+            if (rc < 0)
+                goto out;
+            if (rc > 0) {
+                stop = 1;
+                break;
+            }
+        }
+        free(url);
+        url = NULL;
+        rc = stop ? 0 : page_walk_next(&walk, next, &url);
+        json_decref(root); /* next was borrowed from root: used above, dead now */
+        root = NULL;
+        if (rc < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    http_response_release(&resp);
+    free(url);
+    page_walk_release(&walk);
+    return rc;
+}
+
+/*
+ * Makes room for one more element in an array of count elements of elem
+ * bytes with *alloc allocated. Returns the (maybe moved) array, NULL when
+ * out of memory (the old array is then still valid).
+ */
+static void *grow_array(void *items, size_t *alloc, size_t count, size_t elem)
+{
+    size_t n;
+    void *grown;
+
+    if (count < *alloc)
+        return items;
+    n = *alloc ? *alloc * 2 : 16;
+    if (n > ((size_t)-1) / elem)
+        return NULL;
+    grown = realloc(items, n * elem);
+    if (grown)
+        *alloc = n;
+    return grown;
+}
+
+/* ---- workspace, project, access check ---- */
+
+int api_get_workspace(struct api_client *client, const char *workspace, struct api_doc *out)
+{
+    struct buf u;
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    url_init(&u, client->base);
+    url_add_segment(&u, "workspaces");
+    url_add_segment(&u, workspace);
+    url = url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = get_doc(client, url, out);
+    free(url);
+    return rc;
+}
+
+static char *project_url(struct api_client *c, const char *workspace, const char *key, int *rc)
+{
+    struct buf u;
+
+    url_init(&u, c->base);
+    url_add_segment(&u, "workspaces");
+    url_add_segment(&u, workspace);
+    url_add_segment(&u, "projects");
+    url_add_segment(&u, key);
+    return url_finish(&u, rc);
+}
+
+int api_get_project(struct api_client *client, const char *workspace, const char *project_key,
+                    struct api_doc *out)
+{
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    url = project_url(client, workspace, project_key, &rc);
+    if (!url)
+        return rc;
+    rc = get_doc(client, url, out);
+    free(url);
+    return rc;
+}
+
+/*
+ * 1 when a successful check answer looks like the Bitbucket API's (an
+ * object; a page with a values array for a repository listing), so that a
+ * wrong api_url fails here rather than on every later call. Silent: the
+ * caller writes the one error line.
+ */
+static int looks_like_api(const char *body, size_t len, int project)
+{
+    json_error_t jerr;
+    json_t *root;
+    int ok;
+
+    root = json_loadb(body ? body : "", len, PARSE_JSON_FLAGS, &jerr);
+    ok = json_is_object(root) && (project || json_is_array(json_object_get(root, "values")));
+    json_decref(root);
+    return ok;
+}
+
+int api_check_access(struct api_client *client, const char *workspace, const char *project_key,
+                     char *errbuf, size_t errlen)
+{
+    struct http_response resp;
+    struct buf u;
+    char *url = NULL;
+    const char *sep;
+    int rc;
+
+    memset(&resp, 0, sizeof(resp));
+    if (errbuf && errlen)
+        errbuf[0] = '\0';
+    if (!workspace || !*workspace) {
+        set_err(errbuf, errlen, "no workspace given");
+        return -EINVAL;
+    }
+    if (project_key) {
+        url = project_url(client, workspace, project_key, &rc);
+    } else {
+        url_repo(&u, client, workspace, NULL);
+        url_add_query(&u, "pagelen", "1");
+        url = url_finish(&u, &rc);
+    }
+    if (!url) {
+        if (rc == -EINVAL && project_key)
+            set_err(errbuf, errlen, "invalid workspace '%s' or project '%s'", workspace,
+                    project_key);
+        else if (rc == -EINVAL)
+            set_err(errbuf, errlen, "invalid workspace '%s'", workspace);
+        else
+            set_err(errbuf, errlen, "out of memory");
+        return rc;
+    }
+    rc = http_get(client->http, url, NULL, HTTP_MAX_JSON, HTTP_QUIET, &resp);
+    sep = resp.message[0] ? ": " : "";
+    if (rc == 0 && !looks_like_api(resp.body, resp.len, project_key != NULL)) {
+        set_err(errbuf, errlen, "unexpected answer from %s: not the Bitbucket API", client->base);
+        rc = -EIO;
+    } else if (rc == 0) {
+        /* fine */
+    } else if (resp.transport || resp.status == 0) {
+        set_err(errbuf, errlen, "cannot reach %s: %s", client->base, resp.message);
+    } else if (resp.status == 401) {
+        set_err(errbuf, errlen, "token rejected by %s (HTTP 401)%s%s", client->base, sep,
+                resp.message);
+    } else if (rc == -EACCES) {
+        set_err(errbuf, errlen, "access to workspace '%s'%s%s%s denied (HTTP %ld)%s%s", workspace,
+                project_key ? " or project '" : "", project_key ? project_key : "",
+                project_key ? "'" : "", resp.status, sep, resp.message);
+    } else if (rc == -ENOENT && project_key) {
+        set_err(errbuf, errlen, "workspace '%s' or project '%s' not found (HTTP %ld)", workspace,
+                project_key, resp.status);
+    } else if (rc == -ENOENT) {
+        set_err(errbuf, errlen, "workspace '%s' not found (HTTP %ld)", workspace, resp.status);
+    } else {
+        set_err(errbuf, errlen, "unexpected answer from %s (HTTP %ld)%s%s", client->base,
+                resp.status, sep, resp.message);
+    }
+    http_response_release(&resp);
+    free(url);
+    return rc;
+}
+
+/* ---- repositories ---- */
+
+void api_repo_list_release(struct api_repo_list *list)
+{
+    size_t i;
+
+    if (!list)
+        return;
+    for (i = 0; i < list->count; i++)
+        parse_repo_release(&list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+struct repo_acc {
+    struct api_repo_list *list;
+    size_t alloc;
+};
+
+static int add_repo(json_t *item, void *ctx)
+{
+    struct repo_acc *acc = ctx;
+    struct api_repo_list *list = acc->list;
+    struct api_repo *items;
+    int rc;
+
+    items = grow_array(list->items, &acc->alloc, list->count, sizeof(*list->items));
+    if (!items)
+        return -ENOMEM;
+    list->items = items;
+    rc = parse_repo(item, &list->items[list->count]);
+    if (rc == -EINVAL) {
+        log_once(LOG_LEVEL_WARN, "api:repo-without-slug",
+                 "ignoring a repository entry without a usable slug");
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    list->count++;
+    return 0;
+}
+
+/* Sort keys for de-duplication: entries remember where they came from. */
+struct repo_key {
+    const char *uuid;
+    size_t index;
+};
+
+static int cmp_repo_key(const void *a, const void *b)
+{
+    const struct repo_key *x = a, *y = b;
+    int c = strcmp(x->uuid, y->uuid);
+
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static int cmp_repo_slug(const void *a, const void *b)
+{
+    const struct api_repo *x = a, *y = b;
+    int c = strcmp(x->slug, y->slug);
+
+    return c ? c : strcmp(x->uuid, y->uuid);
+}
+
+/*
+ * Pages of an unstable order can repeat an entry: keep the first of each
+ * uuid, then sort by slug, and keep the first of two entries with one slug
+ * (a rename between two pages) so that names stay unique.
+ */
+static int repos_dedupe_sort(struct api_repo_list *list)
+{
+    struct repo_key *keys;
+    unsigned char *drop;
+    size_t i, n = list->count, kept;
+
+    if (n == 0)
+        return 0;
+    keys = calloc(n, sizeof(*keys));
+    drop = calloc(n, 1);
+    if (!keys || !drop) {
+        free(keys);
+        free(drop);
+        return -ENOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        keys[i].uuid = list->items[i].uuid;
+        keys[i].index = i;
+    }
+    qsort(keys, n, sizeof(*keys), cmp_repo_key);
+    for (i = 1; i < n; i++) {
+        if (keys[i].uuid[0] && strcmp(keys[i].uuid, keys[i - 1].uuid) == 0)
+            drop[keys[i].index] = 1;
+    }
+    for (i = 0, kept = 0; i < n; i++) {
+        if (drop[i])
+            parse_repo_release(&list->items[i]);
+        else
+            list->items[kept++] = list->items[i];
+    }
+    free(keys);
+    free(drop);
+    qsort(list->items, kept, sizeof(*list->items), cmp_repo_slug);
+    n = kept;
+    for (i = 1, kept = n ? 1 : 0; i < n; i++) {
+        if (strcmp(list->items[i].slug, list->items[kept - 1].slug) == 0) {
+            log_once(LOG_LEVEL_WARN, "api:repo-duplicate-slug",
+                     "duplicate repository slug with another uuid; keeping the first");
+            parse_repo_release(&list->items[i]);
+        } else {
+            list->items[kept++] = list->items[i];
+        }
+    }
+    list->count = kept;
+    return 0;
+}
+
+int api_list_repos(struct api_client *client, const char *workspace, const char *project_key,
+                   struct api_repo_list *out)
+{
+    struct repo_acc acc = {.list = out};
+    struct buf u, qb;
+    char *url, *q = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    url_repo(&u, client, workspace, NULL);
+    url_add_query(&u, "pagelen", "100");
+    url_add_query(&u, "sort", "slug");
+    if (project_key) {
+        /* BBQL string literal: a key never holds '"' or '\', refuse one that does */
+        if (strpbrk(project_key, "\"\\")) {
+            buf_release(&u);
+            return -EINVAL;
+        }
+        buf_init(&qb, 4096);
+        buf_appends(&qb, "project.key=\"");
+        buf_appends(&qb, project_key);
+        buf_appends(&qb, "\"");
+        q = buf_take(&qb, NULL);
+        if (!q) {
+            buf_release(&u);
+            return qb.err == -ENOMEM ? -ENOMEM : -EINVAL;
+        }
+        url_add_query(&u, "q", q);
+        free(q);
+    }
+    url = url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = walk_pages(client, url, add_repo, &acc);
+    if (rc == 0)
+        rc = repos_dedupe_sort(out);
+    if (rc < 0)
+        api_repo_list_release(out);
+    free(url);
+    return rc;
+}
+
+/* ---- branches and tags ---- */
+
+void api_ref_list_release(struct api_ref_list *list)
+{
+    size_t i;
+
+    if (!list)
+        return;
+    for (i = 0; i < list->count; i++)
+        parse_ref_release(&list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+struct ref_acc {
+    struct api_ref_list *list;
+    size_t alloc;
+};
+
+static int add_ref(json_t *item, void *ctx)
+{
+    struct ref_acc *acc = ctx;
+    struct api_ref_list *list = acc->list;
+    struct api_ref *items;
+    int rc;
+
+    items = grow_array(list->items, &acc->alloc, list->count, sizeof(*list->items));
+    if (!items)
+        return -ENOMEM;
+    list->items = items;
+    rc = parse_ref(item, &list->items[list->count]);
+    if (rc == -EINVAL) {
+        log_once(LOG_LEVEL_WARN, "api:ref-without-hash",
+                 "ignoring a branch or tag without a name or a full commit hash");
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    list->count++;
+    return 0;
+}
+
+static int cmp_ref_name(const void *a, const void *b)
+{
+    const struct api_ref *x = a, *y = b;
+
+    return strcmp(x->name, y->name);
+}
+
+static int list_refs(struct api_client *c, const char *workspace, const char *repo,
+                     const char *kind, struct api_ref_list *out)
+{
+    struct ref_acc acc = {.list = out};
+    struct buf u;
+    size_t i, kept;
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    url_repo(&u, c, workspace, repo);
+    url_add_segment(&u, "refs");
+    url_add_segment(&u, kind);
+    url_add_query(&u, "pagelen", "100");
+    url_add_query(&u, "sort", "name");
+    /* include-only mode: next must be named or the pagination link is dropped */
+    url_add_query(&u, "fields", "next,values.name,values.target.hash,values.target.date");
+    url = url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = walk_pages(c, url, add_ref, &acc);
+    free(url);
+    if (rc < 0) {
+        api_ref_list_release(out);
+        return rc;
+    }
+    /* The API sorts "naturally" (1.10 after 1.9); callers get plain byte order, no repeats. */
+    if (out->count > 1)
+        qsort(out->items, out->count, sizeof(*out->items), cmp_ref_name);
+    for (i = 1, kept = out->count ? 1 : 0; i < out->count; i++) {
+        if (strcmp(out->items[i].name, out->items[kept - 1].name) == 0)
+            parse_ref_release(&out->items[i]);
+        else
+            out->items[kept++] = out->items[i];
+    }
+    out->count = kept;
+    return 0;
+}
+
+int api_list_branches(struct api_client *client, const char *workspace, const char *repo,
+                      struct api_ref_list *out)
+{
+    return list_refs(client, workspace, repo, "branches", out);
+}
+
+int api_list_tags(struct api_client *client, const char *workspace, const char *repo,
+                  struct api_ref_list *out)
+{
+    return list_refs(client, workspace, repo, "tags", out);
+}
+
+/* ---- commits ---- */
+
+void api_commit_list_release(struct api_commit_list *list)
+{
+    if (!list)
+        return;
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+struct commit_acc {
+    struct api_commit_list *list;
+    size_t alloc;
+    size_t limit;
+};
+
+static int add_commit(json_t *item, void *ctx)
+{
+    struct commit_acc *acc = ctx;
+    struct api_commit_list *list = acc->list;
+    struct api_commit_summary *items;
+
+    items = grow_array(list->items, &acc->alloc, list->count, sizeof(*list->items));
+    if (!items)
+        return -ENOMEM;
+    list->items = items;
+    if (parse_commit_summary(item, &list->items[list->count]) < 0) {
+        log_once(LOG_LEVEL_WARN, "api:commit-without-hash",
+                 "ignoring a commit entry without a full hash");
+        return 0;
+    }
+    list->count++;
+    return list->count >= acc->limit ? 1 : 0;
+}
+
+int api_list_commits(struct api_client *client, const char *workspace, const char *repo,
+                     const char *revision, size_t limit, struct api_commit_list *out)
+{
+    struct commit_acc acc = {.list = out, .limit = limit};
+    char pagelen[24];
+    struct buf u;
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!revision || !*revision)
+        return -EINVAL;
+    if (limit == 0)
+        return 0;
+    snprintf(pagelen, sizeof(pagelen), "%zu", limit < PAGELEN_MAX ? limit : (size_t)PAGELEN_MAX);
+    url_repo(&u, client, workspace, repo);
+    url_add_segment(&u, "commits");
+    url_add_path(&u, revision); /* feature/x stays feature/x: the API takes it so */
+    url_add_query(&u, "pagelen", pagelen);
+    url_add_query(&u, "fields", "next,values.hash,values.date");
+    url = url_finish(&u, &rc);
+    if (!url) {
+        api_commit_list_release(out);
+        return rc;
+    }
+    rc = walk_pages(client, url, add_commit, &acc);
+    free(url);
+    if (rc < 0)
+        api_commit_list_release(out);
+    return rc;
+}
+
+int api_get_commit(struct api_client *client, const char *workspace, const char *repo,
+                   const char *hash, struct api_commit *out)
+{
+    json_t *root = NULL;
+    struct buf u;
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!api_is_full_hash(hash))
+        return -EINVAL;
+    url_repo(&u, client, workspace, repo);
+    url_add_segment(&u, "commit");
+    url_add_segment(&u, hash);
+    url = url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = get_object(client, url, &root);
+    if (rc < 0)
+        goto out;
+    rc = parse_commit(root, out);
+    if (rc == -EINVAL || (rc == 0 && strcmp(out->hash, hash) != 0)) {
+        log_bad_json(url, "not the commit asked for");
+        api_commit_release(out);
+        rc = -EIO;
+    }
+out:
+    json_decref(root);
+    free(url);
+    return rc;
+}

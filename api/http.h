@@ -1,0 +1,91 @@
+/*
+ * http.h - authenticated GET requests with retries, on libcurl (internal to api/).
+ *
+ * One http_client per api_client. It owns a copy of the token and a curl
+ * share handle (connections, DNS, TLS sessions) guarded by one mutex per
+ * kind of shared data, so connections are reused across requests and
+ * threads. Each http_get() uses an easy handle of its own for all its
+ * attempts and cleans it up on return, so no easy handle is ever seen by two
+ * threads. The token goes only through CURLOPT_XOAUTH2_BEARER, which curl
+ * does not send to another host or port on a redirect.
+ *
+ * Retry policy: 429, 500, 502, 503, 504, 555 and transport failures
+ * (refused, reset, timed out, partial or empty reply) are retried, at most
+ * HTTP_MAX_ATTEMPTS attempts in all, sleeping Retry-After when the server
+ * sent one, otherwise a full-jitter exponential backoff (uniform in
+ * [0, min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS * 2^n)]). Everything,
+ * sleeps included, fits in the client's timeout_ms: a retry that could not
+ * finish before the deadline is not started.
+ */
+#ifndef BBFS_API_HTTP_H
+#define BBFS_API_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_MAX_ATTEMPTS 5
+#define HTTP_BACKOFF_BASE_MS 100
+#define HTTP_BACKOFF_CAP_MS 2000
+/* Cap on a JSON response body (after decompression). */
+#define HTTP_MAX_JSON ((size_t)64 << 20)
+
+struct http_client;
+
+struct http_options {
+    const char *token; /* copied; wiped on free; "" sends no Authorization at all */
+    const char *ca_file;
+    long timeout_ms; /* per http_get(), retries and sleeps included */
+    long connect_timeout_ms;
+};
+
+struct http_stats {
+    uint64_t requests;             /* attempts sent, retries included */
+    uint64_t retries;              /* attempts that were repeats */
+    uint64_t failures;             /* http_get() calls that ended in an error */
+    long ratelimit_limit;          /* last X-RateLimit-Limit seen, -1 when never */
+    int ratelimit_near;            /* last X-RateLimit-NearLimit was "true" */
+    uint64_t ratelimit_near_count; /* responses that said NearLimit: true */
+};
+
+/* Flags for http_get(). */
+enum {
+    HTTP_QUIET = 1 << 0, /* the caller reports failures itself: log at debug level only */
+};
+
+struct http_response {
+    long status; /* final HTTP status, 0 when no response arrived */
+    char *body;  /* NUL-terminated, owned; NULL after a transport failure */
+    size_t len;
+    char *etag;        /* the ETag header verbatim, or NULL */
+    int transport;     /* 1 when the failure was no HTTP answer at all */
+    char message[256]; /* on failure: one sanitised line (API message or curl's), else "" */
+};
+
+int http_global_init(void);
+void http_global_cleanup(void);
+
+/* 0, -EINVAL (token NULL or with control characters), -ENOMEM. */
+int http_client_new(const struct http_options *opts, struct http_client **out);
+void http_client_free(struct http_client *c);
+
+/*
+ * GET url. etag (or NULL) is sent as If-None-Match. Returns 0 for a 2xx
+ * answer, and for 304 when etag was given (status tells which); otherwise
+ * the errno of http_status_errno() for the final status, -EIO for a
+ * transport failure or a body over max_body, -ENOMEM. resp is filled in
+ * either way and must be released with http_response_release().
+ */
+int http_get(struct http_client *c, const char *url, const char *etag, size_t max_body,
+             unsigned flags, struct http_response *resp);
+void http_response_release(struct http_response *resp);
+
+void http_get_stats(struct http_client *c, struct http_stats *out);
+
+/* The one status -> errno table: 0 for 2xx, -EACCES, -ENOENT, -EIO. */
+int http_status_errno(long status);
+/* 1 for the statuses worth repeating (429, 500, 502, 503, 504, 555). */
+int http_status_retryable(long status);
+/* The sleep before retry number attempt+1 (attempt counts from 0), given a random value. */
+long http_backoff_ms(unsigned attempt, uint64_t random);
+
+#endif
