@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,7 +171,9 @@ int main(int argc, char *argv[])
     if (!cmd.foreground)
         log_use_syslog(1);
 
-    ret = run_session(se, &cmd) == 0 ? 0 : 1;
+    /* libfuse 3.14 returns the number of the signal that ended the loop. */
+    int loop_rc = run_session(se, &cmd);
+    ret = loop_rc == 0 || loop_rc == SIGTERM || loop_rc == SIGINT || loop_rc == SIGHUP ? 0 : 1;
 
     fuse_session_unmount(se);
 err_out9:

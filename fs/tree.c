@@ -149,6 +149,33 @@ static void ref_index_free(void *value)
     free(index);
 }
 
+static size_t ref_lower_bound(const struct ref_index *index, const char *key);
+
+/*
+ * Git forbids refs "a" and "a/b" side by side, but the API's names are not to
+ * be trusted: where both come, "a" is a directory and the ref "a" is skipped.
+ */
+static int drop_shadowed_refs(struct ref_index *index, const char *what)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < index->count; i++) {
+        const struct api_ref *ref = index->exposed[i];
+        char *dir;
+        if (asprintf(&dir, "%s/", ref->name) < 0)
+            return -ENOMEM;
+        size_t at = ref_lower_bound(index, dir);
+        int shadowed =
+            at < index->count && strncmp(index->exposed[at]->name, dir, strlen(dir)) == 0;
+        free(dir);
+        if (shadowed)
+            log_skipped_name(what, ref->name);
+        else
+            index->exposed[kept++] = ref;
+    }
+    index->count = kept;
+    return 0;
+}
+
 static int fetch_refs(void *arg, void **value)
 {
     struct fetch_args *fa = arg;
@@ -181,6 +208,7 @@ static int fetch_refs(void *arg, void **value)
         index->exposed[index->count++] = ref;
     }
     qsort(index->exposed, index->count, sizeof(*index->exposed), compare_ref_names);
+    rc = drop_shadowed_refs(index, fa->kind == REF_BRANCHES ? "branch" : "tag");
 out:
     if (rc) {
         ref_index_free(index);
@@ -435,16 +463,17 @@ static const struct api_commit *node_commit(const struct node *n)
 
 static int resolve_refs(struct tree *tree, struct node *n)
 {
-    int rc = get_refs(tree, n->repo->slug, n->ref_kind, &n->refs_ref);
-    if (rc)
-        return rc;
-    const struct ref_index *index = cache_ref_value(n->refs_ref);
     n->ref_prefix = names_join(n->parts, 3, n->nparts);
     if (!n->ref_prefix)
         return -ENOMEM;
     n->kind = NODE_REFS;
+    /* branches/ and tags/ themselves exist without asking for their contents. */
     if (n->nparts == 3)
         return 0;
+    int rc = get_refs(tree, n->repo->slug, n->ref_kind, &n->refs_ref);
+    if (rc)
+        return rc;
+    const struct ref_index *index = cache_ref_value(n->refs_ref);
 
     size_t at = ref_lower_bound(index, n->ref_prefix);
     if (at < index->count && strcmp(index->exposed[at]->name, n->ref_prefix) == 0) {
@@ -845,22 +874,22 @@ static int add_child(struct tree *tree, struct listing *l, const char *dirpath, 
 
 static int list_workspace(struct tree *tree, struct node *n, struct listing *l, const char *path)
 {
-    int rc;
-    struct cache_ref *doc;
-    /* The documents are optional: a token may not read them. */
-    if (get_doc(tree, WORKSPACE_JSON, &doc) == 0) {
-        cache_ref_put(doc);
-        if ((rc = add_child(tree, l, path, WORKSPACE_JSON)))
-            return rc;
-    }
-    if (tree->project && get_doc(tree, PROJECT_JSON, &doc) == 0) {
-        cache_ref_put(doc);
-        if ((rc = add_child(tree, l, path, PROJECT_JSON)))
-            return rc;
-    }
-    rc = get_repos(tree, &n->repos_ref);
+    /* The repositories first: when the API is down, one timeout, not three. */
+    int rc = get_repos(tree, &n->repos_ref);
     if (rc)
         return rc;
+    /* The documents are optional: a token may not read them. */
+    static const char *const docs[] = {WORKSPACE_JSON, PROJECT_JSON};
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        struct cache_ref *doc;
+        if (docs[i] == PROJECT_JSON && !tree->project)
+            continue;
+        if (get_doc(tree, docs[i], &doc) != 0)
+            continue;
+        cache_ref_put(doc);
+        if ((rc = add_child(tree, l, path, docs[i])))
+            return rc;
+    }
     const struct repo_index *index = cache_ref_value(n->repos_ref);
     for (size_t i = 0; i < index->count; i++) {
         const struct api_repo *repo = index->exposed[i];
@@ -871,8 +900,13 @@ static int list_workspace(struct tree *tree, struct node *n, struct listing *l, 
     return 0;
 }
 
-static int list_refs(struct node *n, struct listing *l)
+static int list_refs(struct tree *tree, struct node *n, struct listing *l)
 {
+    if (!n->refs_ref) {
+        int rc = get_refs(tree, n->repo->slug, n->ref_kind, &n->refs_ref);
+        if (rc)
+            return rc;
+    }
     const struct ref_index *index = cache_ref_value(n->refs_ref);
     size_t plen = strlen(n->ref_prefix);
     size_t at = 0;
@@ -926,6 +960,8 @@ static int list_commits(struct tree *tree, struct node *n, struct listing *l)
         return 0;
     struct cache_ref *list_ref;
     int rc = get_commit_list(tree, n->repo, &list_ref);
+    if (rc == -ENOENT)
+        return 0; /* the main branch is gone: nothing to list */
     if (rc)
         return rc;
     const struct api_commit_list *list = cache_ref_value(list_ref);
@@ -956,7 +992,7 @@ static int list_node(struct tree *tree, struct node *n, struct listing *l, const
             rc = add_child(tree, l, path, repo_children[i]);
         return rc;
     case NODE_REFS:
-        return list_refs(n, l);
+        return list_refs(tree, n, l);
     case NODE_COMMITS:
         return list_commits(tree, n, l);
     case NODE_COMMIT:

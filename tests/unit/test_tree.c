@@ -134,6 +134,7 @@ static const struct {
     const char *target;
 } branches[] = {
     {"main", HASH_A},       {"feature/x", HASH_B}, {"feature/deep/y", HASH_C},
+    {"feature", HASH_C}, /* shadowed by the directory feature/ */
     {"feature-z", HASH_A},  {"a//b", HASH_A},      {"x/../y", HASH_A},
     {"trailing/", HASH_A},  {"bad\tname", HASH_A},
 };
