@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +31,24 @@ struct open_dir {
     struct tree_dir dir;
 };
 
+/*
+ * Counted, because the kernel may send RELEASE as soon as it has taken the
+ * bytes of the last READ reply, while the replying thread is still inside
+ * fuse_reply_buf (and a sanitizer still reading the buffer it wrote).
+ */
 struct open_file {
+    atomic_uint refs;
     char *data;
     size_t len;
 };
+
+static void open_file_put(struct open_file *of)
+{
+    if (atomic_fetch_sub(&of->refs, 1) != 1)
+        return;
+    free(of->data);
+    free(of);
+}
 
 static struct ops_context *ctx_of(fuse_req_t req)
 {
@@ -269,6 +284,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         rc = -ENOMEM;
         goto out;
     }
+    atomic_init(&of->refs, 1);
     rc = tree_stat(ctx->tree, path, &ts);
     if (rc == 0)
         rc = tree_read(ctx->tree, path, &of->data, &of->len);
@@ -290,22 +306,22 @@ out:
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
-    const struct open_file *of = (const struct open_file *)(uintptr_t)fi->fh;
+    struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
     (void)ino;
+    atomic_fetch_add(&of->refs, 1);
     if (off < 0 || (size_t)off >= of->len) {
         fuse_reply_buf(req, NULL, 0);
-        return;
+    } else {
+        size_t n = of->len - (size_t)off;
+        fuse_reply_buf(req, of->data + off, n < size ? n : size);
     }
-    size_t n = of->len - (size_t)off;
-    fuse_reply_buf(req, of->data + off, n < size ? n : size);
+    open_file_put(of);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
     (void)ino;
-    free(of->data);
-    free(of);
+    open_file_put((struct open_file *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 

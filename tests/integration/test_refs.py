@@ -1,0 +1,95 @@
+"""
+branches/, tags/ and HEAD: one symlink per ref into commits/, names with
+slashes as nested directories, HEAD naming the main branch, compared with
+what git itself says about the demo repositories.
+"""
+
+import time
+
+from conftest import cat, errno_of, git_message, lines, ls, out, stat_fmt
+
+
+def link_target(name, sha):
+    return "../" * (name.count("/") + 1) + "commits/" + sha
+
+
+def symlinks_under(path):
+    """{relative path: target} of every symlink below path (find -printf)."""
+    res = {}
+    for ln in lines(["find", path, "-type", "l", "-printf", "%P\\t%l\\n"]):
+        rel, target = ln.split("\t", 1)
+        res[rel] = target
+    return res
+
+
+def test_branches_are_links_into_commits(mount, demo, server):
+    for slug in server.repo_slugs(project="PLAT"):
+        expected = {n: link_target(n, h) for n, h in demo.branches(slug).items()}
+        assert symlinks_under(mount.ws / slug / "branches") == expected, slug
+
+
+def test_tags_are_links_into_commits(mount, demo, server):
+    for slug in server.repo_slugs(project="PLAT"):
+        expected = {n: link_target(n, h) for n, h in demo.tags(slug).items()}
+        assert symlinks_under(mount.ws / slug / "tags") == expected, slug
+    assert len(demo.tags("api")) >= 2
+
+
+def test_nested_branch_names_are_directories(mount, demo):
+    branches = demo.branches("api")
+    assert "feature/x" in branches and "feature/deep/y" in branches
+    b = mount.ws / "api" / "branches"
+    assert stat_fmt(b / "feature", "%F %a") == "directory 555"
+    assert stat_fmt(b / "feature" / "deep", "%F") == "directory"
+    assert "feature" in ls(b)
+    assert "x" in ls(b / "feature")
+    assert out(["readlink", b / "feature" / "x"]).strip() == link_target("feature/x",
+                                                                         branches["feature/x"])
+    assert out(["readlink", b / "feature" / "deep" / "y"]).strip() == \
+        link_target("feature/deep/y", branches["feature/deep/y"])
+    # ls -l shows the links as links
+    long = lines(["ls", "-l", b])
+    assert any(ln.startswith("l") and " main -> ../commits/" in ln for ln in long), long
+    assert any(ln.startswith("d") and ln.endswith(" feature") for ln in long), long
+
+
+def test_links_resolve_to_the_commit(mount, demo):
+    gd = demo.git_dir("api")
+    for name, sha in demo.branches("api").items():
+        assert cat(mount.ws / "api" / "branches" / name / "message") == git_message(gd, sha), name
+    for name, sha in demo.tags("api").items():
+        assert cat(mount.ws / "api" / "tags" / name / "message") == git_message(gd, sha), name
+
+
+def test_head_names_the_main_branch(mount, demo, server):
+    for slug in server.repo_slugs(project="PLAT"):
+        obj = server.get_json(f"repositories/acme/{slug}")
+        if not obj.get("mainbranch"):
+            continue
+        main = obj["mainbranch"]["name"]
+        assert main == demo.head_branch(slug), slug
+        assert out(["readlink", mount.ws / slug / "HEAD"]).strip() == f"branches/{main}", slug
+    assert out(["readlink", mount.ws / "tools" / "HEAD"]).strip() == "branches/trunk"
+    assert out(["readlink", mount.ws / "api" / "HEAD"]).strip() == "branches/main"
+    head_commit = demo.branches("tools")["trunk"]
+    assert cat(mount.ws / "tools" / "HEAD" / "message") == \
+        git_message(demo.git_dir("tools"), head_commit)
+
+
+def test_empty_repository_has_no_head(mount):
+    e = mount.ws / "empty"
+    assert "HEAD" not in ls(e)
+    assert errno_of("lstat", e / "HEAD") == "ENOENT"
+    assert ls(e / "branches") == []
+    assert ls(e / "commits") == []
+    assert {"repository.json", "description"} <= set(ls(e))
+
+
+def test_new_branch_visible_after_ttl(mount_factory, fresh_server, fresh_demo):
+    m = mount_factory(fresh_server, options=["ttl=1"])
+    b = m.ws / "api" / "branches"
+    assert "brand-new" not in ls(b)
+    tip = fresh_demo.branches("api")["feature/x"]
+    fresh_demo.git("api", "branch", "brand-new", tip)
+    time.sleep(1.5)
+    assert out(["readlink", b / "brand-new"]).strip() == link_target("brand-new", tip)

@@ -1,0 +1,170 @@
+"""
+The workspace directory: which repositories are listed (project filter,
+whole workspace, pagination), workspace.json / project.json, the files of a
+repository, exact sizes and times, and what the listing costs in requests.
+"""
+
+import json
+import math
+import time
+
+from conftest import (cat, describe, errno_of, is_repo_list, iso_to_epoch, lines, ls, out, run,
+                      stat_fmt)
+
+
+def repo_names(mount):
+    return sorted(n for n in ls(mount.ws) if not n.endswith(".json"))
+
+
+def test_project_lists_exactly_its_repositories(mount, server):
+    expected = server.repo_slugs(project="PLAT")
+    everything = server.repo_slugs()
+    assert set(expected) < set(everything), "demo data should have repos outside PLAT"
+    assert repo_names(mount) == expected
+    for other in set(everything) - set(expected):
+        assert errno_of("lstat", mount.ws / other) == "ENOENT", other
+
+
+def test_whole_workspace_lists_every_repository(mount_factory, server):
+    m = mount_factory(server, target="acme")
+    expected = server.repo_slugs()
+    assert "infra" in expected
+    assert repo_names(m) == expected
+    names = ls(m.ws)
+    assert "workspace.json" in names
+    assert "project.json" not in names
+    assert errno_of("stat", m.ws / "project.json") == "ENOENT"
+
+
+def test_pagination_follows_every_page(mount, server):
+    expected = server.repo_slugs(project="PLAT")
+    server.knobs(max_pagelen=2)
+    mark = server.log.mark()
+    assert repo_names(mount) == expected
+    pages = [e for e in server.log.since(mark) if is_repo_list(e)]
+    assert len(pages) == math.ceil(len(expected) / 2), describe(pages)
+
+
+def test_pagination_whole_workspace(mount_factory, server):
+    expected = server.repo_slugs()
+    m = mount_factory(server, target="acme")
+    server.knobs(max_pagelen=2)
+    mark = server.log.mark()
+    assert repo_names(m) == expected
+    pages = [e for e in server.log.since(mark) if is_repo_list(e)]
+    assert len(pages) == math.ceil(len(expected) / 2), describe(pages)
+
+
+def test_ls_l_costs_no_request_per_entry(mount, server):
+    slugs = server.repo_slugs(project="PLAT")
+    mark = server.log.mark()
+    listing = lines(["ls", "-l", "--time-style=+%s", mount.ws])
+    assert len(listing) >= len(slugs)
+    reqs = server.log.since(mark)
+    per_repo = [e for e in reqs if any(f"/repositories/acme/{s}" in e["path"] for s in slugs)]
+    assert per_repo == [], describe(per_repo)
+    # the listing pages, plus at most workspace.json and project.json
+    assert len([e for e in reqs if not is_repo_list(e)]) <= 2, describe(reqs)
+
+
+def test_second_listing_within_ttl_costs_nothing(mount, server):
+    first = ls(mount.ws)
+    mark = server.log.mark()
+    assert ls(mount.ws) == first
+    run(["ls", "-l", mount.ws], check=True)
+    run(["ls", "-l", mount.ws / "api"], check=True)
+    reqs = server.log.since(mark)
+    assert reqs == [] or all(not is_repo_list(e) for e in reqs), describe(reqs)
+    mark = server.log.mark()
+    run(["ls", "-l", mount.ws], check=True)
+    run(["ls", "-l", mount.ws / "api"], check=True)
+    assert server.log.since(mark) == [], describe(server.log.since(mark))
+
+
+def test_sizes_are_exact_before_reading(mount, server):
+    files = [mount.ws / "workspace.json", mount.ws / "project.json"]
+    for slug in server.repo_slugs(project="PLAT"):
+        files += [mount.ws / slug / f for f in ("repository.json", "description", "clone-url")]
+    for f in files:
+        size = int(stat_fmt(f, "%s"))
+        assert size == len(cat(f)), f
+        assert int(out(f"cat '{f}' | wc -c").strip()) == size, f
+
+
+def test_repository_json_is_the_api_object(mount, server):
+    for slug in server.repo_slugs(project="PLAT"):
+        text = cat(mount.ws / slug / "repository.json").decode()
+        assert text.endswith("}\n"), slug
+        assert "\n  \"" in text, f"{slug}: not pretty-printed with a 2-space indent"
+        assert json.loads(text) == server.get_json(f"repositories/acme/{slug}"), slug
+
+
+def test_description_and_clone_url(mount, server):
+    for slug in server.repo_slugs(project="PLAT"):
+        obj = server.get_json(f"repositories/acme/{slug}")
+        desc = obj.get("description") or ""
+        assert cat(mount.ws / slug / "description").decode() == desc + "\n", slug
+        url = cat(mount.ws / slug / "clone-url").decode().rstrip("\n")
+        assert url == f"https://x-token-auth@bitbucket.org/acme/{slug}.git", slug
+
+
+def test_repository_mtime_is_updated_on(mount, server):
+    for slug in server.repo_slugs(project="PLAT"):
+        obj = server.get_json(f"repositories/acme/{slug}")
+        assert int(stat_fmt(mount.ws / slug, "%Y")) == iso_to_epoch(obj["updated_on"]), slug
+
+
+def test_workspace_and_project_json(mount, server):
+    ws = json.loads(cat(mount.ws / "workspace.json"))
+    assert ws == server.get_json("workspaces/acme")
+    pj = json.loads(cat(mount.ws / "project.json"))
+    assert pj == server.get_json("workspaces/acme/projects/PLAT")
+    assert {"workspace.json", "project.json"} <= set(ls(mount.ws))
+
+
+def test_workspace_json_absent_without_permission(mount_factory, server):
+    status, _ = server.get("workspaces/acme", token="pat-token")
+    assert status in (401, 403, 404)
+    m = mount_factory(server, token="pat-token")
+    names = ls(m.ws)
+    assert "workspace.json" not in names
+    assert errno_of("stat", m.ws / "workspace.json") == "ENOENT"
+    assert "project.json" in names
+    assert json.loads(cat(m.ws / "project.json")) == \
+        server.get_json("workspaces/acme/projects/PLAT", token="pat-token")
+    assert repo_names(m) == server.repo_slugs(project="PLAT", token="pat-token")
+
+
+def test_grep_language_costs_no_request_after_listing(mount, server):
+    expected = sorted(
+        str(mount.ws / r["slug"] / "repository.json")
+        for r in server.get_all("repositories/acme", params={"q": 'project.key="PLAT"'})
+        if r.get("language") == "c")
+    assert expected, "demo data should hold a C repository"
+    ls(mount.ws)
+    mark = server.log.mark()
+    r = run(f"grep -l '\"language\": \"c\"' '{mount.ws}'/*/repository.json")
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.split()) == expected
+    reqs = server.log.since(mark)
+    assert reqs == [], describe(reqs)
+
+
+def test_unknown_names_are_enoent(mount):
+    assert errno_of("stat", mount.path / "nope") == "ENOENT"
+    assert errno_of("stat", mount.ws / "nope") == "ENOENT"
+    assert errno_of("stat", mount.ws / "api" / "nope") == "ENOENT"
+    assert errno_of("stat", mount.ws / "api" / "branches" / "nope") == "ENOENT"
+    assert errno_of("stat", mount.ws / "api" / "tags" / "nope") == "ENOENT"
+
+
+def test_new_repository_appears_after_ttl(mount_factory, fresh_server, fresh_demo):
+    m = mount_factory(fresh_server, options=["ttl=1"])
+    before = repo_names(m)
+    data = fresh_demo.data()
+    repos = data["workspaces"]["acme"]["repositories"]
+    repos["newrepo"] = dict(repos["web"], uuid="{6b0b6c1e-0000-4000-8000-000000000001}")
+    fresh_demo.save(data)
+    assert "newrepo" in fresh_server.repo_slugs(project="PLAT"), "fake server did not reload"
+    time.sleep(1.5)
+    assert repo_names(m) == sorted(before + ["newrepo"])
