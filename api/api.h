@@ -78,9 +78,9 @@ struct api_repo {
     char *slug;
     char *uuid;
     char *full_name;
-    char *description; /* "" when absent */
-    char *mainbranch;  /* NULL for an empty repository */
-    char *html_url;    /* links.html.href, or NULL */
+    char *description;  /* "" when absent */
+    char *mainbranch;   /* NULL for an empty repository */
+    char *html_url;     /* links.html.href, or NULL */
     int64_t created_on; /* seconds since the epoch, 0 when absent */
     int64_t updated_on;
     struct api_doc doc; /* the repository object as the API sent it */
@@ -102,9 +102,9 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
                    struct api_repo_list *out);
 
 struct api_ref {
-    char *name;                      /* may contain '/' (feature/x) */
-    char target[API_HASH_LEN + 1];   /* full commit hash */
-    int64_t date;                    /* the target commit's date */
+    char *name;                    /* may contain '/' (feature/x) */
+    char target[API_HASH_LEN + 1]; /* full commit hash */
+    int64_t date;                  /* the target commit's date */
 };
 
 struct api_ref_list {

@@ -47,8 +47,8 @@ static int check_mountpoint(const char *mountpoint)
 static int add_mount_options(struct fuse_args *args, const struct options *opts)
 {
     char fsname[256];
-    snprintf(fsname, sizeof(fsname), "-ofsname=%s%s%s", opts->workspace,
-             opts->project ? "/" : "", opts->project ? opts->project : "");
+    snprintf(fsname, sizeof(fsname), "-ofsname=%s%s%s", opts->workspace, opts->project ? "/" : "",
+             opts->project ? opts->project : "");
     if (fuse_opt_add_arg(args, "-oro") != 0 ||
         fuse_opt_add_arg(args, "-odefault_permissions") != 0 ||
         fuse_opt_add_arg(args, "-osubtype=bbfs") != 0 || fuse_opt_add_arg(args, fsname) != 0)
@@ -64,7 +64,7 @@ static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *
     if (!loop)
         return -ENOMEM;
     fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd->clone_fd);
-    /* fuse_parse_cmdline leaves an unset max_idle_threads at UINT_MAX, which the setter rejects noisily. */
+    /* An unset max_idle_threads is UINT_MAX, which the setter rejects noisily. */
     if (cmd->max_idle_threads != UINT_MAX)
         fuse_loop_cfg_set_idle_threads(loop, cmd->max_idle_threads);
     fuse_loop_cfg_set_max_threads(loop, cmd->max_threads);

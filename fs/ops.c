@@ -106,8 +106,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == -ENOENT) {
         /* A negative entry: the kernel answers repeats (.git probes) itself. */
         struct tree_stat parent_st;
-        e.entry_timeout = tree_stat(ctx->tree, dir, &parent_st) == 0 ? timeout_for(ctx, &parent_st)
-                                                                     : ctx->ttl;
+        e.entry_timeout =
+            tree_stat(ctx->tree, dir, &parent_st) == 0 ? timeout_for(ctx, &parent_st) : ctx->ttl;
         fuse_reply_entry(req, &e);
         rc = 0;
         goto out;

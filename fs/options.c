@@ -15,7 +15,9 @@ enum {
     KEY_TOKEN,
 };
 
+/* clang-format off */
 #define OPTION(t, p) {t, offsetof(struct options, p), 1}
+/* clang-format on */
 
 static const struct fuse_opt option_spec[] = {
     OPTION("api_url=%s", api_url),
@@ -103,8 +105,8 @@ static int split_source(struct options *opts, const char *source, char *err, siz
         return -ENOMEM;
     if (!is_plain_identifier(opts->workspace) || (slash && !opts->project) ||
         (opts->project && !is_plain_identifier(opts->project))) {
-        snprintf(err, errlen,
-                 "invalid source '%s': expected WORKSPACE or WORKSPACE/PROJECT_KEY", source);
+        snprintf(err, errlen, "invalid source '%s': expected WORKSPACE or WORKSPACE/PROJECT_KEY",
+                 source);
         return -EINVAL;
     }
     return 0;
@@ -177,27 +179,28 @@ void options_release(struct options *opts)
 
 void options_print_help(const char *progname)
 {
-    printf("usage: %s [options] WORKSPACE[/PROJECT_KEY] MOUNTPOINT\n"
-           "\n"
-           "Mounts a Bitbucket Cloud workspace (or one project of it) read-only.\n"
-           "The token comes from token_file=, $BITBUCKET_TOKEN, or a prompt.\n"
-           "\n"
-           "bbfs options:\n"
-           "    -o api_url=URL         API base (https://api.bitbucket.org/2.0)\n"
-           "    -o token_file=PATH     file holding the token (must not be group/world readable)\n"
-           "    -o cache_dir=PATH      persistent cache ($XDG_CACHE_HOME/bbfs)\n"
-           "    -o ttl=SECONDS         trust listings and refs this long (60)\n"
-           "    -o commit_limit=N      commits listed in commits/ (100)\n"
-           "    -o timeout=SECONDS     give up on a request after this long, retries included (30)\n"
-           "    -o ca_file=PATH        CA bundle for TLS verification\n"
-           "    -o offline             never touch the network\n"
-           "    -h, --help             this help\n"
-           "    -V, --version          the version\n"
-           "\n"
-           "FUSE options:\n"
-           "    -f                     stay in the foreground\n"
-           "    -d, -o debug           debug output (implies -f)\n"
-           "    -s                     single-threaded\n"
-           "    -o allow_other         let other users see the mount\n",
-           progname);
+    printf(
+        "usage: %s [options] WORKSPACE[/PROJECT_KEY] MOUNTPOINT\n"
+        "\n"
+        "Mounts a Bitbucket Cloud workspace (or one project of it) read-only.\n"
+        "The token comes from token_file=, $BITBUCKET_TOKEN, or a prompt.\n"
+        "\n"
+        "bbfs options:\n"
+        "    -o api_url=URL         API base (https://api.bitbucket.org/2.0)\n"
+        "    -o token_file=PATH     file holding the token (must not be group/world readable)\n"
+        "    -o cache_dir=PATH      persistent cache ($XDG_CACHE_HOME/bbfs)\n"
+        "    -o ttl=SECONDS         trust listings and refs this long (60)\n"
+        "    -o commit_limit=N      commits listed in commits/ (100)\n"
+        "    -o timeout=SECONDS     give up on a request after this long, retries included (30)\n"
+        "    -o ca_file=PATH        CA bundle for TLS verification\n"
+        "    -o offline             never touch the network\n"
+        "    -h, --help             this help\n"
+        "    -V, --version          the version\n"
+        "\n"
+        "FUSE options:\n"
+        "    -f                     stay in the foreground\n"
+        "    -d, -o debug           debug output (implies -f)\n"
+        "    -s                     single-threaded\n"
+        "    -o allow_other         let other users see the mount\n",
+        progname);
 }

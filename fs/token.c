@@ -60,9 +60,8 @@ static int read_token_file(const char *path, char *buf, char *err, size_t errlen
         goto out;
     }
     if (st.st_mode & (S_IRGRP | S_IROTH)) {
-        snprintf(err, errlen,
-                 "token file '%s' is readable by group or others; run: chmod 600 '%s'", path,
-                 path);
+        snprintf(err, errlen, "token file '%s' is readable by group or others; run: chmod 600 '%s'",
+                 path, path);
         rc = -EPERM;
         goto out;
     }

@@ -322,8 +322,7 @@ static int get_repos(struct tree *tree, struct cache_ref **ref)
     return cache_get(tree->cache, "repos", tree->ttl, fetch_repos, repo_index_free, &fa, ref);
 }
 
-static int get_refs(struct tree *tree, const char *repo, enum ref_kind kind,
-                    struct cache_ref **ref)
+static int get_refs(struct tree *tree, const char *repo, enum ref_kind kind, struct cache_ref **ref)
 {
     char key[300];
     snprintf(key, sizeof(key), "%s/%s", kind == REF_BRANCHES ? "branches" : "tags", repo);
@@ -391,8 +390,7 @@ static int ref_has_prefix(const struct api_ref *ref, const char *prefix, size_t 
     return strncmp(ref->name, prefix, len) == 0;
 }
 
-static int is_listed_commit(const struct api_commit_list *list, const char *hash,
-                            time_t *date)
+static int is_listed_commit(const struct api_commit_list *list, const char *hash, time_t *date)
 {
     for (size_t i = 0; i < list->count; i++)
         if (strcmp(list->items[i].hash, hash) == 0) {
@@ -595,8 +593,8 @@ static int resolve(struct tree *tree, const char *path, struct node *n)
     }
 
     const char *name = n->parts[1];
-    if (n->nparts == 2 && (strcmp(name, WORKSPACE_JSON) == 0 ||
-                           (tree->project && strcmp(name, PROJECT_JSON) == 0))) {
+    if (n->nparts == 2 &&
+        (strcmp(name, WORKSPACE_JSON) == 0 || (tree->project && strcmp(name, PROJECT_JSON) == 0))) {
         n->kind = NODE_DOC;
         return get_doc(tree, name, &n->doc_ref);
     }
@@ -924,7 +922,8 @@ static int list_refs(struct tree *tree, struct node *n, struct listing *l)
     }
     for (; at < index->count; at++) {
         const struct api_ref *ref = index->exposed[at];
-        if (plen && (strncmp(ref->name, n->ref_prefix, plen - 1) != 0 || ref->name[plen - 1] != '/'))
+        if (plen &&
+            (strncmp(ref->name, n->ref_prefix, plen - 1) != 0 || ref->name[plen - 1] != '/'))
             break;
         const char *rest = ref->name + plen;
         const char *slash = strchr(rest, '/');
@@ -976,9 +975,8 @@ static int list_commits(struct tree *tree, struct node *n, struct listing *l)
 
 static int list_node(struct tree *tree, struct node *n, struct listing *l, const char *path)
 {
-    static const char *const repo_children[] = {"repository.json", "description", "clone-url",
-                                                "HEAD",            "branches",    "tags",
-                                                "commits"};
+    static const char *const repo_children[] = {
+        "repository.json", "description", "clone-url", "HEAD", "branches", "tags", "commits"};
     static const char *const commit_children[] = {"commit.json", "message", "parents"};
     int rc = 0;
 

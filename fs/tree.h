@@ -23,7 +23,7 @@ struct tree_config {
     const char *project; /* NULL: the whole workspace */
     time_t ttl;          /* seconds mutable data is trusted */
     size_t commit_limit;
-    int offline;         /* never touch the network */
+    int offline; /* never touch the network */
 };
 
 struct tree_stat {

@@ -19,9 +19,9 @@
 struct source {
     pthread_mutex_t lock;
     int calls;
-    int result;    /* what the next fetch returns */
-    int value;     /* the value a successful fetch produces */
-    int delay_ms;  /* how long a fetch takes */
+    int result;   /* what the next fetch returns */
+    int value;    /* the value a successful fetch produces */
+    int delay_ms; /* how long a fetch takes */
 };
 
 static int fetch_int(void *arg, void **value)

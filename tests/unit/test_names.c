@@ -19,9 +19,9 @@ static void test_valid_names(void **state)
         const char *name;
         int valid;
     } cases[] = {
-        {"api", 1},        {"with space", 1}, {"ünïcödé", 1},   {"-dash", 1},   {".dotfile", 1},
-        {"...", 1},        {"", 0},           {".", 0},         {"..", 0},      {"a/b", 0},
-        {"/", 0},          {"new\nline", 0},  {"tab\there", 0}, {"del\x7f", 0}, {"esc\x1b[31m", 0},
+        {"api", 1}, {"with space", 1}, {"ünïcödé", 1},   {"-dash", 1},   {".dotfile", 1},
+        {"...", 1}, {"", 0},           {".", 0},         {"..", 0},      {"a/b", 0},
+        {"/", 0},   {"new\nline", 0},  {"tab\there", 0}, {"del\x7f", 0}, {"esc\x1b[31m", 0},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -41,9 +41,8 @@ static void test_ref_names(void **state)
         const char *ref;
         int valid;
     } cases[] = {
-        {"main", 1},   {"feature/x", 1}, {"feature/deep/y", 1}, {"v1.0", 1}, {"", 0},
-        {"/x", 0},     {"x/", 0},        {"a//b", 0},           {"a/../b", 0}, {"a/./b", 0},
-        {"..", 0},     {"a/b\n", 0},
+        {"main", 1}, {"feature/x", 1}, {"feature/deep/y", 1}, {"v1.0", 1},  {"", 0},   {"/x", 0},
+        {"x/", 0},   {"a//b", 0},      {"a/../b", 0},         {"a/./b", 0}, {"..", 0}, {"a/b\n", 0},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -13,7 +13,8 @@
 #include <errno.h>
 #include <string.h>
 
-static int parse(int argc, const char *const *argv, struct options *opts, struct fuse_args *args, char *err)
+static int parse(int argc, const char *const *argv, struct options *opts, struct fuse_args *args,
+                 char *err)
 {
     struct fuse_args init = FUSE_ARGS_INIT(argc, (char **)argv);
     *args = init;
@@ -61,11 +62,16 @@ static void test_defaults_and_source(void **state)
 
 static void test_bbfs_options(void **state)
 {
-    const char *argv[] = {"bbfs",  "-f", "-o",
-                    "api_url=http://127.0.0.1:9/2.0,ttl=5,commit_limit=7,offline,_netdev,"
-                    "allow_other",
-                    "-o",    "token_file=/t,cache_dir=/c,ca_file=/ca.pem,timeout=3",
-                    "acme",  "/mnt/bb", NULL};
+    const char *argv[] = {"bbfs",
+                          "-f",
+                          "-o",
+                          "api_url=http://127.0.0.1:9/2.0,ttl=5,commit_limit=7,offline,_netdev,"
+                          "allow_other",
+                          "-o",
+                          "token_file=/t,cache_dir=/c,ca_file=/ca.pem,timeout=3",
+                          "acme",
+                          "/mnt/bb",
+                          NULL};
     struct options opts;
     struct fuse_args args;
     char err[256] = "";

@@ -28,8 +28,7 @@
 /* ---- the fake API ------------------------------------------------------ */
 
 static struct {
-    int list_repos, list_branches, list_tags, list_commits, get_commit, get_workspace,
-        get_project;
+    int list_repos, list_branches, list_tags, list_commits, get_commit, get_workspace, get_project;
     int fail_repos; /* errno the next repo listings return */
     int workspace_error;
 } fake;
@@ -133,10 +132,10 @@ static const struct {
     const char *name;
     const char *target;
 } branches[] = {
-    {"main", HASH_A},       {"feature/x", HASH_B}, {"feature/deep/y", HASH_C},
+    {"main", HASH_A},      {"feature/x", HASH_B}, {"feature/deep/y", HASH_C},
     {"feature", HASH_C}, /* shadowed by the directory feature/ */
-    {"feature-z", HASH_A},  {"a//b", HASH_A},      {"x/../y", HASH_A},
-    {"trailing/", HASH_A},  {"bad\tname", HASH_A},
+    {"feature-z", HASH_A}, {"a//b", HASH_A},      {"x/../y", HASH_A},
+    {"trailing/", HASH_A}, {"bad\tname", HASH_A},
 };
 
 static int fill_refs(struct api_ref_list *out, int tags)
@@ -380,8 +379,7 @@ static void test_commits(void **state)
 
     assert_string_equal(list_names(tree, "acme/api/commits/" HASH_A),
                         "commit.json message parents");
-    assert_string_equal(list_names(tree, "acme/api/commits/" HASH_A "/parents"),
-                        HASH_B " " HASH_C);
+    assert_string_equal(list_names(tree, "acme/api/commits/" HASH_A "/parents"), HASH_B " " HASH_C);
     assert_string_equal(link_of(tree, "acme/api/commits/" HASH_A "/parents/" HASH_B),
                         "../../" HASH_B);
     char *data;
@@ -395,8 +393,8 @@ static void test_commits(void **state)
     assert_int_equal(tree_stat(tree, "acme/api/commits/" HASH_C, &st), 0);
     int calls = fake.get_commit;
     assert_int_equal(tree_stat(tree, "acme/api/commits/xyz", &st), -ENOENT);
-    assert_int_equal(tree_stat(tree, "acme/api/commits/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &st),
-                     -ENOENT);
+    assert_int_equal(
+        tree_stat(tree, "acme/api/commits/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &st), -ENOENT);
     assert_int_equal(tree_stat(tree, "acme/api/commits/" HASH_A "0", &st), -ENOENT);
     assert_int_equal(fake.get_commit, calls);
     /* Unknown: one request, then remembered. */
