@@ -474,17 +474,19 @@ class Store:
 
 FAULT_KNOBS = ("hang", "reset", "fail", "malformed", "wrong_shape")
 FAULT_KEYS = {
-    "fail": {"status", "count", "path_contains", "retry_after", "message"},
-    "malformed": {"count", "path_contains"},
-    "wrong_shape": {"count", "path_contains"},
-    "hang": {"count", "path_contains"},
-    "reset": {"count", "path_contains"},
+    "fail": {"status", "count", "skip", "path_contains", "retry_after", "message"},
+    "malformed": {"count", "skip", "path_contains"},
+    "wrong_shape": {"count", "skip", "path_contains"},
+    "hang": {"count", "skip", "path_contains"},
+    "reset": {"count", "skip", "path_contains"},
 }
 
 
 class Knobs:
     """Test-controlled behaviour. Faults are checked in FAULT_KNOBS order; the first that
-    matches a request handles it and uses up one of its `count` (negative = forever)."""
+    matches a request handles it and uses up one of its `count` (negative = forever).
+    A fault with `skip: N` lets the first N matching requests through untouched (so a
+    test can break page 2 of a listing whose pages all share one path)."""
 
     def __init__(self, latency_ms=0, max_pagelen=None):
         self.lock = threading.Lock()
@@ -537,9 +539,12 @@ class Knobs:
             raise ValueError("%s: unknown keys %s" % (key, sorted(extra)))
         value = dict(value)
         value.setdefault("count", 1)
+        value.setdefault("skip", 0)
         value.setdefault("path_contains", None)
         if not isinstance(value["count"], int) or isinstance(value["count"], bool):
             raise ValueError("%s.count must be an integer" % key)
+        if not isinstance(value["skip"], int) or isinstance(value["skip"], bool) or value["skip"] < 0:
+            raise ValueError("%s.skip must be an integer >= 0" % key)
         if value["path_contains"] is not None and not isinstance(value["path_contains"], str):
             raise ValueError("%s.path_contains must be a string" % key)
         if key == "fail":
@@ -558,6 +563,9 @@ class Knobs:
                     continue
                 pc = spec.get("path_contains")
                 if pc and pc not in raw_path and pc not in decoded_path:
+                    continue
+                if spec["skip"] > 0:
+                    spec["skip"] -= 1
                     continue
                 taken = dict(spec)
                 if spec["count"] > 0:
