@@ -1,8 +1,8 @@
 # bbfs - build, test and demo.
 #
 #   make            build build/bbfs
-#   make check      install missing packages, build, run unit and integration tests
-#   make asan       the same tests against an ASan+UBSan build
+#   make check      install missing packages, build, run unit and integration tests,
+#                   then all of them again against an ASan+UBSan build (make asan)
 #   make demo       start the fake Bitbucket server with demo data and mount it
 #   make deps       only install missing Debian packages (quiet when none is missing)
 
@@ -90,6 +90,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) asan
 
 asan: deps
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
