@@ -89,6 +89,7 @@ check: deps
 	$(MAKE) layering
 	$(MAKE) all
 	$(MAKE) unit
+	$(PYTHON) -m pytest -q tests/fakebb
 	$(MAKE) integration
 	$(MAKE) asan
 
