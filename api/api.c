@@ -46,21 +46,6 @@ void api_global_cleanup(void)
     http_global_cleanup();
 }
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errbuf || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-    log_sanitize(errbuf, errlen, errbuf);
-}
-
 void api_client_free(struct api_client *client)
 {
     if (!client)
@@ -84,18 +69,18 @@ int api_client_new(const struct api_config *cfg, struct api_client **out, char *
         return -EINVAL;
     *out = NULL;
     if (!cfg || !cfg->token) {
-        set_err(errbuf, errlen, "no token given");
+        log_format_line(errbuf, errlen, "no token given");
         return -EINVAL;
     }
     for (p = cfg->token; *p; p++) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            set_err(errbuf, errlen, "the token contains control characters");
+            log_format_line(errbuf, errlen, "the token contains control characters");
             return -EINVAL;
         }
     }
     c = calloc(1, sizeof(*c));
     if (!c) {
-        set_err(errbuf, errlen, "out of memory");
+        log_format_line(errbuf, errlen, "out of memory");
         return -ENOMEM;
     }
     rc = url_check_base(cfg->base_url ? cfg->base_url : DEFAULT_BASE_URL, &c->base, errbuf, errlen);
@@ -108,7 +93,7 @@ int api_client_new(const struct api_config *cfg, struct api_client **out, char *
         cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     rc = http_client_new(&opts, &c->http);
     if (rc < 0) {
-        set_err(errbuf, errlen, "cannot set up the HTTP client: %s", strerror(-rc));
+        log_format_line(errbuf, errlen, "cannot set up the HTTP client: %s", strerror(-rc));
         goto out;
     }
     *out = c;
@@ -353,7 +338,7 @@ int api_check_access(struct api_client *client, const char *workspace, const cha
     if (errbuf && errlen)
         errbuf[0] = '\0';
     if (!workspace || !*workspace) {
-        set_err(errbuf, errlen, "no workspace given");
+        log_format_line(errbuf, errlen, "no workspace given");
         return -EINVAL;
     }
     if (project_key) {
@@ -365,38 +350,41 @@ int api_check_access(struct api_client *client, const char *workspace, const cha
     }
     if (!url) {
         if (rc == -EINVAL && project_key)
-            set_err(errbuf, errlen, "invalid workspace '%s' or project '%s'", workspace,
-                    project_key);
+            log_format_line(errbuf, errlen, "invalid workspace '%s' or project '%s'", workspace,
+                            project_key);
         else if (rc == -EINVAL)
-            set_err(errbuf, errlen, "invalid workspace '%s'", workspace);
+            log_format_line(errbuf, errlen, "invalid workspace '%s'", workspace);
         else
-            set_err(errbuf, errlen, "out of memory");
+            log_format_line(errbuf, errlen, "out of memory");
         return rc;
     }
     rc = http_get(client->http, url, NULL, HTTP_MAX_JSON, HTTP_QUIET, &resp);
     sep = resp.message[0] ? ": " : "";
     if (rc == 0 && !looks_like_api(resp.body, resp.len, project_key != NULL)) {
-        set_err(errbuf, errlen, "unexpected answer from %s: not the Bitbucket API", client->base);
+        log_format_line(errbuf, errlen, "unexpected answer from %s: not the Bitbucket API",
+                        client->base);
         rc = -EIO;
     } else if (rc == 0) {
         /* fine */
     } else if (resp.transport || resp.status == 0) {
-        set_err(errbuf, errlen, "cannot reach %s: %s", client->base, resp.message);
+        log_format_line(errbuf, errlen, "cannot reach %s: %s", client->base, resp.message);
     } else if (resp.status == 401) {
-        set_err(errbuf, errlen, "token rejected by %s (HTTP 401)%s%s", client->base, sep,
-                resp.message);
+        log_format_line(errbuf, errlen, "token rejected by %s (HTTP 401)%s%s", client->base, sep,
+                        resp.message);
     } else if (rc == -EACCES) {
-        set_err(errbuf, errlen, "access to workspace '%s'%s%s%s denied (HTTP %ld)%s%s", workspace,
-                project_key ? " or project '" : "", project_key ? project_key : "",
-                project_key ? "'" : "", resp.status, sep, resp.message);
+        log_format_line(errbuf, errlen, "access to workspace '%s'%s%s%s denied (HTTP %ld)%s%s",
+                        workspace, project_key ? " or project '" : "",
+                        project_key ? project_key : "", project_key ? "'" : "", resp.status, sep,
+                        resp.message);
     } else if (rc == -ENOENT && project_key) {
-        set_err(errbuf, errlen, "workspace '%s' or project '%s' not found (HTTP %ld)", workspace,
-                project_key, resp.status);
+        log_format_line(errbuf, errlen, "workspace '%s' or project '%s' not found (HTTP %ld)",
+                        workspace, project_key, resp.status);
     } else if (rc == -ENOENT) {
-        set_err(errbuf, errlen, "workspace '%s' not found (HTTP %ld)", workspace, resp.status);
+        log_format_line(errbuf, errlen, "workspace '%s' not found (HTTP %ld)", workspace,
+                        resp.status);
     } else {
-        set_err(errbuf, errlen, "unexpected answer from %s (HTTP %ld)%s%s", client->base,
-                resp.status, sep, resp.message);
+        log_format_line(errbuf, errlen, "unexpected answer from %s (HTTP %ld)%s%s", client->base,
+                        resp.status, sep, resp.message);
     }
     http_response_release(&resp);
     free(url);

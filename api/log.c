@@ -203,3 +203,15 @@ void log_forget(const char *key)
     }
     pthread_mutex_unlock(&once_lock);
 }
+
+void log_format_line(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!buf || len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    log_sanitize(buf, len, buf);
+}

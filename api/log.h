@@ -32,6 +32,13 @@ void log_forget(const char *key);
  */
 void log_sanitize(char *dst, size_t dstlen, const char *src);
 
+/*
+ * Formats one message into buf (size len; nothing when buf is NULL) and
+ * sanitises it, for error messages that quote strings from the API.
+ */
+void log_format_line(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)

@@ -115,21 +115,6 @@ int url_host_is_loopback(const char *host)
     return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errbuf || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-    log_sanitize(errbuf, errlen, errbuf);
-}
-
 /* The parts of a parsed URL this file looks at; all malloc'd by curl. */
 struct url_parts {
     char *scheme, *host, *port, *user, *password, *query, *fragment, *zone;
@@ -195,31 +180,32 @@ int url_check_base(const char *base, char **out, char *errbuf, size_t errlen)
 
     *out = NULL;
     if (!base || !*base) {
-        set_err(errbuf, errlen, "no API URL given");
+        log_format_line(errbuf, errlen, "no API URL given");
         return -EINVAL;
     }
     rc = url_split(base, &p, &whole);
     if (rc == -ENOMEM) {
-        set_err(errbuf, errlen, "out of memory");
+        log_format_line(errbuf, errlen, "out of memory");
         return rc;
     }
     if (rc < 0) {
-        set_err(errbuf, errlen, "invalid API URL '%s'", base);
+        log_format_line(errbuf, errlen, "invalid API URL '%s'", base);
         return rc;
     }
     rc = -EINVAL;
     if (strcasecmp(p.scheme, "https") != 0 && strcasecmp(p.scheme, "http") != 0) {
-        set_err(errbuf, errlen, "API URL '%s': only http and https are supported", base);
+        log_format_line(errbuf, errlen, "API URL '%s': only http and https are supported", base);
         goto out;
     }
     if (strcasecmp(p.scheme, "http") == 0 && !url_host_is_loopback(p.host)) {
-        set_err(errbuf, errlen,
-                "API URL '%s': plain http is only allowed to a loopback host; use https", base);
+        log_format_line(errbuf, errlen,
+                        "API URL '%s': plain http is only allowed to a loopback host; use https",
+                        base);
         goto out;
     }
     if (p.user || p.password || p.query || p.fragment) {
-        set_err(errbuf, errlen, "API URL '%s' must not contain credentials, a query or a fragment",
-                base);
+        log_format_line(errbuf, errlen,
+                        "API URL '%s' must not contain credentials, a query or a fragment", base);
         goto out;
     }
     len = strlen(whole);
@@ -227,7 +213,7 @@ int url_check_base(const char *base, char **out, char *errbuf, size_t errlen)
         whole[--len] = '\0';
     *out = strdup(whole);
     if (!*out) {
-        set_err(errbuf, errlen, "out of memory");
+        log_format_line(errbuf, errlen, "out of memory");
         rc = -ENOMEM;
         goto out;
     }

@@ -55,10 +55,11 @@ struct ref_index {
     size_t count;
 };
 
+/* What a fetch function needs; which fields it reads depends on the function. */
 struct fetch_args {
     struct tree *tree;
     const char *repo;
-    const char *revision;
+    const char *revision; /* a branch, a hash, or the document's file name */
     enum ref_kind kind;
 };
 
@@ -273,37 +274,22 @@ static void doc_free(void *value)
     free(value);
 }
 
-static int fetch_workspace_doc(void *arg, void **value)
+/* workspace.json or project.json (fa->revision names which). */
+static int fetch_doc(void *arg, void **value)
 {
     struct fetch_args *fa = arg;
-    int rc = refuse_offline(fa->tree);
+    struct tree *tree = fa->tree;
+    int rc = refuse_offline(tree);
     if (rc)
         return rc;
     struct api_doc *doc = calloc(1, sizeof(*doc));
     if (!doc)
         return -ENOMEM;
-    rc = api_get_workspace(fa->tree->api, fa->tree->workspace, doc);
+    if (strcmp(fa->revision, WORKSPACE_JSON) == 0)
+        rc = api_get_workspace(tree->api, tree->workspace, doc);
+    else
+        rc = api_get_project(tree->api, tree->workspace, tree->project, doc);
     /* A Project Access Token may not read the workspace: the file is absent. */
-    if (rc == -EACCES)
-        rc = -ENOENT;
-    if (rc) {
-        doc_free(doc);
-        return rc;
-    }
-    *value = doc;
-    return 0;
-}
-
-static int fetch_project_doc(void *arg, void **value)
-{
-    struct fetch_args *fa = arg;
-    int rc = refuse_offline(fa->tree);
-    if (rc)
-        return rc;
-    struct api_doc *doc = calloc(1, sizeof(*doc));
-    if (!doc)
-        return -ENOMEM;
-    rc = api_get_project(fa->tree->api, fa->tree->workspace, fa->tree->project, doc);
     if (rc == -EACCES)
         rc = -ENOENT;
     if (rc) {
@@ -349,10 +335,8 @@ static int get_commit(struct tree *tree, const char *repo, const char *hash, str
 
 static int get_doc(struct tree *tree, const char *name, struct cache_ref **ref)
 {
-    struct fetch_args fa = {.tree = tree};
-    cache_fetch_fn fetch =
-        strcmp(name, WORKSPACE_JSON) == 0 ? fetch_workspace_doc : fetch_project_doc;
-    return cache_get(tree->cache, name, tree->ttl, fetch, doc_free, &fa, ref);
+    struct fetch_args fa = {.tree = tree, .revision = name};
+    return cache_get(tree->cache, name, tree->ttl, fetch_doc, doc_free, &fa, ref);
 }
 
 static const struct api_repo *find_repo(const struct repo_index *index, const char *slug)
