@@ -153,6 +153,60 @@ void api_commit_release(struct api_commit *commit);
 int api_get_commit(struct api_client *client, const char *workspace, const char *repo,
                    const char *hash, struct api_commit *out);
 
+/* One entry of a directory listing at a commit (GET /src/{hash}/{dir}/). */
+enum api_entry_type {
+    API_ENTRY_FILE,
+    API_ENTRY_DIR,
+    API_ENTRY_LINK,      /* a symlink: its content is the target */
+    API_ENTRY_SUBMODULE, /* a gitlink: shown as an empty directory */
+};
+
+struct api_entry {
+    char *name; /* the last component of the entry's path; hostile like any API string */
+    enum api_entry_type type;
+    uint64_t size; /* bytes of content (files and links) */
+    int executable;
+    int lfs; /* content is served through a redirect to LFS storage */
+};
+
+struct api_entry_list {
+    struct api_entry *items;
+    size_t count;
+};
+void api_entry_list_release(struct api_entry_list *list);
+
+/*
+ * The entries of directory dir ("" for the root, "a/b" below it) at commit
+ * hash (40 hex digits; -EINVAL otherwise): all pages, or an error, never a
+ * partial list. -ENOENT when the directory does not exist at that commit.
+ */
+int api_list_dir(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, const char *dir, struct api_entry_list *out);
+
+/*
+ * Streams a file's raw content at commit hash into fd (which must be
+ * seekable): fd is truncated to zero before every attempt, so after a
+ * successful return it holds exactly the body. Redirects (LFS) are followed;
+ * the token is never sent to another host. Memory use does not grow with the
+ * file's size. *size gets the number of bytes written.
+ */
+int api_get_file(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, const char *path, int fd, uint64_t *size);
+
+/*
+ * The unified diff of commit hash against its first parent (GET /diff/{hash}),
+ * streamed into fd like api_get_file. A diff the API refuses as too large
+ * (status 555, after retries) is -EIO with the reason logged once.
+ */
+int api_get_diff(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, int fd, uint64_t *size);
+
+/*
+ * SHA-256 of data as 64 lowercase hex digits and a NUL: the names of on-disk
+ * cache entries, so that no string from the API ever becomes a path.
+ */
+void api_sha256_hex(const void *data, size_t len, char out[65]);
+
 /* True when s is exactly 40 lowercase hexadecimal digits. */
 int api_is_full_hash(const char *s);
 
