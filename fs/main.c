@@ -11,6 +11,7 @@
 #include "fs/inode.h"
 #include "fs/ops.h"
 #include "fs/options.h"
+#include "fs/store.h"
 #include "fs/token.h"
 #include "fs/tree.h"
 
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int check_mountpoint(const char *mountpoint)
 {
@@ -42,6 +44,46 @@ static int check_mountpoint(const char *mountpoint)
     else
         fprintf(stderr, "bbfs: cannot use mountpoint '%s': %s\n", mountpoint, strerror(err));
     return -err;
+}
+
+/*
+ * The store's directory: cache_dir, else $XDG_CACHE_HOME/bbfs, else
+ * ~/.cache/bbfs; then one area per API URL and workspace, named by a hash.
+ */
+static char *store_root(const struct options *opts)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    char *base = NULL, *root = NULL, *area_key = NULL;
+    char area[65];
+
+    if (opts->cache_dir && opts->cache_dir[0] == '/') {
+        base = strdup(opts->cache_dir);
+    } else if (opts->cache_dir) {
+        /* Made absolute now: the daemon leaves the working directory behind. */
+        char *cwd = getcwd(NULL, 0);
+        if (cwd && asprintf(&base, "%s/%s", cwd, opts->cache_dir) < 0)
+            base = NULL;
+        free(cwd);
+    } else if (xdg && xdg[0] == '/') {
+        if (asprintf(&base, "%s/bbfs", xdg) < 0)
+            base = NULL;
+    } else if (home && home[0] == '/') {
+        if (asprintf(&base, "%s/.cache/bbfs", home) < 0)
+            base = NULL;
+    }
+    if (!base) {
+        fprintf(stderr, "bbfs: no cache directory: set -o cache_dir=, XDG_CACHE_HOME or HOME\n");
+        return NULL;
+    }
+    if (asprintf(&area_key, "%s\n%s", opts->api_url, opts->workspace) >= 0) {
+        api_sha256_hex(area_key, strlen(area_key), area);
+        if (asprintf(&root, "%s/%.32s", base, area) < 0)
+            root = NULL;
+    }
+    free(area_key);
+    free(base);
+    return root;
 }
 
 static int add_mount_options(struct fuse_args *args, const struct options *opts)
@@ -82,6 +124,8 @@ int main(int argc, char *argv[])
     struct api_client *api = NULL;
     struct tree *tree = NULL;
     struct fuse_session *se = NULL;
+    struct store *store = NULL;
+    char *store_dir = NULL;
     char *token = NULL;
     char err[512] = "";
     int ret = 1;
@@ -141,7 +185,16 @@ int main(int argc, char *argv[])
         goto err_out5;
     }
 
+    store_dir = store_root(&opts);
+    if (!store_dir)
+        goto err_out5;
+    if (store_open(store_dir, &store, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bbfs: %s\n", err);
+        goto err_out5;
+    }
+
     struct tree_config tree_cfg = {
+        .store = store,
         .workspace = opts.workspace,
         .project = opts.project,
         .ttl = (time_t)opts.ttl,
@@ -185,6 +238,8 @@ err_out7:
 err_out6:
     tree_free(tree);
 err_out5:
+    store_close(store);
+    free(store_dir);
     api_client_free(api);
 err_out4:
     api_global_cleanup();

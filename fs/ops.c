@@ -38,15 +38,14 @@ struct open_dir {
  */
 struct open_file {
     atomic_uint refs;
-    char *data;
-    size_t len;
+    struct tree_file file;
 };
 
 static void open_file_put(struct open_file *of)
 {
     if (atomic_fetch_sub(&of->refs, 1) != 1)
         return;
-    free(of->data);
+    tree_file_release(&of->file);
     free(of);
 }
 
@@ -285,9 +284,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         goto out;
     }
     atomic_init(&of->refs, 1);
+    of->file.fd = -1;
     rc = tree_stat(ctx->tree, path, &ts);
     if (rc == 0)
-        rc = tree_read(ctx->tree, path, &of->data, &of->len);
+        rc = tree_open(ctx->tree, path, &of->file);
     if (rc)
         goto out;
     fi->fh = (uint64_t)(uintptr_t)of;
@@ -298,8 +298,7 @@ out:
     if (rc)
         fuse_reply_err(req, -rc);
     if (of)
-        free(of->data);
-    free(of);
+        open_file_put(of);
     free(path);
 }
 
@@ -307,13 +306,21 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
     struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+    const struct tree_file *file = &of->file;
     (void)ino;
     atomic_fetch_add(&of->refs, 1);
-    if (off < 0 || (size_t)off >= of->len) {
+    if (file->fd >= 0) {
+        /* Straight from the cache file: libfuse splices or preads it. */
+        struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+        buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        buf.buf[0].fd = file->fd;
+        buf.buf[0].pos = off;
+        fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+    } else if (off < 0 || (size_t)off >= file->len) {
         fuse_reply_buf(req, NULL, 0);
     } else {
-        size_t n = of->len - (size_t)off;
-        fuse_reply_buf(req, of->data + off, n < size ? n : size);
+        size_t n = file->len - (size_t)off;
+        fuse_reply_buf(req, file->data + off, n < size ? n : size);
     }
     open_file_put(of);
 }

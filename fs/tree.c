@@ -13,12 +13,15 @@
 #include "api/log.h"
 #include "fs/cache.h"
 #include "fs/names.h"
+#include "fs/store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MODE_DIR (S_IFDIR | 0555)
 #define MODE_FILE (S_IFREG | 0444)
@@ -36,6 +39,7 @@ struct tree {
     time_t mount_time;
     struct api_client *api;
     struct cache *cache;
+    struct store *store;
 };
 
 /* ---- cached objects ---------------------------------------------------- */
@@ -55,12 +59,17 @@ struct ref_index {
     size_t count;
 };
 
+enum blob_kind;
+
 /* What a fetch function needs; which fields it reads depends on the function. */
 struct fetch_args {
     struct tree *tree;
     const char *repo;
     const char *revision; /* a branch, a hash, or the document's file name */
+    const char *path;     /* below the tree root */
+    const char *key;      /* the store's key for a blob */
     enum ref_kind kind;
+    int blob; /* enum blob_kind */
 };
 
 static int refuse_offline(const struct tree *tree)
@@ -300,6 +309,105 @@ static int fetch_doc(void *arg, void **value)
     return 0;
 }
 
+/* A directory at a commit, with the entries whose names can be file names. */
+struct dir_index {
+    struct api_entry_list list;
+    const struct api_entry **exposed; /* sorted by name (strcmp) */
+    size_t count;
+};
+
+static int compare_entry_names(const void *a, const void *b)
+{
+    const struct api_entry *const *ea = a, *const *eb = b;
+    return strcmp((*ea)->name, (*eb)->name);
+}
+
+static void dir_index_free(void *value)
+{
+    struct dir_index *index = value;
+    if (!index)
+        return;
+    api_entry_list_release(&index->list);
+    free(index->exposed);
+    free(index);
+}
+
+/* fa->revision is the commit hash, fa->path the directory below the tree root. */
+static int fetch_dir(void *arg, void **value)
+{
+    struct fetch_args *fa = arg;
+    int rc = refuse_offline(fa->tree);
+    if (rc)
+        return rc;
+    struct dir_index *index = calloc(1, sizeof(*index));
+    if (!index)
+        return -ENOMEM;
+    rc = api_list_dir(fa->tree->api, fa->tree->workspace, fa->repo, fa->revision, fa->path,
+                      &index->list);
+    if (rc)
+        goto out;
+    index->exposed = calloc(index->list.count + 1, sizeof(*index->exposed));
+    if (!index->exposed) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < index->list.count; i++) {
+        const struct api_entry *entry = &index->list.items[i];
+        if (!entry->name || !names_is_valid(entry->name)) {
+            log_skipped_name("file", entry->name ? entry->name : "");
+            continue;
+        }
+        index->exposed[index->count++] = entry;
+    }
+    qsort(index->exposed, index->count, sizeof(*index->exposed), compare_entry_names);
+out:
+    if (rc) {
+        dir_index_free(index);
+        return rc;
+    }
+    *value = index;
+    return 0;
+}
+
+enum blob_kind { BLOB_FILE, BLOB_DIFF };
+
+/*
+ * Makes sure the content named by fa is in the store: nothing to do when it
+ * is there already (also across remounts), else one download into it. The
+ * cached value carries nothing; callers open the store entry afterwards.
+ */
+static int fetch_blob(void *arg, void **value)
+{
+    struct fetch_args *fa = arg;
+    struct tree *tree = fa->tree;
+    struct store_writer w;
+    uint64_t size;
+    int fd, rc;
+
+    if (store_lookup(tree->store, fa->key, &fd, &size) == 0) {
+        close(fd);
+        goto done;
+    }
+    if ((rc = refuse_offline(tree)))
+        return rc;
+    if ((rc = store_begin(tree->store, &w)))
+        return rc;
+    if (fa->blob == BLOB_DIFF)
+        rc = api_get_diff(tree->api, tree->workspace, fa->repo, fa->revision, w.fd, &size);
+    else
+        rc =
+            api_get_file(tree->api, tree->workspace, fa->repo, fa->revision, fa->path, w.fd, &size);
+    if (rc) {
+        store_abort(&w);
+        return rc;
+    }
+    if ((rc = store_commit(tree->store, &w, fa->key)))
+        return rc;
+done:
+    *value = NULL;
+    return 0;
+}
+
 /* ---- cache access ------------------------------------------------------ */
 
 static int get_repos(struct tree *tree, struct cache_ref **ref)
@@ -337,6 +445,64 @@ static int get_doc(struct tree *tree, const char *name, struct cache_ref **ref)
 {
     struct fetch_args fa = {.tree = tree, .revision = name};
     return cache_get(tree->cache, name, tree->ttl, fetch_doc, doc_free, &fa, ref);
+}
+
+static int get_dir(struct tree *tree, const char *repo, const char *hash, const char *dir,
+                   struct cache_ref **ref)
+{
+    char *key;
+    if (asprintf(&key, "src\n%s\n%s\n%s", repo, hash, dir) < 0)
+        return -ENOMEM;
+    struct fetch_args fa = {.tree = tree, .repo = repo, .revision = hash, .path = dir};
+    int rc = cache_get(tree->cache, key, CACHE_FOREVER, fetch_dir, dir_index_free, &fa, ref);
+    free(key);
+    return rc;
+}
+
+/*
+ * Opens a file's content or a commit's diff from the store, downloading it
+ * first when absent. Concurrent callers share one download: the cache entry
+ * (max_age 0) serialises them, and the ones that waited find it on disk.
+ */
+static int open_blob(struct tree *tree, enum blob_kind kind, const char *repo, const char *hash,
+                     const char *path, int *fd, uint64_t *size)
+{
+    char *key;
+    int rc = -EIO;
+    if (asprintf(&key, "%s\n%s\n%s\n%s", kind == BLOB_DIFF ? "diff" : "file", repo, hash,
+                 path ? path : "") < 0)
+        return -ENOMEM;
+    struct fetch_args fa = {
+        .tree = tree, .repo = repo, .revision = hash, .path = path, .key = key, .blob = kind};
+    /* Twice: an entry removed between the download and the open is fetched again. */
+    for (int attempt = 0; attempt < 2 && rc == -EIO; attempt++) {
+        struct cache_ref *ref;
+        rc = cache_get(tree->cache, key, 0, fetch_blob, NULL, &fa, &ref);
+        if (rc)
+            break;
+        cache_ref_put(ref);
+        rc = store_lookup(tree->store, key, fd, size);
+        if (rc == -ENOENT)
+            rc = -EIO;
+    }
+    free(key);
+    return rc;
+}
+
+static const struct api_entry *find_entry(const struct dir_index *index, const char *name)
+{
+    size_t lo = 0, hi = index->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(index->exposed[mid]->name, name);
+        if (c == 0)
+            return index->exposed[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 static const struct api_repo *find_repo(const struct repo_index *index, const char *slug)
@@ -404,6 +570,11 @@ enum node_kind {
     NODE_MESSAGE,
     NODE_PARENTS,
     NODE_PARENT_LINK,
+    NODE_DIFF,
+    NODE_TREE_DIR, /* tree/ or a directory below it */
+    NODE_TREE_FILE,
+    NODE_TREE_LINK,
+    NODE_TREE_SUBMODULE, /* shown as an empty directory */
 };
 
 struct node {
@@ -423,7 +594,10 @@ struct node {
     time_t commit_date;
     struct cache_ref *commit_ref; /* the full commit, when it was needed */
     const char *parent;           /* NODE_PARENT_LINK */
-    char *scratch;                /* generated content or link target */
+    char *tree_path;              /* NODE_TREE_*: the path below tree/, "" for tree/ itself */
+    struct cache_ref *dir_ref;    /* NODE_TREE_* below tree/: the parent directory */
+    const struct api_entry *entry;
+    char *scratch; /* generated content or link target */
 };
 
 static void node_release(struct node *n)
@@ -432,6 +606,8 @@ static void node_release(struct node *n)
     cache_ref_put(n->repos_ref);
     cache_ref_put(n->refs_ref);
     cache_ref_put(n->commit_ref);
+    cache_ref_put(n->dir_ref);
+    free(n->tree_path);
     free(n->ref_prefix);
     free(n->scratch);
     free(n->buf);
@@ -471,6 +647,42 @@ static int resolve_refs(struct tree *tree, struct node *n)
     return -ENOENT;
 }
 
+static int resolve_tree(struct tree *tree, struct node *n)
+{
+    n->tree_path = names_join(n->parts, 5, n->nparts);
+    if (!n->tree_path)
+        return -ENOMEM;
+    n->kind = NODE_TREE_DIR;
+    if (n->nparts == 5)
+        return 0;
+
+    char *dir = names_join(n->parts, 5, n->nparts - 1);
+    if (!dir)
+        return -ENOMEM;
+    int rc = get_dir(tree, n->repo->slug, n->hash, dir, &n->dir_ref);
+    free(dir);
+    if (rc)
+        return rc;
+    n->entry = find_entry(cache_ref_value(n->dir_ref), n->parts[n->nparts - 1]);
+    if (!n->entry)
+        return -ENOENT;
+    switch (n->entry->type) {
+    case API_ENTRY_DIR:
+        n->kind = NODE_TREE_DIR;
+        break;
+    case API_ENTRY_LINK:
+        n->kind = NODE_TREE_LINK;
+        break;
+    case API_ENTRY_SUBMODULE:
+        n->kind = NODE_TREE_SUBMODULE;
+        break;
+    default:
+        n->kind = NODE_TREE_FILE;
+        break;
+    }
+    return 0;
+}
+
 static int resolve_commit(struct tree *tree, struct node *n)
 {
     int rc;
@@ -499,8 +711,12 @@ static int resolve_commit(struct tree *tree, struct node *n)
         return 0;
 
     const char *name = n->parts[4];
+    if (strcmp(name, "tree") == 0)
+        return resolve_tree(tree, n);
     if (n->nparts == 5) {
-        if (strcmp(name, "commit.json") == 0)
+        if (strcmp(name, "diff") == 0)
+            n->kind = NODE_DIFF;
+        else if (strcmp(name, "commit.json") == 0)
             n->kind = NODE_COMMIT_JSON;
         else if (strcmp(name, "message") == 0)
             n->kind = NODE_MESSAGE;
@@ -595,8 +811,31 @@ static int resolve(struct tree *tree, const char *path, struct node *n)
     return resolve_repo_child(tree, n);
 }
 
-/* Contents of regular files; link targets of symlinks. Borrowed from n. */
-static int node_content(const struct tree *tree, struct node *n, const char **data, size_t *len)
+/* A symlink in the repository: its target is the content of its blob. */
+static int read_link_blob(struct tree *tree, struct node *n, const char **data, size_t *len)
+{
+    uint64_t size;
+    int fd;
+    int rc = open_blob(tree, BLOB_FILE, n->repo->slug, n->hash, n->tree_path, &fd, &size);
+    if (rc)
+        return rc;
+    if (size > PATH_MAX) {
+        close(fd);
+        return -ENAMETOOLONG;
+    }
+    n->scratch = malloc(size + 1);
+    ssize_t got = n->scratch ? pread(fd, n->scratch, size, 0) : -1;
+    close(fd);
+    if (got != (ssize_t)size)
+        return n->scratch ? -EIO : -ENOMEM;
+    n->scratch[size] = '\0';
+    *data = n->scratch;
+    *len = size;
+    return 0;
+}
+
+/* Contents of generated files; link targets of symlinks. Borrowed from n. */
+static int node_content(struct tree *tree, struct node *n, const char **data, size_t *len)
 {
     const struct api_doc *doc = NULL;
     int printed = 0;
@@ -642,6 +881,8 @@ static int node_content(const struct tree *tree, struct node *n, const char **da
     case NODE_PARENT_LINK:
         printed = asprintf(&n->scratch, "../../%s", n->parent);
         break;
+    case NODE_TREE_LINK:
+        return read_link_blob(tree, n, data, len);
     default:
         return -EISDIR;
     }
@@ -661,6 +902,8 @@ static int node_content(const struct tree *tree, struct node *n, const char **da
 
 static time_t node_mtime(const struct tree *tree, const struct node *n)
 {
+    if (n->kind >= NODE_COMMIT)
+        return n->commit_date;
     switch (n->kind) {
     case NODE_ROOT:
     case NODE_WORKSPACE:
@@ -668,18 +911,12 @@ static time_t node_mtime(const struct tree *tree, const struct node *n)
         return tree->mount_time;
     case NODE_REF_LINK:
         return (time_t)n->ref->date;
-    case NODE_COMMIT:
-    case NODE_COMMIT_JSON:
-    case NODE_MESSAGE:
-    case NODE_PARENTS:
-    case NODE_PARENT_LINK:
-        return n->commit_date;
     default:
         return (time_t)n->repo->updated_on;
     }
 }
 
-static int node_stat(const struct tree *tree, struct node *n, struct tree_stat *st)
+static int node_stat(struct tree *tree, struct node *n, struct tree_stat *st)
 {
     memset(st, 0, sizeof(*st));
     st->mtime = node_mtime(tree, n);
@@ -692,8 +929,31 @@ static int node_stat(const struct tree *tree, struct node *n, struct tree_stat *
     case NODE_COMMITS:
     case NODE_COMMIT:
     case NODE_PARENTS:
+    case NODE_TREE_DIR:
+    case NODE_TREE_SUBMODULE:
         st->mode = MODE_DIR;
         return 0;
+    case NODE_TREE_FILE:
+        st->mode = n->entry->executable ? (S_IFREG | 0555) : MODE_FILE;
+        st->size = (off_t)n->entry->size;
+        return 0;
+    case NODE_TREE_LINK:
+        /* From the listing: readlink alone fetches the target. */
+        st->mode = MODE_LINK;
+        st->size = (off_t)n->entry->size;
+        return 0;
+    case NODE_DIFF: {
+        /* The exact size needs the diff itself: stat fetches it into the store. */
+        uint64_t size;
+        int fd;
+        int rc = open_blob(tree, BLOB_DIFF, n->repo->slug, n->hash, NULL, &fd, &size);
+        if (rc)
+            return rc;
+        close(fd);
+        st->mode = MODE_FILE;
+        st->size = (off_t)size;
+        return 0;
+    }
     case NODE_HEAD:
     case NODE_REF_LINK:
     case NODE_PARENT_LINK:
@@ -733,6 +993,7 @@ int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree 
     tree->offline = cfg->offline;
     tree->mount_time = time(NULL);
     tree->api = api;
+    tree->store = cfg->store;
     *out = tree;
     return 0;
 }
@@ -762,29 +1023,55 @@ int tree_stat(struct tree *tree, const char *path, struct tree_stat *out)
     return rc;
 }
 
-int tree_read(struct tree *tree, const char *path, char **data, size_t *len)
+int tree_open(struct tree *tree, const char *path, struct tree_file *out)
 {
     struct node n;
     const char *content;
-    int rc = resolve(tree, path, &n);
+    uint64_t size;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    rc = resolve(tree, path, &n);
     if (rc)
         goto out;
-    if (n.kind == NODE_HEAD || n.kind == NODE_REF_LINK || n.kind == NODE_PARENT_LINK) {
-        rc = -EINVAL;
+    switch (n.kind) {
+    case NODE_TREE_FILE:
+        rc = open_blob(tree, BLOB_FILE, n.repo->slug, n.hash, n.tree_path, &out->fd, &size);
         goto out;
+    case NODE_DIFF:
+        rc = open_blob(tree, BLOB_DIFF, n.repo->slug, n.hash, NULL, &out->fd, &size);
+        goto out;
+    case NODE_HEAD:
+    case NODE_REF_LINK:
+    case NODE_PARENT_LINK:
+    case NODE_TREE_LINK:
+        rc = -ELOOP;
+        goto out;
+    default:
+        break;
     }
-    rc = node_content(tree, &n, &content, len);
+    rc = node_content(tree, &n, &content, &out->len);
     if (rc)
         goto out;
-    *data = malloc(*len ? *len : 1);
-    if (!*data) {
+    out->data = malloc(out->len ? out->len : 1);
+    if (!out->data) {
         rc = -ENOMEM;
         goto out;
     }
-    memcpy(*data, content, *len);
+    memcpy(out->data, content, out->len);
 out:
     node_release(&n);
     return rc;
+}
+
+void tree_file_release(struct tree_file *file)
+{
+    if (file->fd >= 0)
+        close(file->fd);
+    free(file->data);
+    memset(file, 0, sizeof(*file));
+    file->fd = -1;
 }
 
 int tree_readlink(struct tree *tree, const char *path, char **target)
@@ -795,7 +1082,8 @@ int tree_readlink(struct tree *tree, const char *path, char **target)
     int rc = resolve(tree, path, &n);
     if (rc)
         goto out;
-    if (n.kind != NODE_HEAD && n.kind != NODE_REF_LINK && n.kind != NODE_PARENT_LINK) {
+    if (n.kind != NODE_HEAD && n.kind != NODE_REF_LINK && n.kind != NODE_PARENT_LINK &&
+        n.kind != NODE_TREE_LINK) {
         rc = -EINVAL;
         goto out;
     }
@@ -957,11 +1245,43 @@ static int list_commits(struct tree *tree, struct node *n, struct listing *l)
     return rc;
 }
 
+static int list_tree_dir(struct tree *tree, struct node *n, struct listing *l)
+{
+    struct cache_ref *ref;
+    int rc = get_dir(tree, n->repo->slug, n->hash, n->tree_path, &ref);
+    if (rc)
+        return rc;
+    const struct dir_index *index = cache_ref_value(ref);
+    for (size_t i = 0; i < index->count && rc == 0; i++) {
+        const struct api_entry *e = index->exposed[i];
+        struct tree_stat st = {
+            .mode = MODE_FILE, .size = (off_t)e->size, .mtime = n->commit_date, .immutable = 1};
+        if (e->type == API_ENTRY_DIR || e->type == API_ENTRY_SUBMODULE) {
+            st.mode = MODE_DIR;
+            st.size = 0;
+        } else if (e->type == API_ENTRY_LINK) {
+            st.mode = MODE_LINK;
+        } else if (e->executable) {
+            st.mode = S_IFREG | 0555;
+        }
+        rc = add_entry(l, e->name, strlen(e->name), &st);
+    }
+    cache_ref_put(ref);
+    return rc;
+}
+
 static int list_node(struct tree *tree, struct node *n, struct listing *l, const char *path)
 {
     static const char *const repo_children[] = {
         "repository.json", "description", "clone-url", "HEAD", "branches", "tags", "commits"};
-    static const char *const commit_children[] = {"commit.json", "message", "parents"};
+    /* Fixed modes: a plain ls of a commit must not fetch its diff for a size. */
+    static const struct {
+        const char *name;
+        mode_t mode;
+    } commit_children[] = {
+        {"commit.json", MODE_FILE}, {"message", MODE_FILE}, {"parents", MODE_DIR},
+        {"diff", MODE_FILE},        {"tree", MODE_DIR},
+    };
     int rc = 0;
 
     switch (n->kind) {
@@ -978,9 +1298,15 @@ static int list_node(struct tree *tree, struct node *n, struct listing *l, const
     case NODE_COMMITS:
         return list_commits(tree, n, l);
     case NODE_COMMIT:
-        for (size_t i = 0; i < sizeof(commit_children) / sizeof(*commit_children) && !rc; i++)
-            rc = add_child(tree, l, path, commit_children[i]);
+        for (size_t i = 0; i < sizeof(commit_children) / sizeof(*commit_children) && !rc; i++) {
+            struct tree_stat st = {.mode = commit_children[i].mode, .immutable = 1};
+            rc = add_entry(l, commit_children[i].name, strlen(commit_children[i].name), &st);
+        }
         return rc;
+    case NODE_TREE_DIR:
+        return list_tree_dir(tree, n, l);
+    case NODE_TREE_SUBMODULE:
+        return 0;
     case NODE_PARENTS: {
         const struct api_commit *commit = node_commit(n);
         for (size_t i = 0; i < commit->parent_count && !rc; i++)

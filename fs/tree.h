@@ -16,9 +16,11 @@
 #include <time.h>
 
 struct api_client;
+struct store;
 struct tree;
 
 struct tree_config {
+    struct store *store; /* on-disk content cache; borrowed */
     const char *workspace;
     const char *project; /* NULL: the whole workspace */
     time_t ttl;          /* seconds mutable data is trusted */
@@ -33,6 +35,7 @@ struct tree_stat {
     int immutable; /* addressed by a commit hash: never changes */
 };
 
+/* In a listing, st.mode is always right; size and mtime are where they cost nothing. */
 struct tree_dirent {
     char *name;
     struct tree_stat st;
@@ -53,8 +56,19 @@ int tree_stat(struct tree *tree, const char *path, struct tree_stat *out);
 int tree_list(struct tree *tree, const char *path, struct tree_dir *out);
 void tree_dir_release(struct tree_dir *dir);
 
-/* The whole content of a file; *data is malloc'd and owned by the caller. */
-int tree_read(struct tree *tree, const char *path, char **data, size_t *len);
+/*
+ * An open file: either on disk (fd >= 0: read it with pread) or generated in
+ * memory (fd == -1: data and len).
+ */
+struct tree_file {
+    int fd;
+    char *data;
+    size_t len;
+};
+
+/* Opens a regular file, fetching its content first when it is not cached. */
+int tree_open(struct tree *tree, const char *path, struct tree_file *out);
+void tree_file_release(struct tree_file *file);
 
 /* The target of a symlink; *target is malloc'd and owned by the caller. */
 int tree_readlink(struct tree *tree, const char *path, char **target);

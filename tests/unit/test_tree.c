@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "api/api.h"
+#include "fs/store.h"
 #include "fs/tree.h"
 
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <ftw.h>
+#include <unistd.h>
 
 #define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define HASH_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -28,7 +31,8 @@
 /* ---- the fake API ------------------------------------------------------ */
 
 static struct {
-    int list_repos, list_branches, list_tags, list_commits, get_commit, get_workspace, get_project;
+    int list_repos, list_branches, list_tags, list_commits, get_commit, get_workspace, get_project,
+        list_dir, get_file, get_diff;
     int fail_repos; /* errno the next repo listings return */
     int workspace_error;
 } fake;
@@ -224,12 +228,122 @@ void api_commit_release(struct api_commit *commit)
     api_doc_release(&commit->doc);
 }
 
+/* The tree of every commit: a root and one subdirectory. */
+static const struct {
+    const char *dir;
+    const char *name;
+    enum api_entry_type type;
+    uint64_t size;
+    int executable;
+} entries[] = {
+    {"", "README.md", API_ENTRY_FILE, 21, 0}, {"", "run.sh", API_ENTRY_FILE, 18, 1},
+    {"", "link", API_ENTRY_LINK, 9, 0},       {"", "vendor", API_ENTRY_SUBMODULE, 0, 0},
+    {"", "src", API_ENTRY_DIR, 0, 0},         {"", "..", API_ENTRY_DIR, 0, 0},
+    {"", "", API_ENTRY_FILE, 1, 0},           {"src", "main.c", API_ENTRY_FILE, 22, 0},
+};
+
+int api_list_dir(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, const char *dir, struct api_entry_list *out)
+{
+    (void)client, (void)workspace, (void)repo, (void)hash;
+    fake.list_dir++;
+    size_t n = sizeof(entries) / sizeof(entries[0]);
+    out->items = calloc(n, sizeof(*out->items));
+    out->count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(entries[i].dir, dir) != 0)
+            continue;
+        struct api_entry *e = &out->items[out->count++];
+        e->name = strdup(entries[i].name);
+        e->type = entries[i].type;
+        e->size = entries[i].size;
+        e->executable = entries[i].executable;
+    }
+    return out->count ? 0 : -ENOENT;
+}
+
+void api_entry_list_release(struct api_entry_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free(list->items[i].name);
+    free(list->items);
+}
+
+static int write_all(int fd, const char *text, uint64_t *size)
+{
+    *size = strlen(text);
+    return write(fd, text, *size) == (ssize_t)*size ? 0 : -EIO;
+}
+
+/* "content of PATH\n", as long as the listing says; the link's target is "README.md". */
+int api_get_file(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, const char *path, int fd, uint64_t *size)
+{
+    char text[256];
+    (void)client, (void)workspace, (void)repo, (void)hash;
+    fake.get_file++;
+    if (strcmp(path, "link") == 0)
+        return write_all(fd, "README.md", size);
+    snprintf(text, sizeof(text), "content of %s\n", path);
+    return write_all(fd, text, size);
+}
+
+int api_get_diff(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, int fd, uint64_t *size)
+{
+    char text[128];
+    (void)client, (void)workspace, (void)repo;
+    fake.get_diff++;
+    snprintf(text, sizeof(text), "diff of %s\n", hash);
+    return write_all(fd, text, size);
+}
+
+/* Not SHA-256, but distinct enough for distinct keys in a test. */
+void api_sha256_hex(const void *data, size_t len, char out[65])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)data)[i]) * 1099511628211ULL;
+    for (int i = 0; i < 4; i++)
+        snprintf(out + 16 * i, 17, "%016llx", (unsigned long long)(h * (uint64_t)(i + 1)));
+}
+
 /* ---- helpers ----------------------------------------------------------- */
+
+static char store_dir[] = "/tmp/bbfs-test-store-XXXXXX";
+static struct store *store;
+
+static int read_all(struct tree *tree, const char *path, char **data, size_t *len)
+{
+    struct tree_file f;
+    int rc = tree_open(tree, path, &f);
+    if (rc)
+        return rc;
+    if (f.fd >= 0) {
+        struct stat st;
+        fstat(f.fd, &st);
+        *len = (size_t)st.st_size;
+        *data = malloc(*len + 1);
+        assert_int_equal(pread(f.fd, *data, *len, 0), (ssize_t)*len);
+    } else {
+        *len = f.len;
+        *data = f.data;
+        f.data = NULL;
+    }
+    tree_file_release(&f);
+    return 0;
+}
 
 static int setup(void **state)
 {
+    char err[256];
     struct tree_config cfg = {
         .workspace = "acme", .project = "PLAT", .ttl = 60, .commit_limit = 100};
+    if (!store) {
+        assert_non_null(mkdtemp(store_dir));
+        assert_int_equal(store_open(store_dir, &store, err, sizeof(err)), 0);
+    }
+    cfg.store = store;
     struct tree *tree;
     memset(&fake, 0, sizeof(fake));
     assert_int_equal(tree_new(&cfg, NULL, &tree), 0);
@@ -281,7 +395,7 @@ static void test_hostile_repo_names_skipped(void **state)
     /* The reserved name is the workspace document, not the repository. */
     char *data;
     size_t len;
-    assert_int_equal(tree_read(tree, "acme/workspace.json", &data, &len), 0);
+    assert_int_equal(read_all(tree, "acme/workspace.json", &data, &len), 0);
     assert_memory_equal(data, "{\n  \"slug\": \"acme\"\n}\n", len);
     free(data);
     assert_int_equal(tree_stat(tree, "other", &st), -ENOENT);
@@ -351,7 +465,7 @@ static void check_sizes(struct tree *tree, const char *path, int depth)
         if (S_ISREG(st.mode)) {
             char *data;
             size_t len;
-            assert_int_equal(tree_read(tree, child, &data, &len), 0);
+            assert_int_equal(read_all(tree, child, &data, &len), 0);
             assert_int_equal((size_t)st.size, len);
             free(data);
         } else if (S_ISDIR(st.mode) && depth < 6) {
@@ -378,13 +492,13 @@ static void test_commits(void **state)
     assert_true(st.immutable);
 
     assert_string_equal(list_names(tree, "acme/api/commits/" HASH_A),
-                        "commit.json message parents");
+                        "commit.json message parents diff tree");
     assert_string_equal(list_names(tree, "acme/api/commits/" HASH_A "/parents"), HASH_B " " HASH_C);
     assert_string_equal(link_of(tree, "acme/api/commits/" HASH_A "/parents/" HASH_B),
                         "../../" HASH_B);
     char *data;
     size_t len;
-    assert_int_equal(tree_read(tree, "acme/api/commits/" HASH_A "/message", &data, &len), 0);
+    assert_int_equal(read_all(tree, "acme/api/commits/" HASH_A "/message", &data, &len), 0);
     assert_memory_equal(data, "Subject line\n\nBody with ünïcödé.\n", len);
     free(data);
     assert_int_equal(fake.get_commit, 1);
@@ -430,13 +544,102 @@ static void test_text_files(void **state)
     struct tree *tree = *state;
     char *data;
     size_t len;
-    assert_int_equal(tree_read(tree, "acme/api/description", &data, &len), 0);
+    assert_int_equal(read_all(tree, "acme/api/description", &data, &len), 0);
     assert_memory_equal(data, "The public API\n", len);
     free(data);
-    assert_int_equal(tree_read(tree, "acme/api/clone-url", &data, &len), 0);
+    assert_int_equal(read_all(tree, "acme/api/clone-url", &data, &len), 0);
     assert_memory_equal(data, "https://x-token-auth@bitbucket.org/acme/api.git\n", len);
     free(data);
-    assert_int_equal(tree_read(tree, "acme/api", &data, &len), -EISDIR);
+    assert_int_equal(read_all(tree, "acme/api", &data, &len), -EISDIR);
+}
+
+static void test_files_at_a_commit(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    const char *root = "acme/api/commits/" HASH_A "/tree";
+    char path[256];
+    assert_string_equal(list_names(tree, root), "README.md link run.sh src vendor");
+    assert_int_equal(fake.list_dir, 1);
+
+    /* Attributes come from the listing: no download for a stat. */
+    snprintf(path, sizeof(path), "%s/run.sh", root);
+    assert_int_equal(tree_stat(tree, path, &st), 0);
+    assert_int_equal(st.mode, S_IFREG | 0555);
+    assert_int_equal(st.size, 18);
+    assert_int_equal(st.mtime, 1650000000);
+    snprintf(path, sizeof(path), "%s/vendor", root);
+    assert_int_equal(tree_stat(tree, path, &st), 0);
+    assert_true(S_ISDIR(st.mode));
+    assert_string_equal(list_names(tree, path), "");
+    snprintf(path, sizeof(path), "%s/..", root);
+    assert_int_equal(tree_stat(tree, path, &st), -ENOENT);
+    assert_int_equal(fake.get_file, 0);
+
+    snprintf(path, sizeof(path), "%s/link", root);
+    assert_string_equal(link_of(tree, path), "README.md");
+
+    /* Contents: downloaded once into the store, then served from it. */
+    char *data;
+    size_t len;
+    snprintf(path, sizeof(path), "%s/src/main.c", root);
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    assert_memory_equal(data, "content of src/main.c\n", len);
+    free(data);
+    int downloads = fake.get_file;
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    free(data);
+    assert_int_equal(fake.get_file, downloads);
+}
+
+static void test_store_survives_remount(void **state)
+{
+    struct tree *tree = *state;
+    const char *path = "acme/api/commits/" HASH_B "/tree/README.md";
+    char *data;
+    size_t len;
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    free(data);
+    int downloads = fake.get_file;
+
+    /* A new tree over the same store: the content is on disk already. */
+    struct tree *again;
+    struct tree_config cfg = {.store = store, .workspace = "acme", .ttl = 60, .commit_limit = 9};
+    assert_int_equal(tree_new(&cfg, NULL, &again), 0);
+    assert_int_equal(read_all(again, path, &data, &len), 0);
+    assert_memory_equal(data, "content of README.md\n", len);
+    free(data);
+    assert_int_equal(fake.get_file, downloads);
+    tree_free(again);
+}
+
+static void test_diff_has_its_size_before_reading(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    const char *path = "acme/api/commits/" HASH_C "/diff";
+    assert_int_equal(tree_stat(tree, path, &st), 0);
+    assert_int_equal(st.size, (off_t)strlen("diff of " HASH_C "\n"));
+    char *data;
+    size_t len;
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    assert_int_equal(len, (size_t)st.size);
+    free(data);
+    assert_int_equal(fake.get_diff, 1);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int remove_store(void **state)
+{
+    (void)state;
+    store_close(store);
+    nftw(store_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return 0;
 }
 
 int main(void)
@@ -452,6 +655,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors_are_not_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_workspace_is_absent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_files_at_a_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_survives_remount, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_diff_has_its_size_before_reading, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, remove_store);
 }

@@ -1,0 +1,37 @@
+/*
+ * store.h - the on-disk cache of immutable content: file bodies and diffs,
+ * addressed by commit hash, so they are fetched once and kept across mounts.
+ *
+ * An entry is named by the SHA-256 of its key (never by a string from the
+ * API, so no API path can reach outside the store) and lives at
+ * ROOT/objects/XX/REST. It is written to ROOT/tmp first and renamed into
+ * place only when complete, so a crash never leaves a torn entry behind;
+ * leftovers in ROOT/tmp are removed when the store opens. Directories are
+ * 0700, files 0600.
+ */
+#ifndef BBFS_STORE_H
+#define BBFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+/* Creates ROOT (and its parents) when missing. */
+int store_open(const char *root, struct store **out, char *err, size_t errlen);
+void store_close(struct store *store);
+
+/* Opens the entry for key read-only into *fd and its size into *size, or -ENOENT. */
+int store_lookup(struct store *store, const char *key, int *fd, uint64_t *size);
+
+/* A temporary file to fill; store_commit or store_abort ends it. */
+struct store_writer {
+    int fd;
+    char *tmp_path;
+};
+int store_begin(struct store *store, struct store_writer *w);
+/* Renames the filled file into place as key's entry. */
+int store_commit(struct store *store, struct store_writer *w, const char *key);
+void store_abort(struct store_writer *w);
+
+#endif
