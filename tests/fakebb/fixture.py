@@ -8,13 +8,19 @@ committer and dates, so every run produces the same commit hashes on any machine
 `make_repo()` is the reusable building block: tests call it to make their own
 repositories (or to add commits, branches and tags to an existing one at runtime).
 
-CLI:  /usr/bin/python3 tests/fakebb/fixture.py --out DIR   (prints the data.json path)
+`build_tree_fixture(root)` builds the `files` repository instead (every kind of tree entry,
+a 60 MiB file, an LFS file, a merge, renames); it is kept apart so the demo stays fast.
+
+CLI:  /usr/bin/python3 tests/fakebb/fixture.py --out DIR        (prints the data.json path)
+      /usr/bin/python3 tests/fakebb/fixture.py --tree-out DIR [--with-demo]
 
 Python 3 standard library only.
 """
 
 import argparse
+import collections
 import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -107,11 +113,17 @@ def _data(payload):
     return b"data %d\n" % len(payload) + payload + b"\n"
 
 
+# Content produced while it is written to git: `chunks()` yields exactly `size` bytes.
+Generated = collections.namedtuple("Generated", "size chunks")
+
+
 def _file_entry(spec):
-    """(mode, bytes) for one file spec.
+    """(mode, content) for one file spec: content is bytes, a sha (str) or Generated.
 
     A spec is a str/bytes (regular file), or a dict with one of
-      {"content": ..., "executable": bool}, {"symlink": "target"}, {"submodule": "<40-hex sha>"}.
+      {"content": ..., "executable": bool}, {"symlink": "target"}, {"submodule": "<40-hex sha>"},
+      {"generate": <function returning an iterator of bytes>, "size": N, "executable": bool}
+    The last one is streamed into git, never held in memory whole (for very large files).
     """
     if isinstance(spec, (str, bytes)):
         return "100644", spec if isinstance(spec, bytes) else spec.encode("utf-8")
@@ -119,6 +131,8 @@ def _file_entry(spec):
         return "120000", spec["symlink"].encode("utf-8")
     if "submodule" in spec:
         return "160000", spec["submodule"]
+    if "generate" in spec:
+        return ("100755" if spec.get("executable") else "100644"), Generated(spec["size"], spec["generate"])
     content = spec.get("content", b"")
     if isinstance(content, str):
         content = content.encode("utf-8")
@@ -243,6 +257,9 @@ def make_repo(path, commits=(), branches=None, tags=None, head=None, start=None,
             files[p] = (mode, content)
             if isinstance(content, str):          # an existing blob/commit sha
                 stream.append(("M %s %s " % (mode, content)).encode() + _quote_path(p) + b"\n")
+            elif isinstance(content, Generated):
+                stream.append(("M %s inline " % mode).encode() + _quote_path(p) + b"\n")
+                stream.append(content)
             else:
                 stream.append(("M %s inline " % mode).encode() + _quote_path(p) + b"\n")
                 stream.append(_data(content))
@@ -276,8 +293,7 @@ def make_repo(path, commits=(), branches=None, tags=None, head=None, start=None,
     with tempfile.NamedTemporaryFile(prefix="fakebb-marks-", delete=False) as mf:
         marks_file = mf.name
     try:
-        git(path, "fast-import", "--quiet", "--done", "--date-format=raw",
-            "--export-marks=" + marks_file, input=b"".join(stream))
+        _fast_import(path, stream, marks_file)
         mark_sha = {}
         with open(marks_file) as f:
             for line in f:
@@ -293,6 +309,44 @@ def make_repo(path, commits=(), branches=None, tags=None, head=None, start=None,
         "head": head,
         "size": tree_size(path),
     }
+
+
+def _fast_import(path, stream, marks_file):
+    """Feed STREAM (bytes pieces and Generated contents) to `git fast-import` as it is
+    produced. Big blobs are streamed by git too (core.bigFileThreshold) and lightly
+    compressed, so a 60 MiB file costs well under a second and little memory."""
+    cmd = ["git", "-c", "safe.directory=*", "-c", "core.bigFileThreshold=1m",
+           "-c", "core.compression=1", "-c", "pack.compression=1", "-C", str(path),
+           "fast-import", "--quiet", "--done", "--date-format=raw", "--export-marks=" + marks_file]
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                             env=git_env())
+        try:
+            for piece in stream:
+                if not isinstance(piece, Generated):
+                    p.stdin.write(piece)
+                    continue
+                p.stdin.write(b"data %d\n" % piece.size)
+                n = 0
+                for chunk in piece.chunks():
+                    n += len(chunk)
+                    if n > piece.size:
+                        break
+                    p.stdin.write(chunk)
+                if n != piece.size:
+                    raise ValueError("generated content has %d bytes, not the %d promised" % (n, piece.size))
+                p.stdin.write(b"\n")
+            p.stdin.close()
+        except BrokenPipeError:
+            pass                                   # fast-import died: its stderr says why
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+        rc = p.wait(timeout=120)
+        if rc != 0:
+            err.seek(0)
+            raise RuntimeError("git fast-import failed: %s" % err.read().decode(errors="replace"))
 
 
 def _as_dt(value):
@@ -492,7 +546,124 @@ def build_demo(root):
     add("secrets-ops", "OPS", secrets, "Operational secrets (encrypted)", "",
         "2024-02-15T15:00:00+00:00")
 
-    data = {
+    return write_data(root, _acme_data(repos))
+
+
+# --------------------------------------------------------------------------- the `files` repository
+
+LARGE_SIZE = 60 << 20            # big/large.bin: over 50 MiB
+LARGE_PAGE = 4096
+SUBMODULE_SHA = hashlib.sha1(b"acme/lib at v1.0").hexdigest()   # vendor/lib points here
+
+
+def pseudo_random(seed, size):
+    """SIZE deterministic bytes that look random (NUL bytes included): SHA-256 in counter mode."""
+    out, n = [], 0
+    while n < size:
+        block = hashlib.sha256(b"%s:%d" % (seed.encode(), len(out))).digest()
+        out.append(block)
+        n += len(block)
+    return b"".join(out)[:size]
+
+
+def large_file_chunks():
+    """big/large.bin, 1 MiB at a time: 4 KiB pages, each starting with its own offset
+    ("page 000000004096\\n") and filled with bytes 0..255, so that content read from the
+    wrong place never matches, while git compresses it to almost nothing, quickly."""
+    filler = bytes(range(256)) * (LARGE_PAGE // 256)
+    per_chunk = (1 << 20) // LARGE_PAGE
+    for c in range(LARGE_SIZE // (1 << 20)):
+        pages = []
+        for i in range(per_chunk):
+            head = b"page %012d\n" % ((c * per_chunk + i) * LARGE_PAGE)
+            pages.append(head + filler[len(head):])
+        yield b"".join(pages)
+
+
+def _files_commits():
+    readme = "# files\n\nA repository with every kind of tree entry bbfs has to show.\n"
+    readme_v2 = readme + "\nSee `many/` for a directory that needs two pages.\n"
+    old_name = "".join("line %d of a file that is renamed later\n" % i for i in range(1, 21))
+    many = {"many/file-%03d" % i: "file number %d\n" % i for i in range(150)}
+    return [
+        {"message": "Initial import", "id": "root", "files": {
+            "README.md": readme,
+            ".gitignore": "*.o\n/build/\n",
+            "empty.txt": "",
+            "with space.txt": "a name with a space\n",
+            "ünïcödé.txt": "ünïcödé content ✓\n",
+            "日本語/ファイル.md": "# ファイル\n\n日本語のテキスト。\n",
+            "-rf": "a file, not an option\n",
+            "--help.txt": "not an option either\n",
+            "names/a#b?c%d&e=f+g;h.txt": "URL-special characters in the name\n",
+            "names/\"quoted\" back\\slash.txt": "a double quote and a backslash in the name\n",
+            "bin/run.sh": {"content": "#!/bin/sh\necho running\n", "executable": True},
+            "link-to-readme": {"symlink": "README.md"},
+            "old-name.txt": old_name,
+            "doomed.txt": "this file is deleted later\n",
+        }},
+        {"message": "Add binary data, a deep path and hidden files", "author": BOB, "files": {
+            "data/blob.bin": b"BLOB\0" + pseudo_random("data/blob.bin", 100 * 1024 - 5),
+            "a/b/c/d/e/f/deep.txt": "six levels down\n",
+            "dir with space/inner file": "inside a directory with a space\n",
+            ".hidden/dir/x": "hidden\n",
+            "escape": {"symlink": "../../../../etc/passwd"},
+        }},
+        {"message": "Add 150 small files", "id": "v1", "files": many},
+        {"branch": "topic", "from": "v1", "message": "Add the lib submodule", "author": ZOE, "files": {
+            ".gitmodules": "[submodule \"vendor/lib\"]\n\tpath = vendor/lib\n"
+                           "\turl = https://bitbucket.org/acme/lib.git\n",
+            "vendor/lib": {"submodule": SUBMODULE_SHA}}},
+        {"branch": "topic", "message": "Add the model (stored in LFS)", "files": {
+            "assets/model.lfs": pseudo_random("assets/model.lfs", 1 << 20)}},
+        {"message": "Expand the README", "files": {"README.md": readme_v2}},
+        # main's README wins (make_repo's merge would take topic's older one)
+        {"message": "Merge branch 'topic'", "merge": "topic", "id": "merge",
+         "files": {"README.md": readme_v2}},
+        {"message": "Rename old-name.txt, delete doomed.txt", "author": BOB, "id": "v2", "files": {
+            "old-name.txt": None, "new-name.txt": old_name, "doomed.txt": None,
+            "many/file-007": "file number 7, changed\n"}},
+        {"message": "Add a large file", "files": {
+            "big/large.bin": {"generate": large_file_chunks, "size": LARGE_SIZE}}},
+    ]
+
+
+def build_tree_fixture(root, with_demo=False):
+    """Build repository acme/files (project PLAT) under ROOT; return ROOT/data.json.
+
+    With WITH_DEMO, the demo repositories (build_demo) are in the same data.json too.
+    About a second, mostly for the 60 MiB file; deterministic like the demo."""
+    root = pathlib.Path(root).resolve()
+    target = root / "git" / "acme" / "files.git"
+    if target.exists():
+        raise FileExistsError("%s already exists; use a fresh directory" % target)
+    if with_demo:
+        build_demo(root)
+        data = json.loads((root / "data.json").read_text(encoding="utf-8"))
+    else:
+        data = _acme_data({})
+    info = make_repo(target, _files_commits(), tags={
+        "v1": {"rev": "v1", "message": "Version 1", "date": "2024-04-02T12:00:00+00:00"},
+        "v2": "v2"}, start="2024-04-01T09:00:00+00:00")
+    data["workspaces"]["acme"]["repositories"]["files"] = {
+        "project": "PLAT",
+        "git_dir": info["git_dir"],
+        "description": "Every kind of tree entry",
+        "language": "",
+        "is_private": True,
+        "uuid": det_uuid("acme/files"),
+        "created_on": "2024-03-31T08:00:00.000000+00:00",
+        "updated_on": newest_date(info["git_dir"]),
+        "size": info["size"],
+        # raw GETs of these files answer with a redirect to the LFS listener
+        "lfs": ["*.lfs"],
+    }
+    return write_data(root, data)
+
+
+def _acme_data(repos):
+    """data.json content for workspace acme (projects PLAT and OPS) holding REPOS."""
+    return {
         "version": 1,
         "workspaces": {
             "acme": {
@@ -525,7 +696,6 @@ def build_demo(root):
                                  "uuid": det_uuid("user/zoe"), "account_id": "557058:zoe-0003"},
         },
     }
-    return write_data(root, data)
 
 
 def write_data(root, data):
@@ -541,9 +711,15 @@ def write_data(root, data):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Build the fake Bitbucket demo data.")
-    ap.add_argument("--out", required=True, help="directory to create the repositories and data.json in")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="build the demo repositories and data.json in this directory")
+    where.add_argument("--tree-out", help="build the `files` repository and data.json in this directory")
+    ap.add_argument("--with-demo", action="store_true", help="with --tree-out: the demo repositories too")
     args = ap.parse_args(argv)
-    print(build_demo(args.out))
+    if args.out:
+        print(build_demo(args.out))
+    else:
+        print(build_tree_fixture(args.tree_out, with_demo=args.with_demo))
     return 0
 
 

@@ -2,15 +2,17 @@
 """A fake Bitbucket Cloud REST API 2.0 server, for bbfs's tests and `make demo`.
 
 It answers the read-only endpoints bbfs uses (workspaces, projects, repositories, refs,
-commits) with the shapes, pagination styles, error bodies and headers of the real API
-(see /work/shared/bitbucket-api.md), computed at request time from real git repositories
-listed in a data.json file written by fixture.py.  Nothing about refs is cached, and
-data.json is re-read whenever it changes, so a test can move a branch or add a repository
-and see it on the next request.  Fault knobs under /_fake/ let tests inject latency,
-errors, rate limiting, broken JSON, hung requests and cut connections.
+commits, file trees and contents at a commit, diffs, patches) with the shapes, pagination
+styles, error bodies and headers of the real API (see /work/shared/bitbucket-api.md),
+computed at request time from real git repositories listed in a data.json file written by
+fixture.py.  Nothing about refs is cached, and data.json is re-read whenever it changes, so
+a test can move a branch or add a repository and see it on the next request.  A second
+listener on another port stands in for the LFS media storage that Bitbucket redirects file
+downloads to.  Fault knobs under /_fake/ let tests inject latency, errors, rate limiting,
+broken JSON, hung requests, cut connections and slow bodies.
 
 Usage: server.py --data DATA.json [--host H] [--port P] [--port-file F] [--log F]
-                 [--latency-ms N] [--max-pagelen N]
+                 [--latency-ms N] [--max-pagelen N] [--lfs-port P]
 
 Python 3 standard library only; run with /usr/bin/python3.
 """
@@ -20,6 +22,7 @@ import base64
 import binascii
 import collections
 import datetime
+import fnmatch
 import hashlib
 import html
 import json
@@ -29,11 +32,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_to_bytes, urlsplit
 
 # Error messages, verbatim from the real API where known (bitbucket-api.md §3.10).
 MSG_BAD_TOKEN = "Token is invalid, expired, or not supported for this endpoint."
@@ -48,11 +52,36 @@ MSG_NO_PROJECT = "Project not found"        # real wording unknown
 MSG_NO_BRANCH = "Branch not found"          # real wording unknown
 MSG_NO_TAG = "Tag not found"                # real wording unknown
 MSG_NO_RESOURCE = "Resource not found"
+MSG_NO_PATH = "No such file or directory"   # real wording unknown
 RATE_LIMIT_BODY = b"Rate limit for this resource has been exceeded"
 
 DEFAULT_PAGELEN = 10
 COMMITS_PAGELEN = 30
 MAX_PAGELEN = 100
+
+CHUNK = 64 * 1024          # bytes per write of a streamed body
+BINARY_PROBE = 8000        # git's rule: a NUL in the first 8000 bytes makes a file binary
+
+# Content-Type of raw file bodies and `mimetype` of listing entries, guessed from the
+# extension like the real API does.  A fixed table rather than the mimetypes module, whose
+# answers depend on the machine's /etc/mime.types.
+MIME_TYPES = {
+    "txt": "text/plain", "md": "text/markdown", "markdown": "text/markdown", "rst": "text/x-rst",
+    "html": "text/html", "htm": "text/html", "css": "text/css", "csv": "text/csv",
+    "js": "application/javascript", "json": "application/json", "xml": "application/xml",
+    "yml": "application/x-yaml", "yaml": "application/x-yaml", "toml": "application/toml",
+    "sh": "text/x-sh", "py": "text/x-python", "c": "text/x-csrc", "h": "text/x-chdr",
+    "go": "text/x-go", "java": "text/x-java", "ts": "text/vnd.trolltech.linguist",
+    "bat": "application/x-msdos-program", "pdf": "application/pdf", "png": "image/png",
+    "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "svg": "image/svg+xml",
+    "zip": "application/zip", "gz": "application/gzip", "tar": "application/x-tar",
+    "bin": "application/octet-stream",
+}
+
+# The options of every /diff: what `git diff` prints by default, made independent of any
+# configuration (tests compare with `git diff` + these options + -M).
+DIFF_OPTIONS = ["--no-color", "--no-ext-diff", "--no-textconv", "--full-index",
+                "--src-prefix=a/", "--dst-prefix=b/"]
 
 # Merge strategies every branch advertises (shape of bitbucket-api.md §3.5).
 MERGE_STRATEGIES = ["merge_commit", "squash", "fast_forward"]
@@ -214,6 +243,134 @@ class GitRepo:
             args += ["--", path]
         rc, out = self.run(*args)
         return out.decode().split() if rc == 0 else []
+
+    # ---- trees and blobs (everything below is addressed by object name: immutable)
+
+    def ls_tree(self, treeish):
+        """[TreeEntry] of one tree (a tree or commit name), in git's tree order; None if it
+        is not a tree."""
+        rc, out = self.run("ls-tree", "-z", "-l", treeish)
+        if rc != 0:
+            return None
+        entries = []
+        for rec in out.split(b"\0"):
+            if not rec:
+                continue
+            meta, name = rec.split(b"\t", 1)
+            mode, otype, osha, size = meta.decode().split()
+            entries.append(TreeEntry(name, mode, otype, osha, None if size == "-" else int(size)))
+        return entries
+
+    def lookup(self, commit, segments):
+        """The TreeEntry at path SEGMENTS (a list of bytes names) in COMMIT, or None.
+        Walked one tree at a time, so no name is ever parsed as a pathspec or a revision."""
+        treeish, entry = commit, None
+        for i, seg in enumerate(segments):
+            entries = self.ls_tree(treeish)
+            entry = next((e for e in entries or () if e.name == seg), None)
+            if entry is None:
+                return None
+            if i < len(segments) - 1:
+                if entry.otype != "tree":
+                    return None        # a path through a file, a link or a submodule
+                treeish = entry.sha
+        return entry
+
+    def blob(self, sha):
+        rc, out = self.run("cat-file", "blob", sha)
+        if rc != 0:
+            raise ApiError(500, "cannot read blob %s" % sha)
+        return out
+
+    def blob_size(self, sha):
+        """Size of blob SHA, or None when there is no such blob."""
+        rc, out = self.run("cat-file", "--batch-check", input=(sha + "\n").encode())
+        parts = out.decode().split()
+        if rc != 0 or len(parts) != 3 or parts[1] != "blob":
+            return None
+        return int(parts[2])
+
+    def is_binary(self, blobs):
+        """{sha: bool} for [(sha, size)]: a NUL in the first 8000 bytes, as git decides.
+        Only those bytes are read, even of a 60 MiB blob. Results are kept per blob name
+        (content-addressed, so never stale)."""
+        result, small, large = {}, [], []
+        with _BINARY_LOCK:
+            for sha, size in blobs:
+                if sha in _BINARY_CACHE:
+                    result[sha] = _BINARY_CACHE[sha]
+                elif size <= CHUNK:
+                    small.append(sha)
+                else:
+                    large.append(sha)
+        for sha, (_t, data) in self.read_objects(small).items():
+            result[sha] = b"\0" in data[:BINARY_PROBE]
+        for sha in large:
+            head = b""
+            with self.popen("cat-file", "blob", sha) as p:
+                try:
+                    while len(head) < BINARY_PROBE:
+                        more = p.stdout.read(BINARY_PROBE - len(head))
+                        if not more:
+                            break
+                        head += more
+                finally:
+                    p.kill()
+            result[sha] = b"\0" in head
+        with _BINARY_LOCK:
+            if len(_BINARY_CACHE) > 100000:
+                _BINARY_CACHE.clear()
+            _BINARY_CACHE.update(result)
+        return result
+
+    def popen(self, *args, stdout=subprocess.PIPE):
+        cmd = ["git", "-c", "safe.directory=*", "--git-dir=" + self.dir] + list(args)
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout,
+                                stderr=subprocess.DEVNULL, env=_GIT_ENV)
+
+    def blob_stream(self, sha):
+        """A function returning an iterator over blob SHA's bytes, read from git in CHUNK
+        pieces (memory does not grow with the blob). Closing the iterator early stops git."""
+        def chunks():
+            p = self.popen("cat-file", "blob", sha)
+            try:
+                while True:
+                    data = p.stdout.read(CHUNK)
+                    if not data:
+                        break
+                    yield data
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                p.stdout.close()
+                p.wait()
+        return chunks
+
+    def to_file(self, *args):
+        """Run git with stdout into an anonymous temporary file; (rc, file at offset 0)."""
+        f = tempfile.TemporaryFile(prefix="fakebb-")
+        cmd = ["git", "-c", "safe.directory=*", "--git-dir=" + self.dir] + list(args)
+        try:
+            rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.DEVNULL,
+                                env=_GIT_ENV, timeout=120).returncode
+        except (OSError, subprocess.TimeoutExpired) as e:
+            f.close()
+            raise ApiError(500, "git failed: %s" % e)
+        f.seek(0)
+        return rc, f
+
+    def empty_tree(self):
+        rc, out = self.run("hash-object", "-t", "tree", "--stdin", input=b"")
+        return out.decode().strip()
+
+    def merge_base(self, a, b):
+        rc, out = self.run("merge-base", a, b)
+        return out.decode().strip() if rc == 0 and out.strip() else None
+
+
+TreeEntry = collections.namedtuple("TreeEntry", "name mode otype sha size")
+_BINARY_CACHE = {}
+_BINARY_LOCK = threading.Lock()
 
 
 def parse_person(value):
@@ -479,6 +636,7 @@ FAULT_KEYS = {
     "wrong_shape": {"count", "skip", "path_contains"},
     "hang": {"count", "skip", "path_contains"},
     "reset": {"count", "skip", "path_contains"},
+    "slow_body": {"bytes_per_second", "count", "skip", "path_contains"},
 }
 
 
@@ -491,8 +649,8 @@ class Knobs:
     def __init__(self, latency_ms=0, max_pagelen=None):
         self.lock = threading.Lock()
         self.defaults = {"latency_ms": latency_ms, "max_pagelen": max_pagelen,
-                         "near_limit": False, "rate_limit": 1000}
-        self.defaults.update({k: None for k in FAULT_KNOBS})
+                         "near_limit": False, "rate_limit": 1000, "lfs_host": None}
+        self.defaults.update({k: None for k in FAULT_KNOBS + ("slow_body",)})
         self.values = dict(self.defaults)
 
     def snapshot(self):
@@ -523,6 +681,10 @@ class Knobs:
             elif key == "near_limit":
                 if not isinstance(value, bool):
                     raise ValueError("near_limit must be true or false")
+            elif key == "lfs_host":
+                if value is not None and (not isinstance(value, str) or not value
+                                          or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", value)):
+                    raise ValueError("lfs_host must be null or a host name")
             elif value is not None:
                 value = self._fault(key, value)
             clean[key] = value
@@ -552,12 +714,16 @@ class Knobs:
             if not isinstance(st, int) or not 100 <= st <= 599:
                 raise ValueError("fail.status must be an HTTP status code")
             value.setdefault("retry_after", None)
+        if key == "slow_body":
+            bps = value.get("bytes_per_second")
+            if not isinstance(bps, int) or isinstance(bps, bool) or bps < 1:
+                raise ValueError("slow_body.bytes_per_second must be an integer >= 1")
         return value
 
-    def take_fault(self, raw_path, decoded_path):
+    def take_fault(self, raw_path, decoded_path, keys=FAULT_KNOBS):
         """The fault that handles this request, or None; uses up one of its count."""
         with self.lock:
-            for key in FAULT_KNOBS:
+            for key in keys:
                 spec = self.values.get(key)
                 if not spec or spec["count"] == 0:
                     continue
@@ -575,21 +741,70 @@ class Knobs:
                 return key, taken
         return None
 
+    def take_slow(self, raw_path, decoded_path):
+        """The slow_body spec for this request, or None. Checked apart from the faults:
+        a request can be both slow and cut, for instance."""
+        hit = self.take_fault(raw_path, decoded_path, keys=("slow_body",))
+        return hit[1] if hit else None
+
 
 # --------------------------------------------------------------------------- responses
 
 class Response:
+    """An answer: status, headers and a body that is either bytes or streamed.
+
+    A streamed body (`stream`, a function returning an iterator of byte chunks, called only
+    when the body is really sent) has its exact `length` known up front, so every answer
+    still has a correct Content-Length. `closer` releases what the stream needs (a
+    temporary file) whether or not it was sent."""
+
     def __init__(self, status, body=b"", content_type="application/json; charset=utf-8",
-                 headers=None):
+                 headers=None, stream=None, length=None, closer=None):
         self.status = status
         self.body = body
         self.content_type = content_type
         self.headers = list(headers or [])
-        self.cut = False                   # send only half the body, then close
+        self.stream = stream
+        self.length = len(body) if stream is None else length
+        self.closer = closer
+        self.declared = None               # Content-Length when it differs from length
+        self.limit = None                  # send at most this many body bytes
+        self.cut = False                   # after `limit` bytes, close the connection
+        self.rate = None                   # slow_body: bytes per second
 
     @classmethod
     def error(cls, err):
         return cls(err.status, json_bytes(err.body()), headers=err.headers)
+
+    @classmethod
+    def from_file(cls, f, content_type, headers=None):
+        """Stream the rest of open file F (a temporary file) with an ETag of its content."""
+        start = f.tell()
+        md5 = hashlib.md5()
+        for data in iter(lambda: f.read(CHUNK), b""):
+            md5.update(data)
+        length = f.tell() - start
+
+        def chunks():
+            f.seek(start)
+            for data in iter(lambda: f.read(CHUNK), b""):
+                yield data
+        headers = list(headers or []) + [("ETag", '"%s"' % md5.hexdigest())]
+        return cls(200, content_type=content_type, headers=headers, stream=chunks,
+                   length=length, closer=f.close)
+
+    def chunks(self):
+        """An iterator over the body (a generator: close() it to stop a stream early)."""
+        if self.stream is not None:
+            yield from self.stream()
+            return
+        for i in range(0, len(self.body), CHUNK):
+            yield self.body[i:i + CHUNK]
+
+    def close(self):
+        if self.closer:
+            closer, self.closer = self.closer, None
+            closer()
 
 
 WRONG_SHAPE = {
@@ -621,11 +836,17 @@ class Api:
         (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/commits/?", "commits"),
         (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/commits/(?P<rev>.+)", "commits"),
         (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/commit/(?P<rev>[^/]+)/?", "commit"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/src/?", "src_main"),
+        # raw_path: everything after the commit, still %-encoded (decoded per segment)
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/src/(?P<rev>[^/]+)(?P<raw_path>/.*)?", "src"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/diff/(?P<spec>.+)", "diff"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/patch/(?P<spec>.+)", "patch"),
     ]
 
     def __init__(self, store, knobs):
         self.store = store
         self.knobs = knobs
+        self.lfs_port = None       # set by FakeServer once the LFS listener is bound
         self.routes = [(re.compile("^/2\\.0" + rx + "$"), name) for rx, name in self.ROUTES]
 
     def handle(self, method, raw_path, query, headers, host):
@@ -640,16 +861,20 @@ class Api:
                 m = rx.match(raw_path)
                 if m:
                     req.authenticate()
-                    args = {k: unquote(v, errors="surrogateescape") if v is not None else None
+                    args = {k: v if v is None or k.startswith("raw_")
+                            else unquote(v, errors="surrogateescape")
                             for k, v in m.groupdict().items()}
                     obj = getattr(req, "get_" + name)(**args)
                     break
             else:
                 req.authenticate()
                 raise ApiError(404, MSG_NO_RESOURCE)
-            if req.param("fields"):
-                obj = apply_fields(obj, ",".join(req.params_all("fields")))
-            resp = Response(200, json_bytes(obj))
+            if isinstance(obj, Response):          # raw bytes, a stream or a redirect
+                resp = obj
+            else:
+                if req.param("fields"):
+                    obj = apply_fields(obj, ",".join(req.params_all("fields")))
+                resp = Response(200, json_bytes(obj))
         except ApiError as e:
             resp = Response.error(e)
         resp.headers += rate
@@ -1119,6 +1344,264 @@ class Request:
         commits = self.load_commits(git, [sha])
         return self.commit_obj(ws_slug, rslug, rec, commits[sha], "full")
 
+    # ---- files at a commit (bitbucket-api.md §3.7, §3.8, gotchas 2-5)
+
+    def get_src_main(self, ws, slug):
+        """/src without a commit: a redirect to the root listing at the main branch's tip."""
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        git = GitRepo(rec.get("git_dir"))
+        branch = git.head_branch()
+        sha = git.resolve(branch) if branch else None
+        if not sha:
+            raise ApiError(404, MSG_NO_COMMIT)
+        url = "%s/repositories/%s/%s/src/%s/" % (self.base, ws_slug, rslug, sha)
+        if self.query:
+            url += "?" + self.query
+        return Response(302, b"", content_type=None, headers=[("Location", url)])
+
+    def get_src(self, ws, slug, rev, raw_path=None):
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        git = GitRepo(rec.get("git_dir"))
+        sha = git.resolve(rev)
+        if not sha:
+            raise ApiError(404, MSG_NO_COMMIT)
+        fmt = self.param("format")
+        if fmt not in (None, "", "meta"):
+            raise ApiError(400, "Invalid format", "format=%s is not supported by fakebb" % fmt)
+        # "/a/b/" -> ["a", "b"] + trailing slash; "", "/" and "//" (the real API's own root
+        # links) are the root. Each segment is %-decoded on its own (gotcha 2).
+        inner = (raw_path or "/")[1:]
+        trailing = inner.endswith("/") or inner == ""
+        if inner.endswith("/"):
+            inner = inner[:-1]
+        segments = [unquote_to_bytes(seg) for seg in inner.split("/")] if inner else []
+        if any(seg in (b"", b".", b"..") or b"/" in seg or b"\0" in seg for seg in segments):
+            raise ApiError(404, MSG_NO_PATH)
+        path = b"/".join(segments)
+        ctx = SrcContext(self, ws_slug, rslug, rec, git, sha)
+        if not segments:
+            entry = TreeEntry(b"", "040000", "tree", sha, None)
+        else:
+            entry = git.lookup(sha, segments)
+            if entry is None:
+                raise ApiError(404, MSG_NO_PATH)
+        if entry.otype == "tree":
+            if fmt == "meta":
+                return ctx.dir_obj(path)
+            return self.paged(ctx.listing(entry.sha, path, self.max_depth()), fill=ctx.fill)
+        if trailing:
+            raise ApiError(404, MSG_NO_PATH)      # a file asked for as a directory
+        if fmt == "meta":
+            values = [(path, entry)]
+            ctx.fill(values)
+            return values[0]
+        return ctx.raw(path, entry)
+
+    def max_depth(self):
+        raw = self.param("max_depth")
+        if raw is None or raw == "":
+            return 1
+        if not re.fullmatch(r"\d+", raw) or int(raw) < 1:
+            raise ApiError(400, "Invalid max_depth")
+        return int(raw)
+
+    # ---- diffs and patches (bitbucket-api.md §4, gotchas 8 and 10)
+
+    def diff_range(self, git, spec):
+        """(old, new) commits or trees to compare for a /diff or /patch SPEC: one commit
+        against its first parent (the empty tree for a root commit), or Bitbucket's
+        reversed `A..B` = the changes that A brings over B."""
+        spec = spec[:-1] if spec.endswith("/") else spec
+        if ".." in spec:
+            a, _, b = spec.partition("..")
+            new, base = git.resolve(a), git.resolve(b.lstrip("."))
+            if not new or not base:
+                raise ApiError(404, MSG_NO_COMMIT)
+            if self.param("topic") != "false":          # three-dot, the real default
+                base = git.merge_base(new, base) or base
+            return base, new, True
+        sha = git.resolve(spec)
+        if not sha:
+            raise ApiError(404, MSG_NO_COMMIT)
+        commit = self.load_commits(git, [sha])[sha]
+        parent = commit["parents"][0] if commit["parents"] else git.empty_tree()
+        return parent, sha, False
+
+    def get_diff(self, ws, slug, spec):
+        _ws_slug, _wsrec, _rslug, rec = self.repo(ws, slug)
+        git = GitRepo(rec.get("git_dir"))
+        old, new, _ = self.diff_range(git, spec)
+        args = ["--literal-pathspecs", "diff"] + DIFF_OPTIONS
+        args.append("--no-renames" if self.param("renames") == "false" else "-M")
+        context = self.param("context")
+        if context is not None:
+            if not re.fullmatch(r"\d+", context):
+                raise ApiError(400, "Invalid context")
+            args.append("-U" + context)
+        if self.param("ignore_whitespace") == "true":
+            args.append("-w")
+        args += [old, new, "--"] + self.params_all("path")
+        rc, f = git.to_file(*args)
+        if rc != 0:
+            f.close()
+            raise ApiError(500, "git diff failed")
+        return Response.from_file(f, "text/plain")
+
+    def get_patch(self, ws, slug, spec):
+        _ws_slug, _wsrec, _rslug, rec = self.repo(ws, slug)
+        git = GitRepo(rec.get("git_dir"))
+        old, new, is_range = self.diff_range(git, spec)
+        if not is_range and len(self.load_commits(git, [new])[new]["parents"]) > 1:
+            # git format-patch has no patch for a merge (`-1` would pick its first parent)
+            return Response(200, b"", content_type="text/plain")
+        what = ["%s..%s" % (old, new)] if is_range else ["-1", new]
+        rc, f = git.to_file("format-patch", "--stdout", "--no-signature", "--no-color",
+                            "--no-ext-diff", "--no-textconv", "--full-index", *what)
+        if rc != 0:
+            f.close()
+            raise ApiError(500, "git format-patch failed")
+        return Response.from_file(f, "text/plain")
+
+
+class SrcContext:
+    """Builds /src answers for one repository at one commit."""
+
+    def __init__(self, req, ws, slug, rec, git, sha):
+        self.req, self.ws, self.slug, self.rec, self.git, self.sha = req, ws, slug, rec, git, sha
+        self.full = "%s/%s" % (ws, slug)
+        self.src_base = "%s/repositories/%s/src/%s/" % (req.base, self.full, sha)
+        self.lfs_patterns = [p for p in rec.get("lfs") or [] if isinstance(p, str)]
+
+    def listing(self, tree, path, max_depth):
+        """[(path bytes, TreeEntry)] under tree TREE (at PATH): its entries in tree order,
+        then breadth-first those of its subdirectories down to MAX_DEPTH levels."""
+        items = []
+        queue = collections.deque([(tree, path, 1)])
+        while queue:
+            treeish, prefix, depth = queue.popleft()
+            for e in self.git.ls_tree(treeish) or []:
+                p = prefix + b"/" + e.name if prefix else e.name
+                items.append((p, e))
+                if e.otype == "tree" and depth < max_depth:
+                    queue.append((e.sha, p, depth + 1))
+        return items
+
+    def commit_min(self):
+        return {"type": "commit", "hash": self.sha,
+                "links": self.req.commit_links(self.full, self.sha, False)}
+
+    def dir_obj(self, path):
+        href = self.src_base + (quote(path, safe="/") + "/" if path else "")
+        return {"path": path.decode("utf-8", "replace"), "type": "commit_directory",
+                "commit": self.commit_min(),
+                "links": {"self": {"href": href}, "meta": {"href": href + "?format=meta"}}}
+
+    def is_lfs(self, path, entry):
+        if entry.mode not in ("100644", "100755"):
+            return False
+        text = path.decode("utf-8", "surrogateescape")
+        base = text.rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatchcase(text if "/" in pat else base, pat)
+                   for pat in self.lfs_patterns)
+
+    def file_obj(self, path, entry, binary):
+        """A commit_file entry. `size` is always the number of bytes the raw GET of the
+        file gives: the link target for a symlink, the 40-hex commit for a submodule, the
+        real content (not a pointer) for an LFS file."""
+        attributes = []
+        if entry.mode == "120000":
+            attributes.append("link")
+        elif entry.mode == "100755":
+            attributes.append("executable")
+        elif entry.mode == "160000":
+            attributes.append("subrepository")
+        if binary:
+            attributes.append("binary")
+        if self.is_lfs(path, entry):
+            attributes.append("lfs")
+        href = self.src_base + quote(path, safe="/")
+        text = path.decode("utf-8", "replace")
+        return {"path": text, "commit": self.commit_min(), "type": "commit_file",
+                "attributes": attributes, "escaped_path": escape_path(path),
+                "size": len(entry.sha) if entry.mode == "160000" else entry.size,
+                "mimetype": MIME_TYPES.get(mime_ext(text)),
+                "links": {"self": {"href": href}, "meta": {"href": href + "?format=meta"},
+                          "history": {"href": "%s/repositories/%s/filehistory/%s/%s" % (
+                              self.req.base, self.full, self.sha, quote(path, safe="/"))}}}
+
+    def fill(self, values):
+        """Turn one page of (path, TreeEntry) into JSON entries, in place. Only the blobs
+        on this page are probed for the binary attribute."""
+        probe = [(e.sha, e.size) for _p, e in values if e.mode in ("100644", "100755") and e.size]
+        binary = self.git.is_binary(probe) if probe else {}
+        values[:] = [self.dir_obj(p) if e.otype == "tree" else self.file_obj(p, e, binary.get(e.sha))
+                     for p, e in values]
+
+    def raw(self, path, entry):
+        """The raw GET of a file: its bytes, or a redirect to the LFS listener."""
+        text = path.decode("utf-8", "replace")
+        ctype = MIME_TYPES.get(mime_ext(text)) or "application/octet-stream"
+        headers = [("ETag", '"%s"' % entry.sha)]
+        if entry.mode == "160000":
+            return Response(200, entry.sha.encode(), content_type=ctype, headers=headers)
+        if self.is_lfs(path, entry):
+            host = self.req.api.knobs.snapshot().get("lfs_host") or host_name(self.req.host)
+            token = lfs_token(self.ws, self.slug, entry.sha)
+            url = "http://%s:%d/media/%s" % (host, self.req.api.lfs_port, token)
+            return Response(302, b"", content_type=None, headers=[("Location", url)])
+        if entry.size <= CHUNK:
+            return Response(200, self.git.blob(entry.sha), content_type=ctype, headers=headers)
+        return Response(200, content_type=ctype, headers=headers,
+                        stream=self.git.blob_stream(entry.sha), length=entry.size)
+
+
+def mime_ext(path):
+    base = path.rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[-1].lower() if "." in base.lstrip(".") else ""
+
+
+def escape_path(path):
+    """PATH as a diff shows it: git's C-style quoting, in double quotes, when the name has
+    bytes git quotes (control characters, `"`, `\\`, non-ASCII); else PATH itself."""
+    special = {0x07: "\\a", 0x08: "\\b", 0x09: "\\t", 0x0a: "\\n", 0x0b: "\\v", 0x0c: "\\f",
+               0x0d: "\\r", 0x22: '\\"', 0x5c: "\\\\"}
+    if not any(b < 0x20 or b >= 0x7f or b in (0x22, 0x5c) for b in path):
+        return path.decode("ascii")
+    out = []
+    for b in path:
+        if b in special:
+            out.append(special[b])
+        elif b < 0x20 or b >= 0x7f:
+            out.append("\\%03o" % b)
+        else:
+            out.append(chr(b))
+    return '"' + "".join(out) + '"'
+
+
+def host_name(host_header):
+    """The host part of a Host header ("127.0.0.1:8080" -> "127.0.0.1", "[::1]:80" -> "[::1]")."""
+    host, sep, port = host_header.rpartition(":")
+    if sep and port.isdigit() and not host.endswith(":"):
+        return host
+    return host_header
+
+
+# LFS media tokens: opaque to clients, but stateless here (base64url of the repository and
+# the blob), so the LFS listener needs nothing from the request that was redirected.
+def lfs_token(ws, slug, blob):
+    raw = json.dumps([ws, slug, blob], ensure_ascii=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def read_lfs_token(token):
+    try:
+        ws, slug, blob = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    if not all(isinstance(x, str) for x in (ws, slug, blob)) or not HEX_RE.fullmatch(blob):
+        return None
+    return ws, slug, blob
+
 
 def _sortable(v):
     if isinstance(v, bool):
@@ -1152,7 +1635,7 @@ class FakeServer(ThreadingHTTPServer):
     block_on_close = False     # idle keep-alive connections must not delay shutdown
     allow_reuse_address = True
 
-    def __init__(self, addr, data_path, log_path=None, latency_ms=0, max_pagelen=None):
+    def __init__(self, addr, data_path, log_path=None, latency_ms=0, max_pagelen=None, lfs_port=0):
         super().__init__(addr, Handler)
         self.store = Store(data_path)
         self.knobs = Knobs(latency_ms=latency_ms, max_pagelen=max_pagelen)
@@ -1161,6 +1644,13 @@ class FakeServer(ThreadingHTTPServer):
         self.log_lock = threading.Lock()
         self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
         self.recent = collections.deque(maxlen=10000)   # GET /_fake/requests
+        self.active = {}                                 # GET /_fake/active
+        self.lfs = LfsServer((addr[0], lfs_port), self)
+        self.api.lfs_port = self.lfs.server_address[1]
+
+    @property
+    def hub(self):
+        return self
 
     def log_request_record(self, record):
         # Never the token or the Authorization header: only these fields are written.
@@ -1173,10 +1663,24 @@ class FakeServer(ThreadingHTTPServer):
     def server_close(self):
         self.stopping.set()
         super().server_close()
+        self.lfs.server_close()
         if self.log_file:
             with self.log_lock:
                 self.log_file.close()
                 self.log_file = None
+
+
+class LfsServer(ThreadingHTTPServer):
+    """The second listener: LFS media storage on another port (another origin). It needs no
+    auth and logs whether an Authorization header arrived anyway, for the tests that check
+    a client never forwards its token there. Knobs, log and data are the main server's."""
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, addr, hub):
+        self.hub = hub
+        super().__init__(addr, LfsHandler)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -1184,6 +1688,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "fakebb/1"
     sys_version = ""
     timeout = 120      # idle keep-alive connections are closed after this many seconds
+    kind = "api"       # the request log's "server" field
 
     def log_message(self, fmt, *args):
         pass           # the JSON request log replaces http.server's stderr lines
@@ -1220,53 +1725,79 @@ class Handler(BaseHTTPRequestHandler):
             n = 0
         return self.rfile.read(n) if n > 0 else b""
 
+    # The parts that differ between the API and the LFS listener.
+    def is_control(self, raw_path):
+        return raw_path == "/_fake" or raw_path.startswith("/_fake/")
+
+    def takes_faults(self, raw_path):
+        return raw_path.startswith("/2.0/")
+
+    def auth_flag(self):
+        """The log's "auth": whether a known token was sent."""
+        return token_known(self.server.hub.store.get(), self.headers.get("Authorization", ""))
+
+    def produce(self, method, raw_path, query):
+        """(Response, auth flag) for one request."""
+        hub = self.server.hub
+        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        req, resp = hub.api.handle(method, raw_path, query, self.headers, host)
+        return resp, req.token is not None
+
     def dispatch(self, method):
-        srv = self.server
+        hub = self.server.hub
         body = self.read_body()
         split = urlsplit(self.path)
         raw_path, query = split.path, split.query
-        if raw_path == "/_fake" or raw_path.startswith("/_fake/"):
+        if self.is_control(raw_path):
             return self.fake_control(method, raw_path, query, body)
         started = time.time()
-        host = self.headers.get("Host") or "%s:%d" % srv.server_address[:2]
         decoded = unquote(raw_path, errors="replace")
-        fault = srv.knobs.take_fault(raw_path, decoded) if raw_path.startswith("/2.0/") else None
-        record = {"time": started, "method": method, "path": raw_path, "query": query,
-                  "status": None, "auth": False,
-                  "conn": "%s:%s" % self.client_address[:2]}
+        fault = slow = None
+        if self.takes_faults(raw_path):
+            fault = hub.knobs.take_fault(raw_path, decoded)
+            slow = hub.knobs.take_slow(raw_path, decoded)
+        record = {"time": started, "server": self.kind, "method": method, "path": raw_path,
+                  "query": query, "status": None, "auth": False,
+                  "conn": "%s:%s" % self.client_address[:2], "bytes": 0}
         if fault:
             record["fault"] = fault[0]
-        latency = srv.knobs.snapshot()["latency_ms"]
+        if slow:
+            record["slow_body"] = slow["bytes_per_second"]
+        latency = hub.knobs.snapshot()["latency_ms"]
         if latency and raw_path.startswith("/2.0"):
-            srv.stopping.wait(latency / 1000.0)
+            hub.stopping.wait(latency / 1000.0)
         if fault and fault[0] == "hang":
-            record["auth"] = token_known(srv.store.get(), self.headers.get("Authorization", ""))
+            record["auth"] = self.auth_flag()
             # Read the request, never answer; the connection dies with the server.
-            srv.log_request_record(record)
-            srv.stopping.wait()
+            hub.log_request_record(record)
+            hub.stopping.wait()
             self.close_connection = True
             return
         try:
-            req, resp = srv.api.handle(method, raw_path, query, self.headers, host)
-            record["auth"] = req.token is not None
+            resp, record["auth"] = self.produce(method, raw_path, query)
         except Exception:          # a bug here must not kill the connection silently
             traceback.print_exc()
+            record["auth"] = self.auth_flag()
             resp = Response(500, json_bytes({"type": "error", "error": {"message": "fakebb internal error"}}))
         if fault:
             resp = self.apply_fault(fault, resp)
-        elif resp.status == 200 and "ETag" not in dict(resp.headers):
-            etag = '"%s"' % hashlib.md5(resp.body).hexdigest()
-            resp.headers.append(("ETag", etag))
+        elif resp.status == 200:
+            etag = dict(resp.headers).get("ETag")
+            if etag is None:
+                etag = '"%s"' % hashlib.md5(resp.body).hexdigest()
+                resp.headers.append(("ETag", etag))
             if etag_matches(self.headers.get("If-None-Match"), etag):
+                resp.close()
                 resp = Response(304, b"", content_type=None, headers=resp.headers)
+        if slow:
+            resp.rate = slow["bytes_per_second"]
         record["status"] = resp.status
-        self.send(resp, head=(method == "HEAD"))
-        record["duration_ms"] = round((time.time() - started) * 1000, 1)
-        srv.log_request_record(record)
+        self.send(resp, head=(method == "HEAD"), record=record)
 
     def apply_fault(self, fault, resp):
         kind, spec = fault
         if kind == "fail":
+            resp.close()
             st = spec["status"]
             headers = [h for h in resp.headers if h[0].lower().startswith("x-ratelimit")]
             if spec.get("retry_after") is not None:
@@ -1279,70 +1810,164 @@ class Handler(BaseHTTPRequestHandler):
                                           555: "Timeout"}.get(st, "Injected error")
             return Response(st, json_bytes({"type": "error", "error": {"message": msg}}), headers=headers)
         if kind == "malformed":
-            body = resp.body if len(resp.body) > 2 else b'{"values": [1, 2'
-            return Response(200, body[:max(1, len(body) // 2)], headers=resp.headers)
+            if resp.stream is None:
+                body = resp.body if len(resp.body) > 2 else b'{"values": [1, 2'
+                return Response(200, body[:max(1, len(body) // 2)], content_type=resp.content_type,
+                                headers=resp.headers)
+            resp.status = 200
+            resp.limit = resp.declared = resp.length // 2
+            return resp
         if kind == "wrong_shape":
+            resp.close()
             return Response(200, json_bytes(WRONG_SHAPE), headers=resp.headers)
         if kind == "reset":
             resp.cut = True
+            resp.limit = resp.length // 2
             return resp
         return resp
 
-    def send(self, resp, head=False):
-        body = resp.body
+    def send(self, resp, head=False, record=None):
+        """Write RESP and log RECORD (if given) with the number of body bytes sent.
+
+        The record is written before the answer is complete (before the last body byte, or
+        before the headers when there is no body), so a client that has the whole answer
+        always finds its record in the log. A client that goes away mid-body is no error:
+        `bytes` says how far it got (it counts the last byte as sent once the rest is)."""
+        hub = self.server.hub
+        logged = []
+
+        def done(sent):
+            if record is not None and not logged:
+                logged.append(True)
+                record["bytes"] = sent
+                record["duration_ms"] = round((time.time() - record["time"]) * 1000, 1)
+                hub.log_request_record(record)
         self.send_response(resp.status)
         if resp.content_type:
             self.send_header("Content-Type", resp.content_type)
         for k, v in resp.headers:
             if k == "ETag" or resp.status != 304 or k.lower().startswith("x-ratelimit"):
                 self.send_header(k, v)
-        if not any(k == "ETag" for k, _ in resp.headers) and resp.status != 304:
-            self.send_header("ETag", '"%s"' % hashlib.md5(body).hexdigest())
+        if not any(k == "ETag" for k, _ in resp.headers) and resp.status != 304 and resp.stream is None:
+            self.send_header("ETag", '"%s"' % hashlib.md5(resp.body).hexdigest())
         if resp.status != 304:
             # 304 has no body by definition; every other answer says how long it is.
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(resp.length if resp.declared is None else resp.declared))
         if resp.cut:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if head or resp.status == 304:
+        limit = 0 if head or resp.status == 304 else resp.length if resp.limit is None else resp.limit
+        if limit == 0 and not resp.cut:
+            done(0)
+            resp.close()
+            self.end_headers()
             return
+        self.end_headers()
+        sent, it = 0, resp.chunks()
+        live = dict(record or {}, length=limit)
+        key = object()
+        if record is not None:                    # /_fake/* answers are not requests
+            with hub.log_lock:
+                hub.active[key] = live
+        t0 = time.monotonic()
+        piece = max(1, min(CHUNK, resp.rate // 20)) if resp.rate else CHUNK
+        try:
+            for chunk in it:
+                chunk = chunk[:limit - sent]
+                for i in range(0, len(chunk), piece):
+                    data = chunk[i:i + piece]
+                    if sent + len(data) >= limit and not resp.cut:
+                        # the last piece: log first, then let the client complete
+                        self.wfile.write(data[:-1])
+                        done(limit)
+                        self.wfile.write(data[-1:])
+                    else:
+                        self.wfile.write(data)
+                    sent += len(data)
+                    live["bytes"] = sent
+                    if resp.rate and sent < limit:
+                        # slow_body: paced to the rate from the first byte on
+                        if hub.stopping.wait(max(0.0, t0 + sent / resp.rate - time.monotonic())):
+                            raise ConnectionAbortedError("server stopping")
+                if sent >= limit:
+                    break
+        except OSError:
+            self.close_connection = True          # the client went away (or we are stopping)
+        finally:
+            with hub.log_lock:
+                hub.active.pop(key, None)
+            done(sent)
+            it.close()
+            resp.close()
         if resp.cut:
-            # A connection cut mid-body: half the promised bytes, then FIN.
-            self.wfile.write(body[:len(body) // 2])
-            self.wfile.flush()
+            # A connection cut mid-body: part of the promised bytes, then FIN.
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            return
-        self.wfile.write(body)
 
     def fake_control(self, method, raw_path, query, body):
         """/_fake/*: test controls, no auth, not logged."""
-        srv = self.server
+        hub = self.server.hub
         status, out = 200, None
         try:
             if raw_path == "/_fake/knobs" and method == "GET":
-                out = srv.knobs.snapshot()
+                out = hub.knobs.snapshot()
             elif raw_path == "/_fake/knobs" and method == "POST":
-                out = srv.knobs.update(json.loads(body.decode("utf-8") or "{}"))
+                out = hub.knobs.update(json.loads(body.decode("utf-8") or "{}"))
             elif raw_path == "/_fake/reset" and method == "POST":
-                out = srv.knobs.reset()
+                out = hub.knobs.reset()
             elif raw_path == "/_fake/requests" and method == "GET":
-                with srv.log_lock:
-                    out = list(srv.recent)
+                with hub.log_lock:
+                    out = list(hub.recent)
             elif raw_path == "/_fake/requests" and method == "DELETE":
-                with srv.log_lock:
-                    srv.recent.clear()
+                with hub.log_lock:
+                    hub.recent.clear()
                 out = []
+            elif raw_path == "/_fake/active" and method == "GET":
+                with hub.log_lock:
+                    out = [dict(r) for r in hub.active.values()]
             elif raw_path == "/_fake/health" and method == "GET":
-                out = {"ok": True}
+                out = {"ok": True, "port": hub.server_address[1], "lfs_port": hub.api.lfs_port}
             else:
                 status, out = 404, {"error": "unknown control endpoint %s %s" % (method, raw_path)}
         except ValueError as e:
             status, out = 400, {"error": str(e)}
         self.send(Response(status, json_bytes(out)), head=(method == "HEAD"))
+
+
+class LfsHandler(Handler):
+    """GET/HEAD /media/<token> on the LFS listener: the blob's bytes, no auth needed."""
+    kind = "lfs"
+
+    def is_control(self, raw_path):
+        return False
+
+    def takes_faults(self, raw_path):
+        return True
+
+    def auth_flag(self):
+        """The log's "auth" here: whether any Authorization header arrived at all."""
+        return self.headers.get("Authorization") is not None
+
+    def produce(self, method, raw_path, query):
+        auth = self.auth_flag()
+        not_found = Response(404, b"Not Found", content_type="text/plain")
+        m = re.fullmatch(r"/media/([A-Za-z0-9_-]+)", raw_path)
+        if method not in ("GET", "HEAD"):
+            return Response(405, b"Method Not Allowed", content_type="text/plain"), auth
+        ref = read_lfs_token(m.group(1)) if m else None
+        if not ref:
+            return not_found, auth
+        ws, slug, blob = ref
+        rec = self.server.hub.store.get().get("workspaces", {}).get(ws, {}).get("repositories", {}).get(slug)
+        git = GitRepo(rec.get("git_dir")) if rec else None
+        size = git.blob_size(blob) if git and git.dir else None
+        if size is None:
+            return not_found, auth
+        return Response(200, content_type="application/octet-stream",
+                        headers=[("ETag", '"%s"' % blob)], stream=git.blob_stream(blob),
+                        length=size), auth
 
 
 def token_known(data, auth_header):
@@ -1373,11 +1998,14 @@ def main(argv=None):
     ap.add_argument("--log", help="append one JSON line per /2.0 request here")
     ap.add_argument("--latency-ms", type=float, default=0)
     ap.add_argument("--max-pagelen", type=int, default=None, help="silently cap every page size")
+    ap.add_argument("--lfs-port", type=int, default=0,
+                    help="port of the LFS media listener (0 picks a free one; see /_fake/health)")
     args = ap.parse_args(argv)
 
     srv = FakeServer((args.host, args.port), args.data, log_path=args.log,
                      latency_ms=args.latency_ms,
-                     max_pagelen=args.max_pagelen if args.max_pagelen and args.max_pagelen > 0 else None)
+                     max_pagelen=args.max_pagelen if args.max_pagelen and args.max_pagelen > 0 else None,
+                     lfs_port=args.lfs_port)
     port = srv.server_address[1]
     if args.port_file:
         # written atomically: a watcher never reads a half-written number
@@ -1389,12 +2017,13 @@ def main(argv=None):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    worker = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-    worker.start()
+    for server in (srv, srv.lfs):
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     print("listening on http://%s:%d/2.0" % (args.host, port), flush=True)
     while not stop.wait(0.1):     # short: a signal does not cut a wait short (PEP 475)
         pass
     srv.stopping.set()          # releases hung and sleeping handlers
+    srv.lfs.shutdown()
     srv.shutdown()
     srv.server_close()
     return 0

@@ -5,6 +5,7 @@ Each server runs as a subprocess on port 0 and is always stopped; every HTTP cal
 timeout, and the whole module is expected to take well under 20 seconds.
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -13,8 +14,10 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -582,3 +585,391 @@ def test_demo_launcher_with_stub_bbfs(tmp_path):
 
     res = run("--stop", "--dir", str(d))
     assert res.returncode == 0
+
+
+# ---------------------------------------------------------------------------------- files at a commit
+# The `files` repository (fixture.build_tree_fixture): every kind of tree entry, a 60 MiB
+# file, an LFS file, a merge, a rename. Expected values come from git itself.
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files")
+    started = time.monotonic()
+    data = fixture.build_tree_fixture(root)
+    build_time = time.monotonic() - started
+    srv = Server(data, root)
+    srv.data, srv.build_time = data, build_time
+    srv.git_dir = root / "git" / "acme" / "files.git"
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fsrv(files):
+    files.reset()
+    yield files
+    files.reset()
+
+
+FILES = "/repositories/acme/files"
+
+
+def gitb(git_dir, *args):
+    return subprocess.run(["git", "--git-dir", str(git_dir)] + list(args), check=True,
+                          stdout=subprocess.PIPE, env=fixture.git_env(), timeout=60).stdout
+
+
+def tree_entries(git_dir, rev, recursive=True):
+    """{path: (mode, type, object, size or None)} from git ls-tree."""
+    args = ["ls-tree", "-z", "-l"] + (["-r", "-t"] if recursive else []) + [rev]
+    res = {}
+    for rec in gitb(git_dir, *args).split(b"\0"):
+        if rec:
+            meta, path = rec.split(b"\t", 1)
+            mode, typ, obj, size = meta.decode().split()
+            res[path.decode()] = (mode, typ, obj, None if size == "-" else int(size))
+    return res
+
+
+def fetch(url, method="GET", headers=None, token="demo-token"):
+    """(status, headers, body) without following redirects (urllib would follow them,
+    Authorization header included)."""
+    u = urllib.parse.urlsplit(url)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request(method, u.path + ("?" + u.query if u.query else ""), headers=h)
+        r = conn.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        conn.close()
+
+
+def blob_contents(git_dir, shas):
+    """{sha: bytes} through one `git cat-file --batch`."""
+    out = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch"], check=True,
+                         input="".join(s + "\n" for s in shas).encode(), stdout=subprocess.PIPE,
+                         timeout=60).stdout
+    res, pos = {}, 0
+    for sha in shas:
+        nl = out.index(b"\n", pos)
+        size = int(out[pos:nl].split()[2])
+        res[sha] = out[nl + 1:nl + 1 + size]
+        pos = nl + 2 + size
+    return res
+
+
+def src_url(srv, rev, path=""):
+    return "%s%s/src/%s/%s" % (srv.base, FILES, rev, urllib.parse.quote(path, safe="/"))
+
+
+def log_mark(srv):
+    return len(srv.log.read_text().splitlines())
+
+
+def log_since(srv, mark, n=1):
+    """The records after MARK, once there are N of them (a record is written right after
+    the answer's last byte, so it may trail the client by a moment)."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = srv.log.read_text().splitlines()[mark:]
+        if len(lines) >= n or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines]
+        time.sleep(0.02)
+
+
+def health(srv):
+    with urllib.request.urlopen(srv.root + "/_fake/health", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_tree_fixture_layout(files, tmp_path):
+    g = files.git_dir
+    assert files.build_time < 5
+    main = tree_entries(g, "main")
+    for path in ("ünïcödé.txt", "日本語/ファイル.md", "with space.txt", "dir with space/inner file",
+                 "-rf", "--help.txt", ".gitignore", ".hidden/dir/x", "empty.txt",
+                 "a/b/c/d/e/f/deep.txt", ".gitmodules", "new-name.txt", "names/a#b?c%d&e=f+g;h.txt"):
+        assert main[path][:2] == ("100644", "blob"), path
+    assert main["bin/run.sh"][0] == "100755"
+    assert main["link-to-readme"][0] == main["escape"][0] == "120000"
+    assert gitb(g, "cat-file", "blob", main["link-to-readme"][2]) == b"README.md"
+    assert gitb(g, "cat-file", "blob", main["escape"][2]) == b"../../../../etc/passwd"
+    assert main["vendor/lib"][:3] == ("160000", "commit", fixture.SUBMODULE_SHA)
+    assert main["big/large.bin"][3] == fixture.LARGE_SIZE > 50 << 20
+    assert main["data/blob.bin"][3] == 100 * 1024
+    assert b"\0" in gitb(g, "cat-file", "blob", main["data/blob.bin"][2])[:8000]
+    assert main["empty.txt"][3] == 0 and 900 * 1024 < main["assets/model.lfs"][3] < 1200 * 1024
+    assert sum(1 for p in main if p.startswith("many/")) == 150
+    assert "old-name.txt" not in main and "doomed.txt" not in main
+    # history: one root, a merge with two parents, a rename + delete; tags on different trees
+    assert len(gitb(g, "rev-list", "--max-parents=0", "main").split()) == 1
+    merges = gitb(g, "rev-list", "--merges", "main").split()
+    assert len(merges) == 1 and len(gitb(g, "rev-parse", merges[0].decode() + "^@").split()) == 2
+    status = gitb(g, "diff", "-M", "--name-status", "v2^", "v2").decode()
+    assert "R100\told-name.txt\tnew-name.txt" in status and "D\tdoomed.txt" in status
+    assert gitb(g, "cat-file", "-t", "v1") == b"tag\n"
+    assert gitb(g, "rev-parse", "v1^{tree}") != gitb(g, "rev-parse", "v2^{tree}")
+    # git archive works (submodules become empty directories)
+    tar = subprocess.run("git --git-dir='%s' archive main | tar -t" % g, shell=True, check=True,
+                         stdout=subprocess.PIPE, timeout=60).stdout.decode().split("\n")
+    assert "vendor/lib/" in tar and "big/large.bin" in tar
+    # deterministic
+    data = json.loads(fixture.build_tree_fixture(tmp_path / "again").read_text())
+    assert gitb(tmp_path / "again" / "git" / "acme" / "files.git", "for-each-ref") == gitb(g, "for-each-ref")
+    assert data["workspaces"]["acme"]["repositories"]["files"]["lfs"] == ["*.lfs"]
+
+
+def test_tree_fixture_with_demo(tmp_path, monkeypatch):
+    # with_demo adds `files` to the demo's data.json (a stand-in demo keeps this test quick)
+    def fake_demo(root):
+        return fixture.write_data(root, fixture._acme_data({"api": {"project": "PLAT"}}))
+    monkeypatch.setattr(fixture, "build_demo", fake_demo)
+    data = json.loads(fixture.build_tree_fixture(tmp_path, with_demo=True).read_text())
+    assert set(data["workspaces"]["acme"]["repositories"]) == {"api", "files"}
+    with pytest.raises(FileExistsError):
+        fixture.build_tree_fixture(tmp_path)
+
+
+def test_src_listing_shape_and_pagination(fsrv):
+    g = fsrv.git_dir
+    sha = gitb(g, "rev-parse", "main").decode().strip()
+    root = list(tree_entries(g, "main", recursive=False))
+    status, hdrs, page = fsrv.get("%s/src/%s/?pagelen=100" % (FILES, sha))
+    assert status == 200 and set(page) == {"pagelen", "size", "values", "page"}
+    assert [v["path"] for v in page["values"]] == root        # git tree order
+    assert page["size"] == len(root) and page["pagelen"] == 100
+    for variant in (sha + "?pagelen=100", sha + "//?pagelen=100", "main/?pagelen=100"):
+        assert fsrv.get("%s/src/%s" % (FILES, variant))[2] == page, variant
+    values, pages = fsrv.walk("%s/src/%s/" % (FILES, sha))
+    assert values == page["values"] and len(pages) == (len(root) + 9) // 10
+    assert all(p["pagelen"] == 10 for p in pages) and "next" not in pages[-1]
+    # a directory with 150 entries needs two pages even at pagelen=100
+    values, pages = fsrv.walk("%s/src/%s/many/?pagelen=100" % (FILES, sha))
+    assert [p["page"] for p in pages] == [1, 2] and pages[1]["previous"].endswith("page=1")
+    assert [v["path"] for v in values] == ["many/file-%03d" % i for i in range(150)]
+    assert fsrv.walk("%s/src/%s/many?pagelen=100" % (FILES, sha))[0] == values
+    d = next(v for v in page["values"] if v["path"] == "a")
+    f = next(v for v in page["values"] if v["path"] == "README.md")
+    assert set(d) == {"path", "type", "commit", "links"} and d["type"] == "commit_directory"
+    assert set(f) == {"path", "commit", "type", "attributes", "escaped_path", "size", "mimetype", "links"}
+    assert f["type"] == "commit_file" and f["commit"]["hash"] == d["commit"]["hash"] == sha
+    assert d["links"]["self"]["href"] == "%s%s/src/%s/a/" % (fsrv.base, FILES, sha)
+    assert f["links"]["meta"]["href"].endswith("/src/%s/README.md?format=meta" % sha)
+    # fields include-only, as bbfs asks for it
+    q = "fields=next,values.path,values.type,values.size,values.attributes&pagelen=100"
+    status, _, p = fsrv.get("%s/src/%s/many/?%s" % (FILES, sha, q))
+    assert set(p) == {"values", "next"}
+    assert p["values"][0] == {"path": "many/file-000", "type": "commit_file", "size": 14, "attributes": []}
+
+
+def test_src_attributes_and_sizes(fsrv):
+    g = fsrv.git_dir
+    want = tree_entries(g, "main")
+    got = {}
+    for d in [""] + [p for p, e in want.items() if e[1] == "tree"]:
+        got.update({v["path"]: v for v in fsrv.walk("%s/src/main/%s?pagelen=100" % (
+            FILES, urllib.parse.quote(d + "/" if d else "")))[0]})
+    assert set(got) == set(want)
+    expect_attrs = {"bin/run.sh": ["executable"], "link-to-readme": ["link"], "escape": ["link"],
+                    "vendor/lib": ["subrepository"], "data/blob.bin": ["binary"],
+                    "big/large.bin": ["binary"], "assets/model.lfs": ["binary", "lfs"]}
+    for path, e in want.items():
+        v = got[path]
+        if e[1] == "tree":
+            assert v["type"] == "commit_directory" and "size" not in v, path
+            continue
+        assert v["type"] == "commit_file", path
+        assert v["attributes"] == expect_attrs.get(path, []), path
+        # size = what the raw GET gives: 40 hex digits for a submodule, else git's size
+        assert v["size"] == (40 if e[0] == "160000" else e[3]), path
+    assert got["link-to-readme"]["size"] == len("README.md")
+    assert got["assets/model.lfs"]["size"] == want["assets/model.lfs"][3]
+    assert got["README.md"]["mimetype"] == "text/markdown" and got["-rf"]["mimetype"] is None
+    assert got["with space.txt"]["escaped_path"] == "with space.txt"
+    assert got["ünïcödé.txt"]["escaped_path"] == '"\\303\\274n\\303\\257c\\303\\266d\\303\\251.txt"'
+
+
+def test_src_raw_bytes(fsrv):
+    g = fsrv.git_dir
+    sha = gitb(g, "rev-parse", "main").decode().strip()
+    want = tree_entries(g, sha)
+    files = [p for p, e in want.items() if e[1] == "blob" and p not in ("big/large.bin", "assets/model.lfs")
+             and not (p.startswith("many/") and p != "many/file-149")]
+    blobs = blob_contents(g, [want[p][2] for p in files])
+    for path in files:
+        status, hdrs, body = fsrv.get(src_url(fsrv, sha, path), raw=True)
+        assert status == 200, path
+        assert body == blobs[want[path][2]], path
+        assert int(hdrs["Content-Length"]) == len(body) and "charset" not in hdrs["Content-Type"], path
+    assert fsrv.get(src_url(fsrv, sha, "README.md"), raw=True)[1]["Content-Type"] == "text/markdown"
+    assert fsrv.get(src_url(fsrv, sha, "escape"), raw=True)[2] == b"../../../../etc/passwd"
+    assert fsrv.get(src_url(fsrv, sha, "vendor/lib"), raw=True)[2] == fixture.SUBMODULE_SHA.encode()
+    status, hdrs, _ = fsrv.get(src_url(fsrv, sha, "bin/run.sh"))
+    status, _, body = fsrv.get(src_url(fsrv, sha, "bin/run.sh"), headers={"If-None-Match": hdrs["ETag"]})
+    assert status == 304 and body == b""
+    # the 60 MiB file: HEAD says its size; GET streams exactly git's bytes
+    status, hdrs, body = fetch(src_url(fsrv, sha, "big/large.bin"), method="HEAD")
+    assert status == 200 and int(hdrs["Content-Length"]) == fixture.LARGE_SIZE and body == b""
+    mark = log_mark(fsrv)
+    status, hdrs, body = fsrv.get(src_url(fsrv, sha, "big/large.bin"), raw=True, timeout=60)
+    assert len(body) == fixture.LARGE_SIZE
+    assert hashlib.md5(body).digest() == hashlib.md5(b"".join(fixture.large_file_chunks())).digest()
+    del body
+    rec = log_since(fsrv, mark)[0]
+    assert rec["bytes"] == fixture.LARGE_SIZE and rec["server"] == "api" and rec["status"] == 200
+
+
+def test_src_meta_and_max_depth(fsrv):
+    sha = gitb(fsrv.git_dir, "rev-parse", "main").decode().strip()
+    listing = {v["path"]: v for v in fsrv.walk("%s/src/%s/bin/" % (FILES, sha))[0]}
+    status, _, meta = fsrv.get("%s/src/%s/bin/run.sh?format=meta" % (FILES, sha))
+    assert status == 200 and meta == listing["bin/run.sh"]
+    status, _, meta = fsrv.get("%s/src/main/assets/model.lfs?format=meta" % FILES)
+    assert status == 200 and meta["attributes"] == ["binary", "lfs"]      # no redirect
+    status, _, meta = fsrv.get("%s/src/%s/a/b?format=meta" % (FILES, sha))
+    assert meta["type"] == "commit_directory" and meta["path"] == "a/b"
+    assert fsrv.get("%s/src/%s/?format=meta" % (FILES, sha))[2]["path"] == ""
+    values, _ = fsrv.walk("%s/src/%s/a/?max_depth=3" % (FILES, sha))
+    assert [v["path"] for v in values] == ["a/b", "a/b/c", "a/b/c/d"]
+    values, _ = fsrv.walk("%s/src/%s/?max_depth=2&pagelen=100" % (FILES, sha))
+    top = list(tree_entries(fsrv.git_dir, sha, recursive=False))
+    assert [v["path"] for v in values[:len(top)]] == top                 # breadth first
+    assert "a/b" in [v["path"] for v in values] and "a/b/c" not in [v["path"] for v in values]
+    assert fsrv.get("%s/src/%s/?max_depth=0" % (FILES, sha))[0] == 400
+
+
+def test_src_errors(fsrv):
+    sha = gitb(fsrv.git_dir, "rev-parse", "main").decode().strip()
+    status, _, body = fsrv.get("%s/src/%s/" % (FILES, "0" * 40))
+    assert status == 404 and body == {"type": "error", "error": {"message": "Commit not found"}}
+    for path in ("nope", "nope/", "README.md/x", "README.md/", "vendor/lib/x", "a//b",
+                 "a/../README.md", "names/a%2Fb", "many/file-000/"):
+        status, hdrs, body = fsrv.get("%s/src/%s/%s" % (FILES, sha, path))
+        assert status == 404 and body["type"] == "error", path
+    assert fsrv.get("%s/src/topic/README.md" % FILES)[0] == 200          # a branch name works ...
+    assert fsrv.get("%s/src/feature/x/README.md" % FILES)[0] == 404      # ... without a slash
+    assert fsrv.get("%s/src/%s/README.md" % (FILES, sha), token=None)[0] == 401
+    assert fsrv.get("%s/src/%s/README.md" % (FILES, sha), token="pat-token")[0] == 200
+    assert fsrv.get("/repositories/acme/nope/src/%s/" % sha)[0] == 404
+    status, hdrs, _ = fetch(fsrv.base + FILES + "/src")
+    assert status == 302 and hdrs["Location"] == "%s%s/src/%s/" % (fsrv.base, FILES, sha)
+
+
+def test_lfs_redirect_to_a_second_listener(fsrv):
+    g = fsrv.git_dir
+    blob = tree_entries(g, "main")["assets/model.lfs"][2]
+    want = gitb(g, "cat-file", "blob", blob)
+    lfs_port = health(fsrv)["lfs_port"]
+    assert lfs_port not in (None, fsrv.port)
+    mark = log_mark(fsrv)
+    status, hdrs, body = fetch(src_url(fsrv, "main", "assets/model.lfs"))
+    assert status == 302 and body == b"" and hdrs["Content-Length"] == "0"
+    location = hdrs["Location"]
+    assert location.startswith("http://127.0.0.1:%d/media/" % lfs_port)
+    status, hdrs, body = fetch(location, token=None)
+    assert status == 200 and body == want and int(hdrs["Content-Length"]) == len(want)
+    api, lfs = log_since(fsrv, mark, 2)
+    assert (api["server"], api["status"], api["auth"]) == ("api", 302, True)
+    assert (lfs["server"], lfs["status"], lfs["auth"], lfs["bytes"]) == ("lfs", 200, False, len(want))
+    # a client that forwards its token: still served, but the log says so
+    mark = log_mark(fsrv)
+    status, _, body = fetch(location, token="demo-token")
+    assert status == 200 and log_since(fsrv, mark)[0]["auth"] is True
+    assert "demo-token" not in fsrv.log.read_text()
+    assert fetch(location, method="HEAD", token=None)[1]["Content-Length"] == str(len(want))
+    assert fetch("http://127.0.0.1:%d/media/bm9wZQ" % lfs_port, token=None)[0] == 404
+    fsrv.knobs(lfs_host="localhost")
+    status, hdrs, _ = fetch(src_url(fsrv, "main", "assets/model.lfs"))
+    assert hdrs["Location"].startswith("http://localhost:%d/media/" % lfs_port)
+
+
+def diff_of(g, old, new):
+    return gitb(g, "diff", "--full-index", "-M", old, new)
+
+
+def test_diff_and_patch(fsrv):
+    g = fsrv.git_dir
+    root = gitb(g, "rev-list", "--max-parents=0", "main").decode().strip()
+    merge = gitb(g, "rev-list", "--merges", "main").decode().strip()
+    main = gitb(g, "rev-parse", "main").decode().strip()
+    empty_tree = gitb(g, "hash-object", "-t", "tree", "--stdin").decode().strip()
+    cases = {main: main + "^", merge: merge + "^1", root: empty_tree,
+             gitb(g, "rev-parse", "v2").decode().strip(): "v2^", root_child(g, root): root}
+    for sha, parent in cases.items():
+        status, hdrs, body = fsrv.get("%s/diff/%s" % (FILES, sha), raw=True)
+        assert status == 200 and hdrs["Content-Type"] == "text/plain"
+        assert body == diff_of(g, parent, sha) and int(hdrs["Content-Length"]) == len(body), sha
+    texts = {sha: fsrv.get("%s/diff/%s" % (FILES, sha), raw=True)[2] for sha in cases}
+    assert b"Binary files /dev/null and b/big/large.bin differ" in texts[main]
+    assert b"Binary files /dev/null and b/data/blob.bin differ" in texts[root_child(g, root)]
+    assert b"+Subproject commit " + fixture.SUBMODULE_SHA.encode() in texts[merge]
+    assert b"rename from old-name.txt" in texts[gitb(g, "rev-parse", "v2").decode().strip()]
+    assert b"diff --git a/README.md b/README.md\nnew file mode 100644" in texts[root]
+    # Bitbucket's A..B is git's B A (with topic=false; the default is three-dot)
+    assert fsrv.get("%s/diff/v2..v1?topic=false" % FILES, raw=True)[2] == diff_of(g, "v1", "v2")
+    assert fsrv.get("%s/diff/main..topic" % FILES, raw=True)[2] == diff_of(g, "topic", "main")
+    assert fsrv.get("%s/diff/%s" % (FILES, "0" * 40))[0] == 404
+    assert fsrv.get("%s/diff/nope..main" % FILES)[0] == 404
+    status, _, body = fsrv.get("%s/patch/%s" % (FILES, root), raw=True)
+    assert status == 200 and body == gitb(g, "format-patch", "-1", "--stdout", "--no-signature",
+                                          "--full-index", root)
+    assert body.startswith(b"From " + root.encode())
+    assert fsrv.get("%s/patch/%s" % (FILES, merge), raw=True)[:3:2] == (200, b"")
+
+
+def root_child(g, root):
+    return gitb(g, "rev-list", "--reverse", "--ancestry-path", root + "..main").split()[0].decode()
+
+
+def test_new_knobs_and_bytes_in_log(fsrv):
+    g = fsrv.git_dir
+    sha = gitb(g, "rev-parse", "main").decode().strip()
+    # a refused diff is `fail` with status 555 (no knob of its own); skip lets one through
+    fsrv.knobs(fail={"status": 555, "count": 1, "skip": 1, "path_contains": "/diff/",
+                     "message": "Service Timeout"})
+    assert fsrv.get("%s/diff/%s" % (FILES, sha))[0] == 200
+    status, _, body = fsrv.get("%s/diff/%s" % (FILES, sha))
+    assert status == 555 and body == {"type": "error", "error": {"message": "Service Timeout"}}
+    assert fsrv.get("%s/diff/%s" % (FILES, sha))[0] == 200
+    # slow_body: exact bytes, paced; the request shows in /_fake/active meanwhile
+    size = 100 * 1024
+    fsrv.knobs(slow_body={"bytes_per_second": 250 * 1024, "path_contains": "/data/blob.bin"})
+    got, active = {}, []
+    mark = log_mark(fsrv)
+    t = threading.Thread(target=lambda: got.update(
+        r=fsrv.get(src_url(fsrv, sha, "data/blob.bin"), raw=True)))
+    started = time.monotonic()
+    t.start()
+    while t.is_alive() and not active:
+        with urllib.request.urlopen(fsrv.root + "/_fake/active", timeout=5) as r:
+            active = [a for a in json.loads(r.read()) if a["path"].endswith("/data/blob.bin")]
+        time.sleep(0.02)
+    t.join(10)
+    assert time.monotonic() - started >= 0.3
+    status, hdrs, body = got["r"]
+    assert status == 200 and len(body) == size == int(hdrs["Content-Length"])
+    assert active and active[0]["length"] == size and 0 <= active[0]["bytes"] < size
+    rec = log_since(fsrv, mark)[0]
+    assert rec["slow_body"] == 250 * 1024 and rec["bytes"] == size
+    assert fsrv.knobs()["slow_body"] is None                                 # count 1 used up
+    # reset and malformed on a file (over 64 KiB: streamed from git)
+    fsrv.knobs(reset={"path_contains": "/data/blob.bin"})
+    mark = log_mark(fsrv)
+    with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+        fsrv.get(src_url(fsrv, sha, "data/blob.bin"), raw=True)
+    assert log_since(fsrv, mark)[0]["bytes"] == size // 2
+    fsrv.knobs(malformed={"path_contains": "/bin/run.sh"})
+    status, hdrs, body = fsrv.get(src_url(fsrv, sha, "bin/run.sh"), raw=True)
+    full = gitb(g, "cat-file", "blob", "main:bin/run.sh")
+    assert status == 200 and body == full[:len(full) // 2] == full[:int(hdrs["Content-Length"])]
+    for bad in ({"slow_body": {"count": 1}}, {"slow_body": {"bytes_per_second": 0}},
+                {"lfs_host": "a b"}):
+        req = urllib.request.Request(fsrv.root + "/_fake/knobs", data=json.dumps(bad).encode(), method="POST")
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(req, timeout=5)
+    # every record has the body bytes sent
+    for rec in (json.loads(line) for line in fsrv.log.read_text().splitlines()):
+        assert isinstance(rec["bytes"], int) and rec["server"] in ("api", "lfs")
