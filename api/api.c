@@ -5,7 +5,8 @@
  *
  * Listings are gathered completely before anything is handed out: any
  * failure on any page frees what was collected and returns the error, so the
- * filesystem never sees half a directory.
+ * filesystem never sees half a directory. File contents and diffs are not
+ * JSON: http_download() streams them into the caller's file.
  */
 #include "api/api.h"
 
@@ -749,6 +750,193 @@ int api_get_commit(struct api_client *client, const char *workspace, const char 
     }
 out:
     json_decref(root);
+    free(url);
+    return rc;
+}
+
+/* ---- directory listings ---- */
+
+void api_entry_list_release(struct api_entry_list *list)
+{
+    size_t i;
+
+    if (!list)
+        return;
+    for (i = 0; i < list->count; i++)
+        parse_entry_release(&list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+struct entry_acc {
+    struct api_entry_list *list;
+    size_t alloc;
+    const char *dir;
+};
+
+static int add_entry(json_t *item, void *ctx)
+{
+    struct entry_acc *acc = ctx;
+    struct api_entry_list *list = acc->list;
+    struct api_entry *items;
+    char clean[256];
+    int rc;
+
+    items = grow_array(list->items, &acc->alloc, list->count, sizeof(*list->items));
+    if (!items)
+        return -ENOMEM;
+    list->items = items;
+    rc = parse_entry(item, acc->dir, &list->items[list->count]);
+    if (rc == -EINVAL) {
+        log_once(LOG_LEVEL_WARN, "api:entry-unusable",
+                 "ignoring a directory entry whose path is not a name in the directory listed, "
+                 "or whose type is unknown");
+        if (log_debug_enabled()) {
+            log_sanitize(clean, sizeof(clean), parse_get_string(item, "path"));
+            log_debug("ignored entry '%s' listing '%s'", clean, acc->dir);
+        }
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    list->count++;
+    return 0;
+}
+
+/* Sort keys: entries remember their place in the listing. */
+struct entry_key {
+    struct api_entry entry;
+    size_t index;
+};
+
+static int cmp_entry_key(const void *a, const void *b)
+{
+    const struct entry_key *x = a, *y = b;
+    int c = strcmp(x->entry.name, y->entry.name);
+
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Byte order, one entry per name (the first the API sent), so that names stay unique. */
+static int entries_sort_dedupe(struct api_entry_list *list)
+{
+    struct entry_key *keys;
+    size_t i, n = list->count, kept;
+
+    if (n < 2)
+        return 0;
+    keys = calloc(n, sizeof(*keys));
+    if (!keys)
+        return -ENOMEM;
+    for (i = 0; i < n; i++) {
+        keys[i].entry = list->items[i];
+        keys[i].index = i;
+    }
+    qsort(keys, n, sizeof(*keys), cmp_entry_key);
+    for (i = 0, kept = 0; i < n; i++) {
+        if (kept > 0 && strcmp(keys[i].entry.name, list->items[kept - 1].name) == 0) {
+            log_once(LOG_LEVEL_WARN, "api:entry-duplicate",
+                     "a directory listing names an entry twice; keeping the first");
+            parse_entry_release(&keys[i].entry);
+        } else {
+            list->items[kept++] = keys[i].entry;
+        }
+    }
+    list->count = kept;
+    free(keys);
+    return 0;
+}
+
+int api_list_dir(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, const char *dir, struct api_entry_list *out)
+{
+    struct entry_acc acc = {.list = out, .dir = dir};
+    struct buf u;
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!api_is_full_hash(hash) || !dir)
+        return -EINVAL;
+    url_repo(&u, client, workspace, repo);
+    url_add_segment(&u, "src");
+    url_add_segment(&u, hash);
+    url_add_dir(&u, dir); /* the root needs its trailing '/': /src/{hash}/ */
+    url_add_query(&u, "pagelen", "100");
+    /* include-only mode: next must be named or the pagination link is dropped */
+    url_add_query(&u, "fields", "next,values.path,values.type,values.size,values.attributes");
+    url = url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = walk_pages(client, url, add_entry, &acc);
+    free(url);
+    if (rc < 0) {
+        api_entry_list_release(out);
+        return rc;
+    }
+    rc = entries_sort_dedupe(out);
+    if (rc < 0)
+        api_entry_list_release(out);
+    return rc;
+}
+
+/* ---- file and diff downloads ---- */
+
+int api_get_file(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, const char *path, int fd, uint64_t *size)
+{
+    struct http_response resp;
+    struct buf u;
+    char *url;
+    int rc;
+
+    if (size)
+        *size = 0;
+    if (!api_is_full_hash(hash) || fd < 0)
+        return -EINVAL;
+    url_repo(&u, client, workspace, repo);
+    url_add_segment(&u, "src");
+    url_add_segment(&u, hash);
+    url_add_path(&u, path);
+    url = url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = http_download(client->http, url, fd, 0, &resp, size);
+    http_response_release(&resp);
+    free(url);
+    return rc;
+}
+
+int api_get_diff(struct api_client *client, const char *workspace, const char *repo,
+                 const char *hash, int fd, uint64_t *size)
+{
+    struct http_response resp;
+    char key[128 + API_HASH_LEN];
+    struct buf u;
+    char *url;
+    int rc;
+
+    if (size)
+        *size = 0;
+    if (!api_is_full_hash(hash) || fd < 0)
+        return -EINVAL;
+    url_repo(&u, client, workspace, repo);
+    url_add_segment(&u, "diff");
+    url_add_segment(&u, hash); /* one hash: against the first parent */
+    url = url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = http_download(client->http, url, fd, HTTP_QUIET_555, &resp, size);
+    if (rc < 0 && resp.status == 555) {
+        snprintf(key, sizeof(key), "api:diff-555 %s", hash);
+        log_once(LOG_LEVEL_WARN, key,
+                 "the diff of commit %s in '%s/%s' is too large for the API (HTTP 555)", hash,
+                 workspace, repo);
+    }
+    http_response_release(&resp);
     free(url);
     return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * http.c - the libcurl side of the Bitbucket client: one authenticated GET
  * with retries, backoff and a deadline, the response captured into a capped
- * buffer, and the single table that turns HTTP statuses into errno values.
+ * buffer or streamed into a file, and the single table that turns HTTP
+ * statuses into errno values.
  *
  * Thread model: the share handle is the only curl object used by several
  * threads, under its lock callbacks; easy handles live inside one
@@ -45,9 +46,18 @@ struct http_client {
     int outage; /* a failure was logged with log_once: successes must forget keys */
 };
 
-/* What one attempt captured from the response headers and body. */
+/*
+ * What one attempt captured from the response headers and body. In memory
+ * mode (fd < 0) the whole body goes into body; in download mode only a 2xx
+ * body goes to fd, and body keeps the start of an error answer for its
+ * message.
+ */
 struct attempt {
     struct buf body;
+    int fd;
+    uint64_t written; /* bytes of a 2xx body written to fd */
+    int write_errno;  /* the write() failure that aborted the transfer, or 0 */
+    long status;      /* of the response being received, from its status line */
     char etag[256];
     char content_type[128];
     long ratelimit_limit; /* -1 when absent */
@@ -254,12 +264,47 @@ void http_get_stats(struct http_client *c, struct http_stats *out)
     pthread_mutex_unlock(&c->stats_lock);
 }
 
+/* All of p into fd despite short writes and signals; 0 or an errno value. */
+static int write_all(int fd, const char *p, size_t len)
+{
+    ssize_t n;
+
+    while (len > 0) {
+        n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno;
+        if (n == 0)
+            return EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct attempt *a = userp;
-    size_t n = size * nmemb;
+    size_t n = size * nmemb, room;
+    int err;
 
-    return buf_append(&a->body, data, n) == 0 ? n : 0; /* 0 aborts the transfer */
+    if (a->fd < 0)
+        return buf_append(&a->body, data, n) == 0 ? n : 0; /* 0 aborts the transfer */
+    if (a->status >= 200 && a->status <= 299) {
+        err = write_all(a->fd, data, n);
+        if (err) {
+            a->write_errno = err;
+            return 0;
+        }
+        a->written += n;
+        return n;
+    }
+    /* an error answer never reaches fd: keep its start for the message, drop the rest */
+    room = a->body.max - a->body.len;
+    if (!a->body.err && room > 0)
+        buf_append(&a->body, data, n < room ? n : room);
+    return n;
 }
 
 /* Copies a header value (surrounding blanks and CRLF trimmed) if it fits and is clean. */
@@ -279,6 +324,19 @@ static void header_value(char *dst, size_t dstlen, const char *v, size_t len)
         dst[0] = '\0';
 }
 
+/* The three-digit code of a status line ("HTTP/1.1 200 OK", "HTTP/2 404"), 0 if none. */
+static long status_line_code(const char *line, size_t n)
+{
+    const char *sp = memchr(line, ' ', n);
+    size_t i = sp ? (size_t)(sp - line) + 1 : n;
+    long code = 0;
+    int digits;
+
+    for (digits = 0; i < n && digits < 3 && line[i] >= '0' && line[i] <= '9'; i++, digits++)
+        code = code * 10 + (line[i] - '0');
+    return digits == 3 ? code : 0;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct attempt *a = userp;
@@ -288,6 +346,9 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* a new response (after a redirect or a 100): forget the previous one's headers */
+        a->status = status_line_code(data, n);
+        if (a->fd >= 0)
+            buf_release(&a->body); /* keep only the last answer's error body */
         a->etag[0] = '\0';
         a->content_type[0] = '\0';
         a->ratelimit_limit = -1;
@@ -425,7 +486,7 @@ static void log_outcome(struct http_client *c, const char *url, unsigned flags, 
         }
         return;
     }
-    if (flags & HTTP_QUIET) {
+    if ((flags & HTTP_QUIET) || ((flags & HTTP_QUIET_555) && resp->status == 555)) {
         log_debug("GET %s: HTTP %ld%s%s (%u attempts)", where, resp->status, sep, resp->message,
                   attempts);
         return;
@@ -471,8 +532,58 @@ void http_response_release(struct http_response *resp)
     memset(resp, 0, sizeof(*resp));
 }
 
-int http_get(struct http_client *c, const char *url, const char *etag, size_t max_body,
-             unsigned flags, struct http_response *resp)
+/* Rewinds fd and cuts it to nothing; 0 or an errno value. */
+static int reset_fd(int fd)
+{
+    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+        return errno ? errno : EIO;
+    return 0;
+}
+
+/*
+ * The time limits of one attempt, remaining_ms being what is left of the
+ * call's budget. A JSON answer is small: the whole attempt must fit. A
+ * download may legitimately take longer than any fixed budget (a 200 MiB
+ * file on a slow link), so it has no total limit; it is aborted instead
+ * when it moves less than HTTP_LOW_SPEED_BYTES a second for the rest of
+ * the budget, which also ends a server that sends nothing. curl counts
+ * that time in whole seconds and measures the speed once a second, so a
+ * one-second window could end a healthy transfer whose first bytes came
+ * late in its first second: the window is at least two seconds.
+ */
+static void set_timeouts(struct http_client *c, CURL *easy, int download, int64_t remaining_ms)
+{
+    long connect =
+        c->connect_timeout_ms < remaining_ms ? c->connect_timeout_ms : (long)remaining_ms;
+
+    if (download) {
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L);
+        curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, (long)HTTP_LOW_SPEED_BYTES);
+        curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
+                         remaining_ms > 2000 ? (long)((remaining_ms + 999) / 1000) : 2L);
+    } else {
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)remaining_ms);
+    }
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect);
+}
+
+/* A download that failed on our side (the disk, not the network): logged whatever the flags. */
+static void log_write_error(const char *url, int err)
+{
+    char *shown = url_for_log(url);
+    char where[512];
+
+    log_sanitize(where, sizeof(where), shown ? shown : "?");
+    free(shown);
+    log_warn("cannot store the answer of GET %s: %s", where, strerror(err));
+}
+
+/*
+ * The request loop shared by http_get() (fd < 0: the body into memory, at
+ * most max_body bytes) and http_download() (a 2xx body into fd).
+ */
+static int perform(struct http_client *c, const char *url, const char *etag, size_t max_body,
+                   int fd, unsigned flags, struct http_response *resp, uint64_t *written)
 {
     char errbuf[CURL_ERROR_SIZE] = "", *header = NULL;
     struct curl_slist *headers = NULL, *grown;
@@ -480,14 +591,17 @@ int http_get(struct http_client *c, const char *url, const char *etag, size_t ma
     CURLcode cc = CURLE_OK;
     curl_off_t retry_after;
     int64_t deadline = now_ms() + c->timeout_ms, remaining;
-    unsigned attempt;
+    unsigned attempt = 0;
     long status = 0, pause;
     struct buf hb;
     CURL *easy = NULL;
-    int rc;
+    int rc, fd_err = 0;
 
     memset(resp, 0, sizeof(*resp));
     memset(&a, 0, sizeof(a));
+    a.fd = fd;
+    if (written)
+        *written = 0;
     if (etag) {
         if (has_control_chars(etag))
             return -EINVAL;
@@ -517,25 +631,32 @@ int http_get(struct http_client *c, const char *url, const char *etag, size_t ma
         if (remaining < 1)
             remaining = 1;
         buf_release(&a.body);
-        buf_init(&a.body, max_body);
+        buf_init(&a.body, fd < 0 ? max_body : HTTP_MAX_ERROR_BODY);
+        a.written = 0;
+        a.write_errno = 0;
+        a.status = 0;
         a.etag[0] = a.content_type[0] = '\0';
         a.ratelimit_limit = a.ratelimit_near = -1;
         errbuf[0] = '\0';
-        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)remaining);
-        curl_easy_setopt(
-            easy, CURLOPT_CONNECTTIMEOUT_MS,
-            (long)(c->connect_timeout_ms < remaining ? c->connect_timeout_ms : remaining));
+        status = 0;
+        if (fd >= 0) {
+            fd_err = reset_fd(fd); /* a retry starts from an empty file */
+            if (fd_err)
+                break;
+        }
+        set_timeouts(c, easy, fd >= 0, remaining);
         cc = curl_easy_perform(easy);
         count_attempt(c, attempt, &a);
-        status = 0;
         if (cc == CURLE_OK)
             curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-        if (cc == CURLE_WRITE_ERROR && a.body.err)
-            break; /* the body cap or memory: retrying cannot help */
+        if (cc == CURLE_WRITE_ERROR && (a.body.err || a.write_errno))
+            break; /* the body cap, memory or the disk: retrying cannot help */
         if (!(cc == CURLE_OK ? http_status_retryable(status) : curl_retryable(cc)))
             break;
         if (attempt + 1 >= HTTP_MAX_ATTEMPTS)
             break;
+        if (a.written > 0)
+            deadline = now_ms() + c->timeout_ms; /* the body was flowing: a fresh budget */
         retry_after = 0;
         if (cc == CURLE_OK)
             curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after);
@@ -547,12 +668,33 @@ int http_get(struct http_client *c, const char *url, const char *etag, size_t ma
             pause = http_backoff_ms(attempt, random_u64());
         if (now_ms() + pause >= deadline)
             break; /* the retry could not finish in time */
+        if (log_debug_enabled() && errbuf[0])
+            log_debug("curl: %s", errbuf);
         if (log_debug_enabled())
             log_retry(url, cc, status, attempt, pause);
         sleep_ms(pause);
     }
 
     resp->status = status;
+    if (fd_err && attempt == 0 && (fd_err == EINVAL || fd_err == ESPIPE || fd_err == EBADF)) {
+        rc = -EINVAL; /* not a seekable file open for writing: the caller's mistake */
+        snprintf(resp->message, sizeof(resp->message), "cannot truncate the file: %s",
+                 strerror(fd_err));
+        goto out;
+    }
+    if (fd_err || (cc == CURLE_WRITE_ERROR && a.write_errno)) {
+        if (!fd_err)
+            fd_err = a.write_errno;
+        rc = -EIO;
+        resp->status = 0;
+        snprintf(resp->message, sizeof(resp->message), "cannot write the answer: %s",
+                 strerror(fd_err));
+        log_write_error(url, fd_err);
+        pthread_mutex_lock(&c->stats_lock);
+        c->stats.failures++;
+        pthread_mutex_unlock(&c->stats_lock);
+        goto out;
+    }
     if (cc == CURLE_WRITE_ERROR && a.body.err) {
         rc = a.body.err == -ENOMEM ? -ENOMEM : -EIO;
         snprintf(resp->message, sizeof(resp->message), "response larger than %zu bytes", max_body);
@@ -584,6 +726,8 @@ int http_get(struct http_client *c, const char *url, const char *etag, size_t ma
         rc = http_status_errno(status);
     if (rc < 0)
         status_message(resp, &a, resp->body, resp->len);
+    if (rc == 0 && written)
+        *written = a.written;
 done:
     log_outcome(c, url, flags, rc, resp, attempt + 1);
     if (rc < 0) {
@@ -592,10 +736,30 @@ done:
         pthread_mutex_unlock(&c->stats_lock);
     }
 out:
+    if (rc < 0 && fd >= 0)
+        reset_fd(fd); /* a failed download leaves no partial body behind */
     if (easy)
         curl_easy_cleanup(easy);
     curl_slist_free_all(headers);
     free(header);
     buf_release(&a.body);
     return rc;
+}
+
+int http_get(struct http_client *c, const char *url, const char *etag, size_t max_body,
+             unsigned flags, struct http_response *resp)
+{
+    return perform(c, url, etag, max_body, -1, flags, resp, NULL);
+}
+
+int http_download(struct http_client *c, const char *url, int fd, unsigned flags,
+                  struct http_response *resp, uint64_t *written)
+{
+    if (fd < 0) {
+        memset(resp, 0, sizeof(*resp));
+        if (written)
+            *written = 0;
+        return -EINVAL;
+    }
+    return perform(c, url, NULL, 0, fd, flags, resp, written);
 }

@@ -4,9 +4,9 @@
  * One http_client per api_client. It owns a copy of the token and a curl
  * share handle (connections, DNS, TLS sessions) guarded by one mutex per
  * kind of shared data, so connections are reused across requests and
- * threads. Each http_get() uses an easy handle of its own for all its
- * attempts and cleans it up on return, so no easy handle is ever seen by two
- * threads. The token goes only through CURLOPT_XOAUTH2_BEARER, which curl
+ * threads. Each http_get() or http_download() uses an easy handle of its
+ * own for all its attempts and cleans it up on return, so no easy handle is
+ * ever seen by two threads. The token goes only through CURLOPT_XOAUTH2_BEARER, which curl
  * does not send to another host or port on a redirect.
  *
  * Retry policy: 429, 500, 502, 503, 504, 555 and transport failures
@@ -15,7 +15,8 @@
  * sent one, otherwise a full-jitter exponential backoff (uniform in
  * [0, min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS * 2^n)]). Everything,
  * sleeps included, fits in the client's timeout_ms: a retry that could not
- * finish before the deadline is not started.
+ * finish before the deadline is not started. (Downloads bound how long a
+ * transfer may stall rather than how long it may take: see http_download.)
  */
 #ifndef BBFS_API_HTTP_H
 #define BBFS_API_HTTP_H
@@ -28,6 +29,10 @@
 #define HTTP_BACKOFF_CAP_MS 2000
 /* Cap on a JSON response body (after decompression). */
 #define HTTP_MAX_JSON ((size_t)64 << 20)
+/* What http_download() keeps of an error answer's body, for its message. */
+#define HTTP_MAX_ERROR_BODY ((size_t)64 << 10)
+/* A download moving slower than this many bytes a second for timeout_ms is aborted. */
+#define HTTP_LOW_SPEED_BYTES 1024
 
 struct http_client;
 
@@ -49,7 +54,8 @@ struct http_stats {
 
 /* Flags for http_get(). */
 enum {
-    HTTP_QUIET = 1 << 0, /* the caller reports failures itself: log at debug level only */
+    HTTP_QUIET = 1 << 0,     /* the caller reports failures itself: log at debug level only */
+    HTTP_QUIET_555 = 1 << 1, /* likewise, for a final status 555 only */
 };
 
 struct http_response {
@@ -78,6 +84,23 @@ void http_client_free(struct http_client *c);
 int http_get(struct http_client *c, const char *url, const char *etag, size_t max_body,
              unsigned flags, struct http_response *resp);
 void http_response_release(struct http_response *resp);
+
+/*
+ * GET url like http_get(), but a 2xx body is streamed into fd (which must
+ * be seekable) instead of memory: fd is truncated and rewound before every
+ * attempt and again after a failure, so it holds exactly the body after a
+ * return of 0 and nothing otherwise. An error answer never reaches fd; its
+ * first HTTP_MAX_ERROR_BODY bytes are in resp->body for the message. There
+ * is no cap on the size and no limit on the whole transfer's duration: an
+ * attempt is aborted when it moves less than HTTP_LOW_SPEED_BYTES a second
+ * for what is left of timeout_ms, but at least two seconds (so a silent
+ * server still fails in about timeout_ms), and a body that was flowing
+ * renews the budget for a retry.
+ * A failed write() (ENOSPC) is -EIO, logged, not retried. *written gets
+ * the body's length (0 on failure).
+ */
+int http_download(struct http_client *c, const char *url, int fd, unsigned flags,
+                  struct http_response *resp, uint64_t *written);
 
 void http_get_stats(struct http_client *c, struct http_stats *out);
 

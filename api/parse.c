@@ -334,6 +334,77 @@ out:
     return rc;
 }
 
+void parse_entry_release(struct api_entry *entry)
+{
+    if (!entry)
+        return;
+    free(entry->name);
+    memset(entry, 0, sizeof(*entry));
+}
+
+/* Sets the flags named by one attribute string. */
+static void entry_attribute(const char *attr, int *link, int *submodule, struct api_entry *out)
+{
+    if (strcmp(attr, "link") == 0)
+        *link = 1;
+    else if (strcmp(attr, "subrepository") == 0)
+        *submodule = 1;
+    else if (strcmp(attr, "executable") == 0)
+        out->executable = 1;
+    else if (strcmp(attr, "lfs") == 0)
+        out->lfs = 1;
+    /* "binary" and anything new: advisory, ignored */
+}
+
+int parse_entry(json_t *obj, const char *dir, struct api_entry *out)
+{
+    const char *path, *type, *name;
+    json_t *attrs, *size;
+    size_t i, dirlen;
+    int link = 0, submodule = 0;
+
+    memset(out, 0, sizeof(*out));
+    path = parse_get_ident(obj, "path");
+    type = parse_get_ident(obj, "type");
+    if (!path || !type || !dir)
+        return -EINVAL;
+    dirlen = strlen(dir);
+    name = path;
+    if (dirlen > 0) {
+        if (strncmp(path, dir, dirlen) != 0 || path[dirlen] != '/')
+            return -EINVAL;
+        name = path + dirlen + 1;
+    }
+    if (!*name || strchr(name, '/'))
+        return -EINVAL;
+    if (strcmp(type, "commit_directory") == 0) {
+        out->type = API_ENTRY_DIR;
+    } else if (strcmp(type, "commit_file") == 0) {
+        attrs = json_object_get(obj, "attributes");
+        if (json_is_string(attrs)) {
+            entry_attribute(json_string_value(attrs), &link, &submodule, out);
+        } else if (json_is_array(attrs)) {
+            for (i = 0; i < json_array_size(attrs); i++) {
+                if (json_is_string(json_array_get(attrs, i)))
+                    entry_attribute(json_string_value(json_array_get(attrs, i)), &link, &submodule,
+                                    out);
+            }
+        }
+        out->type = link ? API_ENTRY_LINK : submodule ? API_ENTRY_SUBMODULE : API_ENTRY_FILE;
+        size = json_object_get(obj, "size");
+        if (json_is_integer(size) && json_integer_value(size) > 0)
+            out->size = (uint64_t)json_integer_value(size);
+    } else {
+        return -EINVAL;
+    }
+    out->name = strdup(name);
+    if (!out->name) {
+        memset(out, 0, sizeof(*out));
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int parse_error_message(const char *body, size_t len, char *dst, size_t dstlen)
 {
     const char *message, *detail;

@@ -51,6 +51,20 @@ int parse_commit_summary(json_t *obj, struct api_commit_summary *out);
 int parse_commit(json_t *obj, struct api_commit *out);
 
 /*
+ * One entry of a /src listing of directory dir ("" for the root). The
+ * entry's path must be dir + "/" + name (just name at the root) with name
+ * non-empty and free of '/' and NUL; name is copied, not sanitised ("."
+ * and ".." included: the filesystem layer filters names). type
+ * commit_directory is a directory; commit_file is a symlink with the
+ * attribute "link", a submodule with "subrepository", else a file;
+ * "executable" and "lfs" set the flags. attributes may be a list of
+ * strings, one string (the schema's reading), null or absent. size: a
+ * missing or negative one reads as 0. -EINVAL for anything else (skip it).
+ */
+int parse_entry(json_t *obj, const char *dir, struct api_entry *out);
+void parse_entry_release(struct api_entry *entry);
+
+/*
  * The message of a Bitbucket error body {"type":"error","error":{"message":
  * ..., "detail": ...}} ("message: detail" when both), sanitised for logging,
  * into dst. 0, or -ENOENT when body is not such an object.

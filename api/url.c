@@ -80,6 +80,15 @@ int url_add_path(struct buf *u, const char *path)
     return url_encode(u, path, 1);
 }
 
+int url_add_dir(struct buf *u, const char *dir)
+{
+    if (!dir)
+        return buf_set_error(u, -EINVAL);
+    if (*dir && url_add_path(u, dir) < 0)
+        return u->err;
+    return buf_appendc(u, '/');
+}
+
 int url_add_query(struct buf *u, const char *key, const char *value)
 {
     if (u->err)

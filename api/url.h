@@ -60,6 +60,12 @@ void url_init(struct buf *u, const char *base);
 int url_add_segment(struct buf *u, const char *segment);
 /* Appends '/' and path, each '/'-separated part encoded, the separators kept. */
 int url_add_path(struct buf *u, const char *path);
+/*
+ * Appends a directory for /src listings: "/" for the root (""), else '/',
+ * the path as url_add_path() does it, and a trailing '/' ("a b/c" becomes
+ * "/a%20b/c/").
+ */
+int url_add_dir(struct buf *u, const char *dir);
 /* Appends ?key=value or &key=value, both encoded. */
 int url_add_query(struct buf *u, const char *key, const char *value);
 /* Appends s percent-encoded; '/' kept literal when keep_slash. */

@@ -4,7 +4,8 @@
  * server_start() listens on 127.0.0.1 on a free port and forks a child that
  * answers one connection per scripted step, in order: it reads the request
  * head, reports it to the parent through a pipe, then sends the canned
- * bytes (or sends nothing and closes, or stalls). server_stop() kills the
+ * bytes (all at once, or paced, or some and then stalls; or sends nothing
+ * and closes, or stalls). server_stop() kills the
  * child and returns the requests it saw. The child also kills itself
  * after CANNED_LIFETIME seconds, so a failing test never leaves it behind.
  *
@@ -32,15 +33,19 @@
 #define CANNED_MAX_REQUESTS 32
 
 enum canned_action {
-    CANNED_REPLY, /* send response, close */
-    CANNED_CLOSE, /* read the request, close without a byte (an empty reply) */
-    CANNED_STALL, /* read the request, say nothing for stall_ms, close */
+    CANNED_REPLY,       /* send response, close */
+    CANNED_CLOSE,       /* read the request, close without a byte (an empty reply) */
+    CANNED_STALL,       /* read the request, say nothing for stall_ms, close */
+    CANNED_REPLY_STALL, /* send response (a head and part of a body), stall for stall_ms, close */
+    CANNED_REPLY_PACED, /* send response pace_bytes at a time, stall_ms between them, close */
 };
 
 struct canned {
     enum canned_action action;
     const char *response;
     int stall_ms;
+    size_t response_len; /* bytes of response to send; 0 means strlen(response) */
+    size_t pace_bytes;   /* CANNED_REPLY_PACED: bytes per write */
 };
 
 struct canned_server {
@@ -52,7 +57,8 @@ struct canned_server {
     size_t nrequests;
 };
 
-__attribute__((unused)) static void canned_write_all(int fd, const char *p, size_t len)
+/* 0, or -1 when the peer went away. */
+__attribute__((unused)) static int canned_write_all(int fd, const char *p, size_t len)
 {
     ssize_t n;
 
@@ -61,10 +67,11 @@ __attribute__((unused)) static void canned_write_all(int fd, const char *p, size
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return;
+            return -1;
         p += n;
         len -= (size_t)n;
     }
+    return 0;
 }
 
 /* Reads a request head (up to the blank line) from fd; returns its length. */
@@ -89,12 +96,20 @@ __attribute__((unused)) static size_t canned_read_head(int fd, char *buf, size_t
     return len;
 }
 
+__attribute__((unused)) static void canned_sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
 __attribute__((unused)) static void canned_child(int lfd, int log_fd, const struct canned *script,
                                                  size_t n)
 {
     char head[16384];
     uint32_t len;
-    size_t i;
+    size_t i, rlen;
     int fd;
 
     alarm(CANNED_LIFETIME);
@@ -105,13 +120,24 @@ __attribute__((unused)) static void canned_child(int lfd, int log_fd, const stru
         len = (uint32_t)canned_read_head(fd, head, sizeof(head));
         canned_write_all(log_fd, (const char *)&len, sizeof(len));
         canned_write_all(log_fd, head, len);
-        if (script[i].action == CANNED_REPLY && script[i].response)
-            canned_write_all(fd, script[i].response, strlen(script[i].response));
-        if (script[i].action == CANNED_STALL) {
-            struct timespec ts = {.tv_sec = script[i].stall_ms / 1000,
-                                  .tv_nsec = (script[i].stall_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+        rlen = 0;
+        if (script[i].response)
+            rlen = script[i].response_len ? script[i].response_len : strlen(script[i].response);
+        if ((script[i].action == CANNED_REPLY || script[i].action == CANNED_REPLY_STALL) &&
+            script[i].response)
+            canned_write_all(fd, script[i].response, rlen);
+        if (script[i].action == CANNED_REPLY_PACED && script[i].response) {
+            for (size_t off = 0; off < rlen; off += script[i].pace_bytes) {
+                if (off > 0)
+                    canned_sleep_ms(script[i].stall_ms);
+                if (canned_write_all(fd, script[i].response + off,
+                                     rlen - off < script[i].pace_bytes ? rlen - off
+                                                                       : script[i].pace_bytes))
+                    break; /* the client gave up */
+            }
         }
+        if (script[i].action == CANNED_STALL || script[i].action == CANNED_REPLY_STALL)
+            canned_sleep_ms(script[i].stall_ms);
         shutdown(fd, SHUT_RDWR);
         close(fd);
     }

@@ -12,12 +12,14 @@
 #include <cmocka.h>
 
 #include "api/api.h"
+#include "api/http.h" /* HTTP_MAX_ATTEMPTS */
 #include "canned_server.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define TOKEN "tok-api-456"
 #define H1 "1111111111111111111111111111111111111111"
@@ -26,7 +28,7 @@
 #define H4 "4444444444444444444444444444444444444444"
 #define H5 "5555555555555555555555555555555555555555"
 
-static char *built[16];
+static char *built[32];
 static size_t nbuilt;
 static struct canned_server srv;
 static struct api_client *client;
@@ -179,7 +181,7 @@ static void test_release_zeroed(void **state)
 
 static void test_bad_arguments_cost_no_request(void **state)
 {
-    struct canned script[] = {{CANNED_REPLY, reply("200 OK", "{}"), 0}};
+    struct canned script[] = {{CANNED_REPLY, reply("200 OK", "{}"), 0, 0, 0}};
     struct api_commit_list cl;
     struct api_commit c;
     struct api_doc d;
@@ -228,11 +230,11 @@ static void test_list_repos_pages_dedupe_sort(void **state)
                           "b") "],"
                                "\"next\": "
                                "\"http://127.0.0.1:%d/2.0/repositories/acme?page=2&pagelen=3\"}"),
-        0};
+        0, 0, 0};
     script[1] = (struct canned){CANNED_REPLY,
                                 page("{\"pagelen\": 3, \"page\": 2, \"values\": [" REPO(
                                     "alpha", "a") "," REPO("zeta", "z") "]}"),
-                                0};
+                                0, 0, 0};
     run_srv(script, 2);
     connect_client(5000);
     assert_int_equal(api_list_repos(client, "acme", "PLAT", &list), 0);
@@ -256,7 +258,7 @@ static void test_list_repos_pages_dedupe_sort(void **state)
 
 static void test_list_repos_without_project(void **state)
 {
-    struct canned script[] = {{CANNED_REPLY, NULL, 0}};
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}};
     struct api_repo_list list;
     char t[256];
 
@@ -298,9 +300,9 @@ static void test_broken_pages_fail_whole_listing(void **state)
                 "a",
                 "a") "], \"next\": "
                      "\"http://127.0.0.1:%d/2.0/repositories/acme?page=1&pagelen=100&sort=slug\"}"),
-            0};
-        script[1] = (struct canned){CANNED_REPLY, page(second[i]), 0};
-        script[2] = (struct canned){CANNED_REPLY, page("{\"values\": []}"), 0};
+            0, 0, 0};
+        script[1] = (struct canned){CANNED_REPLY, page(second[i]), 0, 0, 0};
+        script[2] = (struct canned){CANNED_REPLY, page("{\"values\": []}"), 0, 0, 0};
         run_srv(script, 3);
         connect_client(5000);
         if (api_list_repos(client, "acme", NULL, &list) != -EIO)
@@ -329,7 +331,8 @@ static void test_first_page_errors(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct canned script[] = {
             {CANNED_REPLY,
-             reply(cases[i].status, "{\"type\":\"error\",\"error\":{\"message\":\"m\"}}"), 0}};
+             reply(cases[i].status, "{\"type\":\"error\",\"error\":{\"message\":\"m\"}}"), 0, 0,
+             0}};
         struct api_ref_list refs;
         listen_srv();
         run_srv(script, 1);
@@ -359,12 +362,12 @@ static void test_list_branches(void **state)
              "{\"name\": \"1.10\", \"target\": {\"hash\": \"" H3 "\"}}],"
              "\"next\": "
              "\"https://bitbucket.org/!api/2.0/repositories/acme/api/refs/branches?page=2\"}"),
-        0};
+        0, 0, 0};
     script[1] = (struct canned){
         CANNED_REPLY,
         page("{\"values\": [{\"name\": \"1.9\", \"target\": {\"hash\": \"" H4 "\"}},"
              "{\"name\": \"main\", \"target\": {\"hash\": \"" H5 "\"}}]}"),
-        0};
+        0, 0, 0};
     run_srv(script, 2);
     /* the !api link above must land on this server: base without /2.0 + /2.0/... */
     connect_client(5000);
@@ -390,7 +393,7 @@ static void test_list_branches(void **state)
 
 static void test_list_tags_path(void **state)
 {
-    struct canned script[] = {{CANNED_REPLY, NULL, 0}};
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}};
     struct api_ref_list refs;
     char t[512];
 
@@ -421,15 +424,15 @@ static void test_list_commits_stops_at_limit(void **state)
              "{\"hash\": \"" H2 "\"}, {\"hash\": \"bad\"}],"
              "\"next\": "
              "\"http://127.0.0.1:%d/2.0/repositories/acme/api/commits/feature/x?page=dbtR\"}"),
-        0};
+        0, 0, 0};
     script[1] = (struct canned){
         CANNED_REPLY,
         page("{\"values\": [{\"hash\": \"" H3 "\"}, {\"hash\": \"" H4 "\"}, {\"hash\": \"" H5
              "\"}],"
              "\"next\": "
              "\"http://127.0.0.1:%d/2.0/repositories/acme/api/commits/feature/x?page=xyz\"}"),
-        0};
-    script[2] = (struct canned){CANNED_REPLY, page("{\"values\": []}"), 0};
+        0, 0, 0};
+    script[2] = (struct canned){CANNED_REPLY, page("{\"values\": []}"), 0, 0, 0};
     run_srv(script, 3);
     connect_client(5000);
     assert_int_equal(api_list_commits(client, "acme", "api", "feature/x", 4, &list), 0);
@@ -449,7 +452,7 @@ static void test_list_commits_stops_at_limit(void **state)
 
 static void test_list_commits_short_history(void **state)
 {
-    struct canned script[] = {{CANNED_REPLY, NULL, 0}};
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}};
     struct api_commit_list list;
     char t[512];
 
@@ -481,9 +484,9 @@ static void test_get_commit(void **state)
               "{\"hash\": \"" H1 "\", \"date\": \"2012-07-16T19:37:54+02:00\","
               "\"message\": \"Merge\\n\", \"parents\": [{\"hash\": \"" H2 "\"},"
               "{\"hash\": \"" H3 "\"}], \"links\": {\"html\": {\"href\": \"https://b/c\"}}}"),
-        0};
-    script[1] = (struct canned){CANNED_REPLY, reply("200 OK", "{\"hash\": \"" H2 "\"}"), 0};
-    script[2] = (struct canned){CANNED_REPLY, reply("200 OK", "{\"hash\": \"" H1 "\""), 0};
+        0, 0, 0};
+    script[1] = (struct canned){CANNED_REPLY, reply("200 OK", "{\"hash\": \"" H2 "\"}"), 0, 0, 0};
+    script[2] = (struct canned){CANNED_REPLY, reply("200 OK", "{\"hash\": \"" H1 "\""), 0, 0, 0};
     run_srv(script, 3);
     connect_client(5000);
     assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), 0);
@@ -506,9 +509,9 @@ static void test_get_commit(void **state)
 static void test_get_docs(void **state)
 {
     struct canned script[] = {
-        {CANNED_REPLY, NULL, 0},
-        {CANNED_REPLY, NULL, 0},
-        {CANNED_REPLY, NULL, 0},
+        {CANNED_REPLY, NULL, 0, 0, 0},
+        {CANNED_REPLY, NULL, 0, 0, 0},
+        {CANNED_REPLY, NULL, 0, 0, 0},
     };
     struct api_doc d;
     char t[512];
@@ -570,7 +573,8 @@ static void test_check_access(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct canned script[5];
         for (int k = 0; k < 5; k++)
-            script[k] = (struct canned){CANNED_REPLY, reply(cases[i].status, cases[i].body), 0};
+            script[k] =
+                (struct canned){CANNED_REPLY, reply(cases[i].status, cases[i].body), 0, 0, 0};
         listen_srv();
         run_srv(script, 5);
         connect_client(10000);
@@ -606,7 +610,7 @@ static void test_check_access_unreachable(void **state)
 
 static void test_stats(void **state)
 {
-    struct canned script[] = {{CANNED_REPLY, NULL, 0}, {CANNED_REPLY, NULL, 0}};
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}, {CANNED_REPLY, NULL, 0, 0, 0}};
     struct api_stats st;
     struct api_doc d;
 
@@ -623,6 +627,613 @@ static void test_stats(void **state)
     assert_int_equal(st.retries, 1);
     assert_int_equal(st.failures, 0);
     assert_int_equal(st.ratelimit_limit, -1);
+}
+
+/* ---- directory listings ---- */
+
+#define SRC_FIELDS "fields=next%2Cvalues.path%2Cvalues.type%2Cvalues.size%2Cvalues.attributes"
+
+static void test_list_dir_pages(void **state)
+{
+    struct canned script[2];
+    struct api_entry_list list;
+    char t[512];
+
+    (void)state;
+    listen_srv();
+    script[0] = (struct canned){
+        CANNED_REPLY,
+        page("{\"pagelen\": 3, \"values\": ["
+             "{\"path\": \"docs/a b/zeta.md\", \"type\": \"commit_file\", \"size\": 12,"
+             " \"attributes\": []},"
+             "{\"path\": \"docs/a b/sub\", \"type\": \"commit_directory\"},"
+             "{\"path\": \"elsewhere/x\", \"type\": \"commit_file\", \"size\": 1},"
+             "{\"path\": \"docs/a b/run.sh\", \"type\": \"commit_file\", \"size\": 30,"
+             " \"attributes\": [\"executable\"]}],"
+             "\"next\": \"http://127.0.0.1:%d/2.0/repositories/acme/api/src/" H1
+             "/docs/a%20b/?page=2\"}"),
+        0, 0, 0};
+    script[1] = (struct canned){
+        CANNED_REPLY,
+        page("{\"values\": ["
+             "{\"path\": \"docs/a b/link\", \"type\": \"commit_file\", \"size\": 9,"
+             " \"attributes\": [\"link\"]},"
+             "{\"path\": \"docs/a b/zeta.md\", \"type\": \"commit_file\", \"size\": 99},"
+             "{\"path\": \"docs/a b/big.bin\", \"type\": \"commit_file\", \"size\": 62914560,"
+             " \"attributes\": [\"lfs\", \"binary\"]}]}"),
+        0, 0, 0};
+    run_srv(script, 2);
+    connect_client(5000);
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "docs/a b", &list), 0);
+    assert_int_equal(list.count, 5); /* elsewhere/x skipped, zeta.md once */
+    assert_string_equal(list.items[0].name, "big.bin");
+    assert_int_equal(list.items[0].type, API_ENTRY_FILE);
+    assert_int_equal(list.items[0].lfs, 1);
+    assert_int_equal(list.items[0].size, 62914560);
+    assert_string_equal(list.items[1].name, "link");
+    assert_int_equal(list.items[1].type, API_ENTRY_LINK);
+    assert_string_equal(list.items[2].name, "run.sh");
+    assert_int_equal(list.items[2].executable, 1);
+    assert_string_equal(list.items[3].name, "sub");
+    assert_int_equal(list.items[3].type, API_ENTRY_DIR);
+    assert_string_equal(list.items[4].name, "zeta.md");
+    assert_int_equal(list.items[4].size, 12); /* the first of the two */
+    api_entry_list_release(&list);
+    assert_null(list.items);
+    assert_int_equal(list.count, 0);
+    api_entry_list_release(&list);
+    api_entry_list_release(NULL);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 2);
+    assert_string_equal(target(0, t, sizeof(t)), "/2.0/repositories/acme/api/src/" H1
+                                                 "/docs/a%20b/?pagelen=100&" SRC_FIELDS);
+    assert_string_equal(target(1, t, sizeof(t)),
+                        "/2.0/repositories/acme/api/src/" H1 "/docs/a%20b/?page=2");
+}
+
+static void test_list_dir_urls(void **state)
+{
+    static const struct {
+        const char *dir;
+        const char *path;
+    } cases[] = {
+        {"", "/"},
+        {"src", "/src/"},
+        {"a b/c", "/a%20b/c/"},
+        {"d\xc3\xa9j\xc3\xa0/\xe6\x97\xa5\xe6\x9c\xac", "/d%C3%A9j%C3%A0/%E6%97%A5%E6%9C%AC/"},
+        {"x#y/q?r/50%/a+b", "/x%23y/q%3Fr/50%25/a%2Bb/"},
+        {"semi;colon&eq=", "/semi%3Bcolon%26eq%3D/"},
+    };
+    struct canned script[6];
+    struct api_entry_list list;
+    char t[512], want[512];
+
+    (void)state;
+    listen_srv();
+    for (size_t i = 0; i < 6; i++)
+        script[i] = (struct canned){CANNED_REPLY, reply("200 OK", "{\"values\": []}"), 0, 0, 0};
+    run_srv(script, 6);
+    connect_client(5000);
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(api_list_dir(client, "my ws", "r", H1, cases[i].dir, &list), 0);
+        assert_int_equal(list.count, 0);
+        api_entry_list_release(&list);
+    }
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 6);
+    for (size_t i = 0; i < 6; i++) {
+        snprintf(want, sizeof(want), "/2.0/repositories/my%%20ws/r/src/" H1 "%s?pagelen=100&%s",
+                 cases[i].path, SRC_FIELDS);
+        assert_string_equal(target(i, t, sizeof(t)), want);
+    }
+}
+
+static void test_list_dir_bad_arguments(void **state)
+{
+    static const char *const bad_dirs[] = {".", "..", "a/../b", "a//b", "/a", "a/", "./a", "a/."};
+    struct canned script[] = {{CANNED_REPLY, reply("200 OK", "{\"values\": []}"), 0, 0, 0}};
+    struct api_entry_list list = {(struct api_entry *)1, 7};
+    struct api_stats st;
+
+    (void)state;
+    listen_srv();
+    run_srv(script, 1);
+    connect_client(5000);
+    for (size_t i = 0; i < sizeof(bad_dirs) / sizeof(bad_dirs[0]); i++) {
+        if (api_list_dir(client, "acme", "api", H1, bad_dirs[i], &list) != -EINVAL)
+            fail_msg("dir '%s' accepted", bad_dirs[i]);
+        assert_null(list.items);
+    }
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, NULL, &list), -EINVAL);
+    assert_int_equal(api_list_dir(client, "acme", "api", "abc", "", &list), -EINVAL);
+    assert_int_equal(api_list_dir(client, "acme", "api", NULL, "", &list), -EINVAL);
+    assert_int_equal(
+        api_list_dir(client, "acme", "api", "F7591A13EDA445D9A9167F98EB870319F4B6C2D8", "", &list),
+        -EINVAL);
+    assert_int_equal(api_list_dir(client, "acme", "..", H1, "", &list), -EINVAL);
+    api_get_stats(client, &st);
+    assert_int_equal(st.requests, 0);
+}
+
+static void test_list_dir_failures(void **state)
+{
+    struct canned script[3];
+    struct api_entry_list list;
+
+    (void)state;
+    listen_srv();
+    script[0] = (struct canned){
+        CANNED_REPLY,
+        reply("404 Not Found", "{\"type\":\"error\",\"error\":{\"message\":\"No such file\"}}"), 0,
+        0, 0};
+    script[1] = (struct canned){
+        CANNED_REPLY,
+        page("{\"values\": [{\"path\": \"a\", \"type\": \"commit_file\"}],"
+             " \"next\": \"http://127.0.0.1:%d/2.0/repositories/acme/api/src/" H1 "/?page=2\"}"),
+        0, 0, 0};
+    script[2] =
+        (struct canned){CANNED_REPLY, page("{\"values\": [{\"path\": \"b\"}, 3]}"), 0, 0, 0};
+    run_srv(script, 3);
+    connect_client(5000);
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "nope", &list), -ENOENT);
+    assert_null(list.items);
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "", &list), -EIO);
+    assert_null(list.items);
+    assert_int_equal(list.count, 0);
+}
+
+/* ---- downloads ---- */
+
+/* A response with a body of len bytes (which may hold NULs), kept until teardown. */
+static const char *raw_reply(const char *status, const char *headers, const void *body, size_t len,
+                             size_t *total)
+{
+    size_t cap = strlen(status) + strlen(headers) + len + 160;
+    char *r = malloc(cap);
+    int head;
+
+    assert_non_null(r);
+    head = snprintf(r, cap, "HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
+                    status, len, headers);
+    memcpy(r + head, body, len);
+    *total = (size_t)head + len;
+    assert_true(nbuilt < sizeof(built) / sizeof(built[0]));
+    built[nbuilt++] = r;
+    return r;
+}
+
+static struct canned raw_step(const char *status, const char *headers, const void *body, size_t len)
+{
+    struct canned c = {CANNED_REPLY, NULL, 0, 0, 0};
+
+    c.response = raw_reply(status, headers, body, len, &c.response_len);
+    return c;
+}
+
+/* A temporary file already holding junk, so that a test sees it truncated. */
+static int junk_file(void)
+{
+    char path[] = "/tmp/bbfs-test-XXXXXX";
+    int fd = mkstemp(path);
+
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(write(fd, "JUNK JUNK JUNK JUNK JUNK", 24), 24);
+    return fd;
+}
+
+/* The whole content of fd (malloc'd) and its length. */
+static char *file_content(int fd, size_t *len)
+{
+    off_t end = lseek(fd, 0, SEEK_END);
+    char *data;
+
+    assert_true(end >= 0);
+    data = malloc((size_t)end + 1);
+    assert_non_null(data);
+    if (end > 0)
+        assert_int_equal(pread(fd, data, (size_t)end, 0), end);
+    data[end] = '\0';
+    *len = (size_t)end;
+    return data;
+}
+
+static void test_get_file_exact_bytes(void **state)
+{
+    static const char body[] = "line 1\n\0\xff\xfe binary \r\n\x01 end";
+    struct canned script[1];
+    uint64_t size = 7;
+    size_t len;
+    char t[512], h[128], *got;
+    int fd = junk_file();
+
+    (void)state;
+    listen_srv();
+    script[0] =
+        raw_step("200 OK", "Content-Type: application/octet-stream\r\n", body, sizeof(body) - 1);
+    run_srv(script, 1);
+    connect_client(5000);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "dir x/f#?%+\xc3\xa9.bin", fd, &size),
+                     0);
+    assert_int_equal(size, sizeof(body) - 1);
+    got = file_content(fd, &len);
+    assert_int_equal(len, sizeof(body) - 1);
+    assert_memory_equal(got, body, len);
+    assert_int_equal(lseek(fd, 0, SEEK_CUR), (off_t)len); /* written from offset 0 on */
+    free(got);
+    close(fd);
+    server_stop(&srv);
+    assert_string_equal(target(0, t, sizeof(t)),
+                        "/2.0/repositories/acme/api/src/" H1 "/dir%20x/f%23%3F%25%2B%C3%A9.bin");
+    assert_string_equal(request_header(srv.requests[0], "Authorization", h, sizeof(h)),
+                        "Bearer " TOKEN);
+}
+
+static void test_get_file_retry_keeps_only_last_body(void **state)
+{
+    static const char partial[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n"
+                                  "Connection: close\r\n\r\nfirst part";
+    struct canned script[3];
+    struct api_stats st;
+    uint64_t size;
+    size_t len;
+    char *got;
+    int fd = junk_file();
+
+    (void)state;
+    listen_srv();
+    script[0] = raw_step("503 Service Unavailable", "Content-Type: application/json\r\n",
+                         "{\"type\":\"error\",\"error\":{\"message\":\"busy\"}}", 43);
+    script[1] = (struct canned){CANNED_REPLY, partial, 0, 0, 0}; /* cut short: retried */
+    script[2] = raw_step("200 OK", "", "second body", 11);
+    run_srv(script, 3);
+    connect_client(10000);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "f", fd, &size), 0);
+    assert_int_equal(size, 11);
+    got = file_content(fd, &len);
+    assert_int_equal(len, 11);
+    assert_memory_equal(got, "second body", 11);
+    free(got);
+    close(fd);
+    api_get_stats(client, &st);
+    assert_int_equal(st.requests, 3);
+    assert_int_equal(st.retries, 2);
+    assert_int_equal(st.failures, 0);
+}
+
+static void test_get_file_errors_leave_nothing(void **state)
+{
+    static const struct {
+        const char *status;
+        int rc;
+    } cases[] = {
+        {"404 Not Found", -ENOENT}, {"401 Unauthorized", -EACCES}, {"403 Forbidden", -EACCES},
+        {"400 Bad Request", -EIO},  {"304 Not Modified", -EIO},
+    };
+    static const char err[] = "{\"type\":\"error\",\"error\":{\"message\":\"No such file\"}}";
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct canned script[1];
+        uint64_t size = 5;
+        size_t len;
+        char *got;
+        int fd = junk_file();
+
+        listen_srv();
+        script[0] =
+            raw_step(cases[i].status, "Content-Type: application/json\r\n", err, sizeof(err) - 1);
+        run_srv(script, 1);
+        connect_client(5000);
+        assert_int_equal(api_get_file(client, "acme", "api", H1, "a/b", fd, &size), cases[i].rc);
+        assert_int_equal(size, 0);
+        got = file_content(fd, &len);
+        assert_int_equal(len, 0); /* neither the junk nor the error body */
+        free(got);
+        close(fd);
+        teardown(NULL);
+        setup(NULL);
+    }
+}
+
+static void test_get_file_persistent_5xx(void **state)
+{
+    struct canned script[HTTP_MAX_ATTEMPTS];
+    uint64_t size;
+    size_t len;
+    char *got;
+    int fd = junk_file();
+
+    (void)state;
+    listen_srv();
+    for (int i = 0; i < HTTP_MAX_ATTEMPTS; i++)
+        script[i] = raw_step("502 Bad Gateway", "", "<html>bad gateway</html>", 24);
+    run_srv(script, HTTP_MAX_ATTEMPTS);
+    connect_client(10000);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "f", fd, &size), -EIO);
+    got = file_content(fd, &len);
+    assert_int_equal(len, 0);
+    free(got);
+    close(fd);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, HTTP_MAX_ATTEMPTS);
+}
+
+static void test_get_file_lfs_redirect_drops_token(void **state)
+{
+    static const char media[] = "LFS object \0 with a NUL";
+    struct canned_server media_srv;
+    struct canned landing[1], hop[1];
+    char loc[160], h[128], t[256], *got;
+    uint64_t size;
+    size_t len;
+    int fd = junk_file();
+
+    (void)state;
+    server_init(&media_srv);
+    assert_int_equal(server_listen(&media_srv), 0);
+    landing[0] =
+        raw_step("200 OK", "Content-Type: application/octet-stream\r\n", media, sizeof(media) - 1);
+    assert_int_equal(server_run(&media_srv, landing, 1), 0);
+    listen_srv();
+    snprintf(loc, sizeof(loc), "Location: http://127.0.0.1:%d/media/obj?sig=abc\r\n",
+             media_srv.port);
+    hop[0] = raw_step("302 Found", loc, "redirect body must not be stored", 32);
+    run_srv(hop, 1);
+    connect_client(5000);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "big.bin", fd, &size), 0);
+    assert_int_equal(size, sizeof(media) - 1);
+    got = file_content(fd, &len);
+    assert_int_equal(len, sizeof(media) - 1);
+    assert_memory_equal(got, media, len);
+    free(got);
+    close(fd);
+    server_stop(&srv);
+    server_stop(&media_srv);
+    assert_int_equal(srv.nrequests, 1);
+    assert_int_equal(media_srv.nrequests, 1);
+    assert_string_equal(request_header(srv.requests[0], "Authorization", h, sizeof(h)),
+                        "Bearer " TOKEN);
+    assert_string_equal(request_header(media_srv.requests[0], "Authorization", h, sizeof(h)), "");
+    assert_null(strstr(media_srv.requests[0], TOKEN));
+    assert_non_null(strstr(media_srv.requests[0], "GET /media/obj?sig=abc HTTP/1.1"));
+    assert_string_equal(target(0, t, sizeof(t)), "/2.0/repositories/acme/api/src/" H1 "/big.bin");
+    server_release(&media_srv);
+}
+
+static void test_get_file_stalls_fail_in_time(void **state)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n"
+                               "Connection: close\r\n\r\nthe start of a body";
+    struct canned silent[2] = {{CANNED_STALL, NULL, 8000, 0, 0}, {CANNED_STALL, NULL, 8000, 0, 0}};
+    struct canned stalled[2] = {{CANNED_REPLY_STALL, head, 8000, 0, 0},
+                                {CANNED_REPLY_STALL, head, 8000, 0, 0}};
+    struct canned *scripts[] = {silent, stalled};
+    struct timespec t0;
+    uint64_t size;
+    size_t len;
+    char *got;
+    long took;
+
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        int fd = junk_file();
+
+        listen_srv();
+        run_srv(scripts[i], 2);
+        connect_client(1000);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(api_get_file(client, "acme", "api", H1, "f", fd, &size), -EIO);
+        took = elapsed_ms_since(&t0);
+        /* The stall window is 2 s (its floor). curl measures the speed once a second over
+         * the last few seconds, so a body that stops after its first bytes still counts as
+         * moving for up to about 4 s more. */
+        if (took < 1800 || took > (i == 0 ? 3500 : 7500))
+            fail_msg("case %zu took %ld ms", i, took);
+        got = file_content(fd, &len);
+        assert_int_equal(len, 0); /* the partial body is gone */
+        free(got);
+        close(fd);
+        server_stop(&srv);
+        assert_int_equal(srv.nrequests, 1); /* no retry past the deadline */
+        teardown(NULL);
+        setup(NULL);
+    }
+}
+
+static void test_get_file_slow_but_steady_is_not_cut(void **state)
+{
+    enum { N = 48 * 1024 };
+    struct canned script[1];
+    char *body = malloc(N), *got;
+    uint64_t size;
+    size_t len;
+    int fd = junk_file();
+
+    (void)state;
+    assert_non_null(body);
+    for (size_t i = 0; i < N; i++)
+        body[i] = (char)('a' + i % 23);
+    listen_srv();
+    script[0] = raw_step("200 OK", "", body, N);
+    script[0].action = CANNED_REPLY_PACED;
+    script[0].pace_bytes = 4096;
+    script[0].stall_ms = 200; /* about 2.4 s at 20 KiB/s: longer than the 1 s budget */
+    run_srv(script, 1);
+    connect_client(1000);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "f", fd, &size), 0);
+    assert_int_equal(size, N);
+    got = file_content(fd, &len);
+    assert_int_equal(len, N);
+    assert_memory_equal(got, body, N);
+    free(got);
+    free(body);
+    close(fd);
+}
+
+static void test_get_file_large(void **state)
+{
+    enum { N = 8 * 1024 * 1024 + 13 };
+    struct canned script[1];
+    char *body = malloc(N), *got;
+    uint64_t size;
+    size_t len;
+    int fd = junk_file();
+
+    (void)state;
+    assert_non_null(body);
+    for (size_t i = 0; i < N; i++)
+        body[i] = (char)(i * 7 + (i >> 11));
+    listen_srv();
+    script[0] = raw_step("200 OK", "", body, N);
+    run_srv(script, 1);
+    connect_client(20000);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "f", fd, &size), 0);
+    assert_int_equal(size, N);
+    got = file_content(fd, &len);
+    assert_int_equal(len, N);
+    assert_memory_equal(got, body, N);
+    free(got);
+    free(body);
+    close(fd);
+}
+
+static void test_get_file_write_error(void **state)
+{
+    enum { N = 5000 };
+    struct canned script[2];
+    struct rlimit saved, small = {1000, 0};
+    char body[N], *got;
+    uint64_t size = 3;
+    size_t len;
+    int fd = junk_file();
+
+    (void)state;
+    memset(body, 'x', sizeof(body));
+    listen_srv();
+    script[0] = raw_step("200 OK", "", body, N);
+    script[1] = script[0];
+    run_srv(script, 2);
+    connect_client(5000);
+    /* files may not grow past 1000 bytes: write() goes short, then fails with EFBIG */
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    small.rlim_max = saved.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "f", fd, &size), -EIO);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(size, 0);
+    got = file_content(fd, &len);
+    assert_int_equal(len, 0);
+    free(got);
+    close(fd);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 1); /* a full disk is not retried */
+}
+
+static void test_get_file_bad_arguments(void **state)
+{
+    static const char *const bad_paths[] = {"", ".", "..", "a/../b", "a//b", "/a", "a/"};
+    struct canned script[] = {{CANNED_REPLY, reply("200 OK", "{}"), 0, 0, 0}};
+    struct api_stats st;
+    uint64_t size;
+    int fd = junk_file(), pipefd[2];
+
+    (void)state;
+    listen_srv();
+    run_srv(script, 1);
+    connect_client(5000);
+    for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
+        if (api_get_file(client, "acme", "api", H1, bad_paths[i], fd, &size) != -EINVAL)
+            fail_msg("path '%s' accepted", bad_paths[i]);
+    }
+    assert_int_equal(api_get_file(client, "acme", "api", H1, NULL, fd, &size), -EINVAL);
+    assert_int_equal(api_get_file(client, "acme", "api", "abc", "f", fd, &size), -EINVAL);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "f", -1, &size), -EINVAL);
+    assert_int_equal(api_get_diff(client, "acme", "api", "abc", fd, &size), -EINVAL);
+    assert_int_equal(api_get_diff(client, "acme", "api", H1, -1, &size), -EINVAL);
+    assert_int_equal(api_get_diff(client, "..", "api", H1, fd, &size), -EINVAL);
+    api_get_stats(client, &st);
+    assert_int_equal(st.requests, 0);
+    /* a pipe cannot be truncated: refused before any request */
+    assert_int_equal(pipe(pipefd), 0);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "f", pipefd[1], &size), -EINVAL);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    api_get_stats(client, &st);
+    assert_int_equal(st.requests, 0);
+    close(fd);
+}
+
+/* Captures what log calls write to stderr. */
+struct capture {
+    FILE *file;
+    int saved;
+};
+
+static void capture_start(struct capture *c)
+{
+    fflush(stderr);
+    c->file = tmpfile();
+    assert_non_null(c->file);
+    c->saved = dup(2);
+    dup2(fileno(c->file), 2);
+}
+
+static char *capture_end(struct capture *c)
+{
+    size_t len;
+    char *text;
+
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    text = file_content(fileno(c->file), &len);
+    fclose(c->file);
+    return text;
+}
+
+static void test_get_diff(void **state)
+{
+    static const char diff[] = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n";
+    struct canned script[1 + HTTP_MAX_ATTEMPTS];
+    struct capture cap;
+    uint64_t size;
+    size_t len, lines = 0;
+    char t[256], *got, *out;
+    int fd = junk_file();
+
+    (void)state;
+    listen_srv();
+    script[0] = raw_step("200 OK", "Content-Type: text/plain\r\n", diff, sizeof(diff) - 1);
+    for (int i = 1; i <= HTTP_MAX_ATTEMPTS; i++)
+        script[i] = raw_step("555 Unknown", "Content-Type: application/json\r\n",
+                             "{\"type\":\"error\",\"error\":{\"message\":\"Timeout\"}}", 45);
+    run_srv(script, 1 + HTTP_MAX_ATTEMPTS);
+    connect_client(10000);
+    assert_int_equal(api_get_diff(client, "acme", "api", H2, fd, &size), 0);
+    assert_int_equal(size, sizeof(diff) - 1);
+    got = file_content(fd, &len);
+    assert_string_equal(got, diff);
+    free(got);
+
+    capture_start(&cap);
+    assert_int_equal(api_get_diff(client, "acme", "api", H3, fd, &size), -EIO);
+    out = capture_end(&cap);
+    for (const char *p = out; *p; p++)
+        lines += *p == '\n';
+    if (lines != 1 || !strstr(out, "too large for the API") || !strstr(out, H3))
+        fail_msg("logged: '%s'", out);
+    free(out);
+    assert_int_equal(size, 0);
+    got = file_content(fd, &len);
+    assert_int_equal(len, 0);
+    free(got);
+    close(fd);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 1 + HTTP_MAX_ATTEMPTS);
+    assert_string_equal(target(0, t, sizeof(t)), "/2.0/repositories/acme/api/diff/" H2);
+    assert_string_equal(target(1, t, sizeof(t)), "/2.0/repositories/acme/api/diff/" H3);
 }
 
 int main(void)
@@ -644,6 +1255,21 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_access, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_access_unreachable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_dir_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_dir_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_dir_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_dir_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_exact_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_retry_keeps_only_last_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_errors_leave_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_persistent_5xx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_lfs_redirect_drops_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_stalls_fail_in_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_slow_but_steady_is_not_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_write_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_file_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_diff, setup, teardown),
     };
     int rc;
 

@@ -2,8 +2,9 @@
  * test_http.c - api/http.c against a canned HTTP server on 127.0.0.1:
  * the status -> errno table, retries on 429/5xx/empty replies with backoff,
  * Retry-After, the whole-call deadline, the body cap, the bearer token (sent
- * to the API, never to another port after a redirect), ETag/If-None-Match
- * and the rate-limit counters. Every server is bounded in time and killed.
+ * to the API, never to another port after a redirect), ETag/If-None-Match,
+ * the rate-limit counters, and downloads (no total time limit, error bodies
+ * kept out of the file). Every server is bounded in time and killed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -165,7 +166,7 @@ static void test_bearer_headers_and_body(void **state)
                JSON_HDR "ETag: \"d41d8cd98f\"\r\nX-RateLimit-Limit: 1000\r\n"
                         "X-RateLimit-NearLimit: false\r\n",
                "{\"values\": []}"),
-         0},
+         0, 0, 0},
     };
     struct http_response r;
     struct http_stats st;
@@ -200,7 +201,7 @@ static void test_bearer_headers_and_body(void **state)
 
 static void test_anonymous_sends_no_authorization(void **state)
 {
-    struct canned script[] = {{CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0}};
+    struct canned script[] = {{CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0, 0, 0}};
     struct http_options o = {.token = "", .timeout_ms = 5000, .connect_timeout_ms = 2000};
     struct http_response r;
     struct http_client *c;
@@ -222,10 +223,10 @@ static void test_anonymous_sends_no_authorization(void **state)
 static void test_retry_5xx_then_ok(void **state)
 {
     struct canned script[] = {
-        {CANNED_REPLY, reply("503 Service Unavailable", JSON_HDR, ERR_JSON("down")), 0},
-        {CANNED_REPLY, reply("502 Bad Gateway", "", "<html>bad gateway</html>"), 0},
-        {CANNED_REPLY, reply("555 Timeout", JSON_HDR, ERR_JSON("timeout")), 0},
-        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{\"ok\":1}"), 0},
+        {CANNED_REPLY, reply("503 Service Unavailable", JSON_HDR, ERR_JSON("down")), 0, 0, 0},
+        {CANNED_REPLY, reply("502 Bad Gateway", "", "<html>bad gateway</html>"), 0, 0, 0},
+        {CANNED_REPLY, reply("555 Timeout", JSON_HDR, ERR_JSON("timeout")), 0, 0, 0},
+        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{\"ok\":1}"), 0, 0, 0},
     };
     struct http_response r;
     struct http_stats st;
@@ -246,8 +247,8 @@ static void test_retry_429_honours_retry_after(void **state)
         {CANNED_REPLY,
          reply("429 Too Many Requests", "Content-Type: text/plain\r\nRetry-After: 1\r\n",
                "Rate limit for this resource has been exceeded"),
-         0},
-        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0},
+         0, 0, 0},
+        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0, 0, 0},
     };
     struct http_response r;
     struct timespec t0;
@@ -267,9 +268,9 @@ static void test_429_without_retry_after_backs_off(void **state)
     const char *rl = reply("429 Too Many Requests", "Content-Type: text/plain\r\n",
                            "Rate limit for this resource has been exceeded");
     struct canned script[] = {
-        {CANNED_REPLY, rl, 0},
-        {CANNED_REPLY, rl, 0},
-        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0},
+        {CANNED_REPLY, rl, 0, 0, 0},
+        {CANNED_REPLY, rl, 0, 0, 0},
+        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0, 0, 0},
     };
     struct http_response r;
     struct timespec t0;
@@ -287,8 +288,8 @@ static void test_429_persisting_gives_eio_with_message(void **state)
     const char *rl = reply("429 Too Many Requests", "Content-Type: text/plain\r\n",
                            "Rate limit for this resource has been exceeded\nsecond line");
     struct canned script[] = {
-        {CANNED_REPLY, rl, 0}, {CANNED_REPLY, rl, 0}, {CANNED_REPLY, rl, 0},
-        {CANNED_REPLY, rl, 0}, {CANNED_REPLY, rl, 0}, {CANNED_REPLY, rl, 0},
+        {CANNED_REPLY, rl, 0, 0, 0}, {CANNED_REPLY, rl, 0, 0, 0}, {CANNED_REPLY, rl, 0, 0, 0},
+        {CANNED_REPLY, rl, 0, 0, 0}, {CANNED_REPLY, rl, 0, 0, 0}, {CANNED_REPLY, rl, 0, 0, 0},
     };
     struct http_response r;
     struct http_stats st;
@@ -326,8 +327,8 @@ static void test_4xx_not_retried(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct canned script[] = {
-            {CANNED_REPLY, reply(cases[i].status, JSON_HDR, cases[i].body), 0},
-            {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0},
+            {CANNED_REPLY, reply(cases[i].status, JSON_HDR, cases[i].body), 0, 0, 0},
+            {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0, 0, 0},
         };
         struct http_response r;
         assert_int_equal(run_get(script, 2, 5000, NULL, HTTP_MAX_JSON, &r, NULL), cases[i].rc);
@@ -343,10 +344,10 @@ static void test_4xx_not_retried(void **state)
 static void test_empty_reply_and_reset_retried(void **state)
 {
     struct canned script[] = {
-        {CANNED_CLOSE, NULL, 0},
+        {CANNED_CLOSE, NULL, 0, 0, 0},
         {CANNED_REPLY, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nshort",
-         0}, /* partial body */
-        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{\"third\":true}"), 0},
+         0, 0, 0}, /* partial body */
+        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{\"third\":true}"), 0, 0, 0},
     };
     struct http_response r;
     struct http_stats st;
@@ -361,7 +362,7 @@ static void test_empty_reply_and_reset_retried(void **state)
 
 static void test_connection_refused(void **state)
 {
-    struct canned script[] = {{CANNED_REPLY, reply("200 OK", "", ""), 0}};
+    struct canned script[] = {{CANNED_REPLY, reply("200 OK", "", ""), 0, 0, 0}};
     struct http_response r;
     struct http_client *c;
     struct http_stats st;
@@ -390,7 +391,7 @@ static void test_connection_refused(void **state)
 
 static void test_deadline_on_hang(void **state)
 {
-    struct canned script[] = {{CANNED_STALL, NULL, 4000}, {CANNED_STALL, NULL, 4000}};
+    struct canned script[] = {{CANNED_STALL, NULL, 4000, 0, 0}, {CANNED_STALL, NULL, 4000, 0, 0}};
     struct http_response r;
     struct timespec t0;
     long took;
@@ -409,11 +410,12 @@ static void test_deadline_bounds_retries(void **state)
 {
     const char *busy = reply("503 Service Unavailable", JSON_HDR, ERR_JSON("busy"));
     struct canned script[] = {
-        {CANNED_REPLY, busy, 0}, {CANNED_REPLY, busy, 0}, {CANNED_REPLY, busy, 0},
-        {CANNED_REPLY, busy, 0}, {CANNED_REPLY, busy, 0}, {CANNED_REPLY, busy, 0},
+        {CANNED_REPLY, busy, 0, 0, 0}, {CANNED_REPLY, busy, 0, 0, 0}, {CANNED_REPLY, busy, 0, 0, 0},
+        {CANNED_REPLY, busy, 0, 0, 0}, {CANNED_REPLY, busy, 0, 0, 0}, {CANNED_REPLY, busy, 0, 0, 0},
     };
     const char *long_wait = reply("429 Too Many Requests", "Retry-After: 30\r\n", "");
-    struct canned script2[] = {{CANNED_REPLY, long_wait, 0}, {CANNED_REPLY, long_wait, 0}};
+    struct canned script2[] = {{CANNED_REPLY, long_wait, 0, 0, 0},
+                               {CANNED_REPLY, long_wait, 0, 0, 0}};
     struct http_response r;
     struct timespec t0;
 
@@ -445,7 +447,7 @@ static void test_body_cap(void **state)
     (void)state;
     memset(body, 'a', 1000);
     body[1000] = '\0';
-    script[0] = (struct canned){CANNED_REPLY, reply("200 OK", JSON_HDR, body), 0};
+    script[0] = (struct canned){CANNED_REPLY, reply("200 OK", JSON_HDR, body), 0, 0, 0};
     script[1] = script[0];
     assert_int_equal(run_get(script, 2, 5000, NULL, 100, &r, NULL), -EIO);
     assert_non_null(strstr(r.message, "larger than 100 bytes"));
@@ -455,7 +457,7 @@ static void test_body_cap(void **state)
     server_release(&srv);
 
     /* exactly at the cap is fine */
-    script[0] = (struct canned){CANNED_REPLY, reply("200 OK", JSON_HDR, body), 0};
+    script[0] = (struct canned){CANNED_REPLY, reply("200 OK", JSON_HDR, body), 0, 0, 0};
     assert_int_equal(run_get(script, 1, 5000, NULL, 1000, &r, NULL), 0);
     assert_int_equal(r.len, 1000);
     http_response_release(&r);
@@ -463,7 +465,8 @@ static void test_body_cap(void **state)
 
 static void test_redirect_to_other_port_drops_token(void **state)
 {
-    struct canned landing[] = {{CANNED_REPLY, reply("200 OK", JSON_HDR, "{\"landed\":1}"), 0}};
+    struct canned landing[] = {
+        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{\"landed\":1}"), 0, 0, 0}};
     struct canned hop[1];
     struct http_response r;
     struct http_client *c;
@@ -472,7 +475,7 @@ static void test_redirect_to_other_port_drops_token(void **state)
     (void)state;
     assert_int_equal(server_start(&srv2, landing, 1), 0);
     snprintf(loc, sizeof(loc), "Location: http://127.0.0.1:%d/landing\r\n", srv2.port);
-    hop[0] = (struct canned){CANNED_REPLY, reply("302 Found", loc, ""), 0};
+    hop[0] = (struct canned){CANNED_REPLY, reply("302 Found", loc, ""), 0, 0, 0};
     assert_int_equal(server_start(&srv, hop, 1), 0);
     c = new_client(5000);
     url = url_of(&srv, "/2.0/pullrequests/1/diff");
@@ -494,8 +497,8 @@ static void test_redirect_to_other_port_drops_token(void **state)
 static void test_redirect_same_origin_keeps_token(void **state)
 {
     struct canned script[] = {
-        {CANNED_REPLY, reply("301 Moved Permanently", "Location: /2.0/moved\r\n", ""), 0},
-        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0},
+        {CANNED_REPLY, reply("301 Moved Permanently", "Location: /2.0/moved\r\n", ""), 0, 0, 0},
+        {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0, 0, 0},
     };
     struct http_response r;
     char h[128];
@@ -512,8 +515,8 @@ static void test_redirect_same_origin_keeps_token(void **state)
 static void test_redirect_limits(void **state)
 {
     struct canned ftp[] = {
-        {CANNED_REPLY, reply("302 Found", "Location: ftp://127.0.0.1/x\r\n", ""), 0},
-        {CANNED_REPLY, reply("200 OK", "", ""), 0},
+        {CANNED_REPLY, reply("302 Found", "Location: ftp://127.0.0.1/x\r\n", ""), 0, 0, 0},
+        {CANNED_REPLY, reply("200 OK", "", ""), 0, 0, 0},
     };
     const char *loop = reply("302 Found", "Location: /2.0/again\r\n", "");
     struct canned loops[8];
@@ -526,7 +529,7 @@ static void test_redirect_limits(void **state)
     server_release(&srv);
 
     for (int i = 0; i < 8; i++)
-        loops[i] = (struct canned){CANNED_REPLY, loop, 0};
+        loops[i] = (struct canned){CANNED_REPLY, loop, 0, 0, 0};
     assert_int_equal(run_get(loops, 8, 5000, NULL, HTTP_MAX_JSON, &r, NULL), -EIO);
     http_response_release(&r);
     assert_int_equal(srv.nrequests, 6); /* the request and 5 redirects */
@@ -535,8 +538,8 @@ static void test_redirect_limits(void **state)
 static void test_if_none_match(void **state)
 {
     struct canned script[] = {
-        {CANNED_REPLY, "HTTP/1.1 304 Not Modified\r\nETag: \"abc\"\r\nConnection: close\r\n\r\n",
-         0},
+        {CANNED_REPLY, "HTTP/1.1 304 Not Modified\r\nETag: \"abc\"\r\nConnection: close\r\n\r\n", 0,
+         0, 0},
     };
     struct http_response r;
     char h[64];
@@ -564,7 +567,7 @@ static void test_near_limit_counters(void **state)
 {
     const char *near = reply(
         "200 OK", JSON_HDR "X-RateLimit-Limit: 2500\r\nX-RateLimit-NearLimit: true\r\n", "{}");
-    struct canned script[] = {{CANNED_REPLY, near, 0}, {CANNED_REPLY, near, 0}};
+    struct canned script[] = {{CANNED_REPLY, near, 0, 0, 0}, {CANNED_REPLY, near, 0, 0, 0}};
     struct http_response r;
     struct http_client *c;
     struct http_stats st;
@@ -617,7 +620,7 @@ static void test_threads_share_one_client(void **state)
     (void)state;
     for (int i = 0; i < 12; i++)
         script[i] = (struct canned){
-            CANNED_REPLY, i == 0 ? reply("200 OK", JSON_HDR, "{}") : script[0].response, 0};
+            CANNED_REPLY, i == 0 ? reply("200 OK", JSON_HDR, "{}") : script[0].response, 0, 0, 0};
     assert_int_equal(server_start(&srv, script, 12), 0);
     c = new_client(10000);
     url = url_of(&srv, "/2.0/x");
@@ -631,6 +634,91 @@ static void test_threads_share_one_client(void **state)
     }
     http_client_free(c);
     free(url);
+}
+
+/* A temporary file holding junk, so that a test sees it truncated. */
+static int junk_file(void)
+{
+    char path[] = "/tmp/bbfs-test-XXXXXX";
+    int fd = mkstemp(path);
+
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(write(fd, "JUNK", 4), 4);
+    return fd;
+}
+
+static off_t file_size(int fd)
+{
+    return lseek(fd, 0, SEEK_END);
+}
+
+static void test_download_has_no_total_limit(void **state)
+{
+    enum { N = 40 * 1024 };
+    char *body = malloc(N + 1);
+    struct canned script[2];
+    struct http_response r;
+    struct http_client *c;
+    uint64_t written = 1;
+    char *url, got[64];
+    int fd = junk_file();
+
+    (void)state;
+    assert_non_null(body);
+    memset(body, 'z', N);
+    body[N] = '\0';
+    /* 4 KiB every 150 ms: about 1.5 s at 27 KiB/s, against a budget of 800 ms */
+    script[0] = (struct canned){CANNED_REPLY_PACED, reply("200 OK", "", body), 150, 0, 4096};
+    script[1] = script[0];
+    assert_int_equal(server_start(&srv, script, 2), 0);
+    c = new_client(800);
+    url = url_of(&srv, "/2.0/src/file");
+    /* a JSON request must fit its budget ... */
+    assert_int_equal(http_get(c, url, NULL, HTTP_MAX_JSON, HTTP_QUIET, &r), -EIO);
+    assert_string_equal(r.message, "Timeout was reached");
+    http_response_release(&r);
+    /* ... a download only has to keep moving */
+    assert_int_equal(http_download(c, url, fd, HTTP_QUIET, &r, &written), 0);
+    assert_int_equal(written, N);
+    assert_int_equal(r.status, 200);
+    http_response_release(&r);
+    assert_int_equal(file_size(fd), N);
+    assert_int_equal(pread(fd, got, sizeof(got), N - (off_t)sizeof(got)), (ssize_t)sizeof(got));
+    assert_int_equal(got[0], 'z');
+    http_client_free(c);
+    free(url);
+    free(body);
+    close(fd);
+}
+
+static void test_download_error_body_kept_for_message(void **state)
+{
+    struct canned script[] = {
+        {CANNED_REPLY, reply("404 Not Found", JSON_HDR, ERR_JSON("No such file or directory")), 0,
+         0, 0},
+    };
+    struct http_response r;
+    struct http_client *c;
+    uint64_t written = 9;
+    char *url;
+    int fd = junk_file();
+
+    (void)state;
+    assert_int_equal(server_start(&srv, script, 1), 0);
+    c = new_client(5000);
+    url = url_of(&srv, "/2.0/src/nope");
+    assert_int_equal(http_download(c, url, fd, HTTP_QUIET, &r, &written), -ENOENT);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(r.message, "No such file or directory");
+    assert_int_equal(written, 0);
+    assert_int_equal(file_size(fd), 0);
+    http_response_release(&r);
+    assert_int_equal(http_download(c, url, -1, 0, &r, &written), -EINVAL);
+    http_response_release(&r);
+    http_client_free(c);
+    free(url);
+    close(fd);
 }
 
 int main(void)
@@ -658,6 +746,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_if_none_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_near_limit_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_one_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_download_has_no_total_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_download_error_body_kept_for_message, setup, teardown),
     };
     int rc;
 

@@ -1,7 +1,8 @@
 /*
  * test_parse.c - Bitbucket JSON to structs (api/parse.c): fixtures of real
  * response shapes (repositories, refs with slashes and hostile names, a
- * merge commit, unicode), ISO-8601 timestamps, error bodies, full hashes and
+ * merge commit, unicode, a /src directory listing with every kind of entry
+ * and attribute shape), ISO-8601 timestamps, error bodies, full hashes and
  * the pretty-printed documents.
  */
 #include <setjmp.h>
@@ -375,6 +376,79 @@ static void test_error_messages(void **state)
     assert_string_equal(small, "abcdefg");
 }
 
+static void test_src_fixture(void **state)
+{
+    json_t *root = load_fixture("src_page.json"), *values;
+    static const struct {
+        int rc;
+        const char *name;
+        enum api_entry_type type;
+        uint64_t size;
+        int executable, lfs;
+    } want[] = {
+        {0, "README.md", API_ENTRY_FILE, 2622, 0, 0},
+        {0, "guide", API_ENTRY_DIR, 0, 0, 0},
+        {0, "current", API_ENTRY_LINK, 9, 0, 0},
+        {0, "build.sh", API_ENTRY_FILE, 120, 1, 0},
+        {0, "vendor lib", API_ENTRY_SUBMODULE, 40, 0, 0},
+        {0, "video.mp4", API_ENTRY_FILE, 62914560, 0, 1},
+        {0, "tool", API_ENTRY_FILE, 7, 1, 0},      /* attributes as one string */
+        {0, "notes.txt", API_ENTRY_FILE, 3, 0, 0}, /* null */
+        {0, "plain.txt", API_ENTRY_FILE, 0, 0, 0}, /* absent */
+        /* hostile, but a name: this layer copies it, the filesystem decides */
+        {0, "\xc3\xa9vil\nname\x1b[31m #?%", API_ENTRY_FILE, 1, 0, 0},
+        {0, "..", API_ENTRY_DIR, 0, 0, 0},
+        {0, "odd", API_ENTRY_FILE, 0, 1, 0},   /* negative size, junk attributes */
+        {0, "sized", API_ENTRY_FILE, 0, 0, 0}, /* size as a string */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* docs/a/b: not a direct child */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* other/x */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* docsx/y: a prefix is not a parent */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* docs/: empty name */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* docs itself */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* a NUL inside */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* unknown type */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* no path */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* path not a string */
+        {-EINVAL, NULL, 0, 0, 0, 0},           /* no type */
+    };
+    struct api_entry e;
+    size_t i;
+
+    (void)state;
+    values = json_object_get(root, "values");
+    assert_int_equal(json_array_size(values), sizeof(want) / sizeof(want[0]));
+    for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        int rc = parse_entry(json_array_get(values, i), "docs", &e);
+        if (rc != want[i].rc)
+            fail_msg("entry %zu: rc %d", i, rc);
+        if (rc < 0) {
+            assert_null(e.name);
+            continue;
+        }
+        if (strcmp(e.name, want[i].name) != 0 || e.type != want[i].type || e.size != want[i].size ||
+            e.executable != want[i].executable || e.lfs != want[i].lfs)
+            fail_msg("entry %zu: '%s' type %d size %llu x %d lfs %d", i, e.name, (int)e.type,
+                     (unsigned long long)e.size, e.executable, e.lfs);
+        parse_entry_release(&e);
+        assert_null(e.name);
+    }
+    parse_entry_release(&e);
+    parse_entry_release(NULL);
+
+    /* the same entries listed as the root: only single components are names */
+    assert_int_equal(parse_entry(json_array_get(values, 0), "", &e), -EINVAL);
+    assert_int_equal(parse_entry(json_array_get(values, 17), "", &e), 0); /* "docs" */
+    assert_string_equal(e.name, "docs");
+    assert_int_equal(e.type, API_ENTRY_DIR);
+    parse_entry_release(&e);
+    assert_int_equal(parse_entry(json_array_get(values, 0), NULL, &e), -EINVAL);
+    /* a nested directory */
+    assert_int_equal(parse_entry(json_array_get(values, 13), "docs/a", &e), 0);
+    assert_string_equal(e.name, "b");
+    parse_entry_release(&e);
+    json_decref(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_refs_fixture),     cmocka_unit_test(test_commit_fixture),
         cmocka_unit_test(test_commit_summaries), cmocka_unit_test(test_embedded_nul),
         cmocka_unit_test(test_doc_format),       cmocka_unit_test(test_error_messages),
+        cmocka_unit_test(test_src_fixture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -123,6 +123,56 @@ static void test_bad_segments(void **state)
     buf_release(&u);
 }
 
+static void test_dir_urls(void **state)
+{
+    static const struct {
+        const char *dir;
+        const char *url; /* NULL: refused */
+    } cases[] = {
+        {"", "https://h/src/H/"},
+        {"docs", "https://h/src/H/docs/"},
+        {"a b/c d", "https://h/src/H/a%20b/c%20d/"},
+        {"d\xc3\xa9j\xc3\xa0/\xe6\x97\xa5\xe6\x9c\xac",
+         "https://h/src/H/d%C3%A9j%C3%A0/%E6%97%A5%E6%9C%AC/"},
+        {"x#y/q?r", "https://h/src/H/x%23y/q%3Fr/"},
+        {"100%/a+b", "https://h/src/H/100%25/a%2Bb/"},
+        {"a&b=c;d", "https://h/src/H/a%26b%3Dc%3Bd/"},
+        {"...", "https://h/src/H/.../"},
+        {".hidden/x.y", "https://h/src/H/.hidden/x.y/"},
+        {"tab\there\x7f", "https://h/src/H/tab%09here%7F/"},
+        {".", NULL},
+        {"..", NULL},
+        {"a/..", NULL},
+        {"a/./b", NULL},
+        {"a//b", NULL},
+        {"/a", NULL},
+        {"a/", NULL},
+        {"/", NULL},
+        {NULL, NULL},
+    };
+    struct buf u;
+    char *url;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        url_init(&u, "https://h");
+        url_add_segment(&u, "src");
+        url_add_segment(&u, "H");
+        int rc = url_add_dir(&u, cases[i].dir);
+        url = buf_take(&u, NULL);
+        if (cases[i].url) {
+            assert_int_equal(rc, 0);
+            if (!url || strcmp(url, cases[i].url) != 0)
+                fail_msg("case %zu: got '%s'", i, url ? url : "(null)");
+        } else {
+            assert_int_equal(rc, -EINVAL);
+            assert_null(url);
+        }
+        free(url);
+        buf_release(&u);
+    }
+}
+
 static void test_url_too_long(void **state)
 {
     char *big = malloc(URL_MAX + 2);
@@ -292,7 +342,7 @@ int main(void)
         cmocka_unit_test(test_bad_segments), cmocka_unit_test(test_url_too_long),
         cmocka_unit_test(test_loopback),     cmocka_unit_test(test_check_base),
         cmocka_unit_test(test_same_origin),  cmocka_unit_test(test_rewrite_alias),
-        cmocka_unit_test(test_for_log),
+        cmocka_unit_test(test_for_log),      cmocka_unit_test(test_dir_urls),
     };
     int rc;
 
