@@ -31,7 +31,11 @@
 struct api_client {
     char *base; /* normalised, without a trailing '/' */
     struct http_client *http;
+    struct api_response_cache responses; /* all NULL when none was set */
 };
+
+/* Whether a URL's answer can never change (it is addressed by a full commit hash). */
+enum { MUTABLE = 0, IMMUTABLE = 1 };
 
 /* Called for each entry of each page: 0 to go on, 1 to stop after it, or -errno. */
 typedef int (*item_fn)(json_t *item, void *ctx);
@@ -148,23 +152,66 @@ static void log_bad_json(const char *url, const char *why)
 }
 
 /* GET url and parse its body as one JSON object (a new reference in *root). */
-static int get_object(struct api_client *c, const char *url, json_t **root)
+void api_set_response_cache(struct api_client *client, const struct api_response_cache *cache)
+{
+    client->responses = *cache;
+}
+
+/*
+ * GETs a JSON body, from the response cache when the URL is immutable and
+ * kept there (*cached says so); resp is the caller's to release either way.
+ */
+static int get_body(struct api_client *c, const char *url, int immutable,
+                    struct http_response *resp, int *cached)
+{
+    memset(resp, 0, sizeof(*resp));
+    *cached = 0;
+    if (immutable && c->responses.load &&
+        c->responses.load(c->responses.ctx, url, &resp->body, &resp->len) == 0) {
+        *cached = 1;
+        resp->status = 200;
+        return 0;
+    }
+    return http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, resp);
+}
+
+/* Keeps a body that parsed well, when its URL is immutable and it came from the network. */
+static void keep_body(struct api_client *c, const char *url, int immutable, int cached,
+                      const struct http_response *resp)
+{
+    if (immutable && !cached && c->responses.save)
+        c->responses.save(c->responses.ctx, url, resp->body, resp->len);
+}
+
+static int get_object(struct api_client *c, const char *url, int immutable, json_t **root)
 {
     struct http_response resp;
     json_error_t jerr;
-    int rc;
+    int rc, cached;
 
     *root = NULL;
-    rc = http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, &resp);
+    rc = get_body(c, url, immutable, &resp, &cached);
     if (rc < 0)
         goto out;
     *root = json_loadb(resp.body, resp.len, PARSE_JSON_FLAGS, &jerr);
+    if (!json_is_object(*root) && cached) {
+        /* A damaged cache entry: ask the API instead. */
+        json_decref(*root);
+        http_response_release(&resp);
+        cached = 0;
+        rc = http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, &resp);
+        if (rc < 0)
+            goto out;
+        *root = json_loadb(resp.body, resp.len, PARSE_JSON_FLAGS, &jerr);
+    }
     if (!json_is_object(*root)) {
         log_bad_json(url, *root ? "not a JSON object" : "not JSON");
         json_decref(*root);
         *root = NULL;
         rc = -EIO;
+        goto out;
     }
+    keep_body(c, url, immutable, cached, &resp);
 out:
     http_response_release(&resp);
     return rc;
@@ -175,7 +222,7 @@ static int get_doc(struct api_client *c, char *url, struct api_doc *out)
     json_t *root = NULL;
     int rc;
 
-    rc = get_object(c, url, &root);
+    rc = get_object(c, url, MUTABLE, &root);
     if (rc == 0)
         rc = parse_doc(root, out);
     json_decref(root);
@@ -186,7 +233,8 @@ static int get_doc(struct api_client *c, char *url, struct api_doc *out)
  * GET first_url and every page after it, handing each entry to fn. Stops
  * early when fn returns 1. Any failure fails the whole walk.
  */
-static int walk_pages(struct api_client *c, const char *first_url, item_fn fn, void *ctx)
+static int walk_pages(struct api_client *c, const char *first_url, int immutable, item_fn fn,
+                      void *ctx)
 {
     struct http_response resp;
     struct page_walk walk;
@@ -194,7 +242,7 @@ static int walk_pages(struct api_client *c, const char *first_url, item_fn fn, v
     const char *next;
     char *url = NULL;
     size_t i;
-    int rc, stop = 0;
+    int rc, cached, stop = 0;
 
     memset(&resp, 0, sizeof(resp));
     rc = page_walk_init(&walk, c->base, first_url, PAGE_MAX_PAGES);
@@ -206,10 +254,21 @@ static int walk_pages(struct api_client *c, const char *first_url, item_fn fn, v
         goto out;
     }
     while (url) {
-        rc = http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, &resp);
+        rc = get_body(c, url, immutable, &resp, &cached);
         if (rc < 0)
             goto out;
         rc = page_parse(url, resp.body, resp.len, &root, &values, &next);
+        if (rc < 0 && cached) {
+            /* A damaged cache entry: ask the API instead. */
+            http_response_release(&resp);
+            cached = 0;
+            rc = http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, &resp);
+            if (rc < 0)
+                goto out;
+            rc = page_parse(url, resp.body, resp.len, &root, &values, &next);
+        }
+        if (rc == 0)
+            keep_body(c, url, immutable, cached, &resp);
         http_response_release(&resp);
         if (rc < 0)
             goto out;
@@ -544,7 +603,7 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(client, url, add_repo, &acc);
+    rc = walk_pages(client, url, MUTABLE, add_repo, &acc);
     if (rc == 0)
         rc = repos_dedupe_sort(out);
     if (rc < 0)
@@ -623,7 +682,7 @@ static int list_refs(struct api_client *c, const char *workspace, const char *re
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(c, url, add_ref, &acc);
+    rc = walk_pages(c, url, MUTABLE, add_ref, &acc);
     free(url);
     if (rc < 0) {
         api_ref_list_release(out);
@@ -715,7 +774,7 @@ int api_list_commits(struct api_client *client, const char *workspace, const cha
         api_commit_list_release(out);
         return rc;
     }
-    rc = walk_pages(client, url, add_commit, &acc);
+    rc = walk_pages(client, url, MUTABLE, add_commit, &acc);
     free(url);
     if (rc < 0)
         api_commit_list_release(out);
@@ -739,7 +798,7 @@ int api_get_commit(struct api_client *client, const char *workspace, const char 
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = get_object(client, url, &root);
+    rc = get_object(client, url, IMMUTABLE, &root);
     if (rc < 0)
         goto out;
     rc = parse_commit(root, out);
@@ -871,7 +930,7 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(client, url, add_entry, &acc);
+    rc = walk_pages(client, url, IMMUTABLE, add_entry, &acc);
     free(url);
     if (rc < 0) {
         api_entry_list_release(out);

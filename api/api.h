@@ -51,6 +51,20 @@ int api_client_new(const struct api_config *cfg, struct api_client **out, char *
 void api_client_free(struct api_client *client);
 
 /*
+ * Where answers addressed by a full commit hash (commit objects, directory
+ * listings at a commit) are kept across mounts, so that they are fetched
+ * once. load returns 0 with a malloc'd, NUL-terminated body, or -ENOENT;
+ * save keeps a body that parsed well. A body that no longer parses is
+ * fetched again. Both are called from any thread.
+ */
+struct api_response_cache {
+    void *ctx;
+    int (*load)(void *ctx, const char *url, char **body, size_t *len);
+    void (*save)(void *ctx, const char *url, const char *body, size_t len);
+};
+void api_set_response_cache(struct api_client *client, const struct api_response_cache *cache);
+
+/*
  * One request that proves the token works and the workspace (and project,
  * when project_key is not NULL) exists. On failure errbuf holds one
  * human-readable line, e.g. "token rejected by https://...: Token is invalid"

@@ -86,6 +86,26 @@ static char *store_root(const struct options *opts)
     return root;
 }
 
+/* The API's immutable answers live in the store under "response\nURL". */
+static int load_response(void *ctx, const char *url, char **body, size_t *len)
+{
+    char *key;
+    if (asprintf(&key, "response\n%s", url) < 0)
+        return -ENOMEM;
+    int rc = store_get_bytes(ctx, key, body, len);
+    free(key);
+    return rc;
+}
+
+static void save_response(void *ctx, const char *url, const char *body, size_t len)
+{
+    char *key;
+    if (asprintf(&key, "response\n%s", url) < 0)
+        return;
+    store_put_bytes(ctx, key, body, len);
+    free(key);
+}
+
 static int add_mount_options(struct fuse_args *args, const struct options *opts)
 {
     char fsname[256];
@@ -192,6 +212,9 @@ int main(int argc, char *argv[])
         fprintf(stderr, "bbfs: %s\n", err);
         goto err_out5;
     }
+    struct api_response_cache responses = {
+        .ctx = store, .load = load_response, .save = save_response};
+    api_set_response_cache(api, &responses);
 
     struct tree_config tree_cfg = {
         .store = store,

@@ -192,3 +192,53 @@ void store_abort(struct store_writer *w)
     w->fd = -1;
     w->tmp_path = NULL;
 }
+
+/* Entries read whole are API answers; anything bigger than this is not one of ours. */
+#define STORE_MAX_BYTES (64u << 20)
+
+int store_get_bytes(struct store *store, const char *key, char **data, size_t *len)
+{
+    uint64_t size;
+    int fd, rc = store_lookup(store, key, &fd, &size);
+    if (rc)
+        return rc;
+    *data = size <= STORE_MAX_BYTES ? malloc(size + 1) : NULL;
+    if (!*data) {
+        rc = size <= STORE_MAX_BYTES ? -ENOMEM : -EFBIG;
+        goto out;
+    }
+    if (pread(fd, *data, size, 0) != (ssize_t)size) {
+        free(*data);
+        *data = NULL;
+        rc = -EIO;
+        goto out;
+    }
+    (*data)[size] = '\0';
+    *len = size;
+out:
+    close(fd);
+    return rc;
+}
+
+int store_put_bytes(struct store *store, const char *key, const void *data, size_t len)
+{
+    struct store_writer w;
+    int rc = store_begin(store, &w);
+    if (rc)
+        return rc;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = write(w.fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = -EIO;
+            store_abort(&w);
+            return rc;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    return store_commit(store, &w, key);
+}

@@ -34,4 +34,8 @@ int store_begin(struct store *store, struct store_writer *w);
 int store_commit(struct store *store, struct store_writer *w, const char *key);
 void store_abort(struct store_writer *w);
 
+/* Small entries whole: a malloc'd, NUL-terminated copy, or -ENOENT. */
+int store_get_bytes(struct store *store, const char *key, char **data, size_t *len);
+int store_put_bytes(struct store *store, const char *key, const void *data, size_t len);
+
 #endif
