@@ -447,6 +447,18 @@ class FakeServer:
         except ValueError:
             return status, body.decode(errors="replace")
 
+    def get_bytes(self, path, token="demo-token"):
+        """GET url (absolute, or relative to the API base) -> (status, raw body bytes).
+
+        For raw endpoints (file contents, diffs); the request is logged like any other."""
+        url = path if path.startswith("http") else self.url + "/" + path.lstrip("/")
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
     def get_json(self, path, token="demo-token", params=None):
         status, body = self.get(path, token, params)
         assert status == 200, f"fake server: GET {path} -> {status}: {body}"
@@ -545,6 +557,7 @@ class Mount:
         self.stderr_path = Path(stderr_path)
         self.allow = list(allow)
         self.server = server
+        self.cache = None       # its cache_dir (set by mount_factory)
         self.closed = False
         self.exit_code = None
 
@@ -627,16 +640,19 @@ def mount_factory(tmp_path, fakebb_factory):
 
     Writes a 0600 token file, starts `bbfs -f -o api_url=...,token_file=...,
     cache_dir=... TARGET MNT`, waits for the mount. Teardown unmounts and checks.
+    Each mount gets its own cache directory (`m.cache`); pass cache_dir= to
+    reuse an earlier mount's (a remount).
     Depends on fakebb_factory so that every fake server outlives the mounts.
     """
     mounts = []
 
     def mount(server, target="acme/PLAT", token="demo-token", options=(), allow=(),
-              token_via="file", extra_env=None, args=(), wait=True):
+              token_via="file", extra_env=None, args=(), wait=True, cache_dir=None):
         n = len(mounts)
         mnt = tmp_path / f"mnt{n}"
         mnt.mkdir()
-        cache = tmp_path / f"cache{n}"
+        # a private cache per mount, unless the test reuses one (remount)
+        cache = Path(cache_dir) if cache_dir is not None else tmp_path / f"cache{n}"
         opts = [f"api_url={server.url}", f"cache_dir={cache}"]
         env = user_env(XDG_CACHE_HOME=str(tmp_path / f"xdg{n}"))
         if token_via == "file":
@@ -654,6 +670,7 @@ def mount_factory(tmp_path, fakebb_factory):
         )
         errf.close()
         m = Mount(mnt, proc, stderr_path, allow, server)
+        m.cache = cache
         mounts.append(m)
         if wait:
             wait_for_mount(proc, mnt, stderr_path)
