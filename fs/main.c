@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
@@ -115,6 +116,41 @@ static int add_mount_options(struct fuse_args *args, const struct options *opts)
         fuse_opt_add_arg(args, "-odefault_permissions") != 0 ||
         fuse_opt_add_arg(args, "-osubtype=bbfs") != 0 || fuse_opt_add_arg(args, fsname) != 0)
         return -ENOMEM;
+    return 0;
+}
+
+/*
+ * SIGHUP forgets every mutable answer, so the next look asks the API (a
+ * refresh without unmounting). It is taken by sigwait in a thread of its own
+ * because dropping cache entries takes locks, which a handler may not.
+ */
+static void *wait_for_hangups(void *arg)
+{
+    struct tree *tree = arg;
+    sigset_t set;
+    int sig;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    while (sigwait(&set, &sig) == 0) {
+        log_info("SIGHUP: listings, refs and repository data will be fetched again");
+        tree_expire(tree);
+    }
+    return NULL;
+}
+
+/* Blocks SIGHUP in every thread started from now on and starts its waiter. */
+static int start_hangup_thread(struct tree *tree)
+{
+    sigset_t set;
+    pthread_t thread;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
+        pthread_create(&thread, NULL, wait_for_hangups, tree) != 0)
+        return -1;
+    pthread_detach(thread);
     return 0;
 }
 
@@ -246,6 +282,8 @@ int main(int argc, char *argv[])
     fuse_daemonize(cmd.foreground);
     if (!cmd.foreground)
         log_use_syslog(1);
+    if (start_hangup_thread(tree) != 0)
+        log_warn("cannot handle SIGHUP: refreshing needs a remount");
 
     /* libfuse 3.14 returns the number of the signal that ended the loop. */
     int loop_rc = run_session(se, &cmd);

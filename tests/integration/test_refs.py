@@ -93,3 +93,20 @@ def test_new_branch_visible_after_ttl(mount_factory, fresh_server, fresh_demo):
     fresh_demo.git("api", "branch", "brand-new", tip)
     time.sleep(1.5)
     assert out(["readlink", b / "brand-new"]).strip() == link_target("brand-new", tip)
+
+
+def test_sighup_refreshes_without_waiting_for_ttl(mount_factory, fresh_server, fresh_demo):
+    """SIGHUP drops what bbfs trusted: the next ls asks the API again."""
+    import signal
+    m = mount_factory(fresh_server, options=["ttl=3600"], allow=[r"SIGHUP"])
+    b = m.ws / "api" / "branches"
+    assert "after-hup" not in ls(b)
+    tip = fresh_demo.branches("api")["main"]
+    fresh_demo.git("api", "branch", "after-hup", tip)
+    assert "after-hup" not in ls(b)  # within ttl: the cached listing
+    m.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "after-hup" not in ls(b) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert out(["readlink", b / "after-hup"]).strip() == link_target("after-hup", tip)
+    assert m.proc.poll() is None  # SIGHUP refreshes; it does not end bbfs
