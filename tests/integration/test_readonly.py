@@ -70,7 +70,7 @@ def test_shell_commands_fail_and_change_nothing(paths, mount):
     content = run(["cat", paths["file"]], check=True).stdout
     # `rm -rf` walks the commit directory (tree/ listings, the size of diff): let that
     # reading happen first, so that what follows must cost nothing
-    run(["find", paths["commitdir"]], check=True)
+    run(["find", paths["commitdir"], "-ls"], check=True)
     mark = mount.server.log.mark()
     for cmd in (["touch", paths["repo"] / "x"],
                 ["touch", paths["file"]],
