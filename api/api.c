@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/buf.h"
 #include "api/http.h"
@@ -27,11 +28,17 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define PAGELEN_MAX 100
+/* After the API could not be reached, stored answers are served this long without trying again. */
+#define STALE_RETRY_SECONDS 10
 
 struct api_client {
     char *base; /* normalised, without a trailing '/' */
     struct http_client *http;
     struct api_response_cache responses; /* all NULL when none was set */
+    long ttl;                            /* seconds a stored mutable answer is fresh */
+    int offline;                         /* no requests at all */
+    int64_t expired_at; /* stored answers fetched up to this second are stale (atomic) */
+    int64_t down_until; /* the API could not be reached: stale answers until then (atomic) */
 };
 
 /* Whether a URL's answer can never change (it is addressed by a full commit hash). */
@@ -101,6 +108,8 @@ int api_client_new(const struct api_config *cfg, struct api_client **out, char *
         log_format_line(errbuf, errlen, "cannot set up the HTTP client: %s", strerror(-rc));
         goto out;
     }
+    c->ttl = cfg->ttl > 0 ? cfg->ttl : 0;
+    c->offline = cfg->offline;
     *out = c;
     c = NULL;
 out:
@@ -151,82 +160,211 @@ static void log_bad_json(const char *url, const char *why)
     free(shown);
 }
 
-/* GET url and parse its body as one JSON object (a new reference in *root). */
 void api_set_response_cache(struct api_client *client, const struct api_response_cache *cache)
 {
     client->responses = *cache;
 }
 
+void api_expire(struct api_client *client)
+{
+    __atomic_store_n(&client->expired_at, (int64_t)time(NULL), __ATOMIC_RELAXED);
+}
+
+/* Whether a stored answer fetched at fetched may be used without asking the API. */
+static int is_fresh(struct api_client *c, int64_t fetched, int64_t now)
+{
+    return fetched <= now && now - fetched < c->ttl &&
+           fetched > __atomic_load_n(&c->expired_at, __ATOMIC_RELAXED);
+}
+
+/* url as it may be logged (no query, sanitised), into clean. */
+static void url_shown(const char *url, char *clean, size_t len)
+{
+    char *shown = url_for_log(url);
+
+    log_sanitize(clean, len, shown ? shown : "?");
+    free(shown);
+}
+
+/* -EIO (logged once) when offline: the caller may not make a request. */
+static int refuse_offline(struct api_client *c, const char *url)
+{
+    char clean[512];
+
+    if (!c->offline)
+        return 0;
+    url_shown(url, clean, sizeof(clean));
+    log_once(LOG_LEVEL_WARN, "api:offline", "offline: %s (and maybe more) not cached", clean);
+    return -EIO;
+}
+
+/* A request that failed for want of the API (not an answer about the URL). */
+static int api_unreachable(int rc, const struct http_response *resp)
+{
+    return rc == -EIO && (resp->transport || resp->status == 429 || resp->status >= 500);
+}
+
+/* Makes resp hold a stored answer (taking body and etag) as if it were a 200. */
+static void use_stored(struct http_response *resp, char *body, size_t len, char *etag)
+{
+    http_response_release(resp);
+    memset(resp, 0, sizeof(*resp));
+    resp->status = 200;
+    resp->body = body;
+    resp->len = len;
+    resp->etag = etag;
+}
+
 /*
- * GETs a JSON body, from the response cache when the URL is immutable and
- * kept there (*cached says so); resp is the caller's to release either way.
+ * GET a mutable URL's body through the stored answer, if any: fresh, it is
+ * used as it is; stale, it is revalidated (a 304 refreshes its time) or
+ * served when the API cannot be reached; offline, it is all there is.
+ */
+static int get_mutable(struct api_client *c, const char *url, struct http_response *resp,
+                       int *cached)
+{
+    char *body = NULL, *etag = NULL;
+    int64_t fetched = 0, now = (int64_t)time(NULL);
+    char clean[512];
+    size_t len = 0;
+    int rc, have;
+
+    have = c->responses.load_mutable &&
+           c->responses.load_mutable(c->responses.ctx, url, &body, &len, &etag, &fetched) == 0;
+    if (have && (c->offline || is_fresh(c, fetched, now))) {
+        use_stored(resp, body, len, etag);
+        *cached = 1;
+        return 0;
+    }
+    rc = refuse_offline(c, url);
+    if (rc < 0)
+        goto out;
+    if (have && now < __atomic_load_n(&c->down_until, __ATOMIC_RELAXED))
+        goto stale;
+    rc = http_get(c->http, url, have ? etag : NULL, HTTP_MAX_JSON, 0, resp);
+    if (api_unreachable(rc, resp))
+        __atomic_store_n(&c->down_until, (int64_t)time(NULL) + STALE_RETRY_SECONDS,
+                         __ATOMIC_RELAXED);
+    else if (__atomic_exchange_n(&c->down_until, 0, __ATOMIC_RELAXED) != 0)
+        log_forget("api:stale"); /* back: the next outage is logged again */
+    if (rc == 0 && resp->status == 304 && have) {
+        if (c->responses.save_mutable)
+            c->responses.save_mutable(c->responses.ctx, url, body, len, etag, now);
+        use_stored(resp, body, len, etag);
+        *cached = 1;
+        return 0;
+    }
+    if (have && api_unreachable(rc, resp))
+        goto stale;
+out:
+    free(body);
+    free(etag);
+    return rc;
+stale:
+    url_shown(url, clean, sizeof(clean));
+    log_once(LOG_LEVEL_WARN, "api:stale",
+             "cannot reach the API: serving stored, maybe stale, data for %s (and maybe more)",
+             clean);
+    use_stored(resp, body, len, etag);
+    *cached = 1;
+    return 0;
+}
+
+/*
+ * GETs a JSON body, from the response cache when it holds one that may be
+ * used (*cached says so); resp is the caller's to release either way.
  */
 static int get_body(struct api_client *c, const char *url, int immutable,
                     struct http_response *resp, int *cached)
 {
     memset(resp, 0, sizeof(*resp));
     *cached = 0;
-    if (immutable && c->responses.load &&
+    if (!immutable)
+        return get_mutable(c, url, resp, cached);
+    if (c->responses.load &&
         c->responses.load(c->responses.ctx, url, &resp->body, &resp->len) == 0) {
         *cached = 1;
         resp->status = 200;
         return 0;
     }
+    int rc = refuse_offline(c, url);
+    if (rc < 0)
+        return rc;
     return http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, resp);
 }
 
-/* Keeps a body that parsed well, when its URL is immutable and it came from the network. */
+/* GET url again, bypassing a stored answer that turned out damaged. */
+static int refetch(struct api_client *c, const char *url, struct http_response *resp)
+{
+    http_response_release(resp);
+    memset(resp, 0, sizeof(*resp));
+    int rc = refuse_offline(c, url);
+    if (rc < 0)
+        return rc;
+    return http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, resp);
+}
+
+/* Keeps a body that parsed well and came from the network. */
 static void keep_body(struct api_client *c, const char *url, int immutable, int cached,
                       const struct http_response *resp)
 {
-    if (immutable && !cached && c->responses.save)
+    if (cached)
+        return;
+    if (immutable && c->responses.save)
         c->responses.save(c->responses.ctx, url, resp->body, resp->len);
+    else if (!immutable && c->responses.save_mutable)
+        c->responses.save_mutable(c->responses.ctx, url, resp->body, resp->len, resp->etag,
+                                  (int64_t)time(NULL));
 }
 
-static int get_object(struct api_client *c, const char *url, int immutable, json_t **root)
+/* Turns an answer's JSON object into the caller's struct: 0, or -errno (nothing left behind). */
+typedef int (*object_fn)(json_t *root, void *ctx);
+
+/*
+ * GET url, parse its body as one JSON object and hand it to fn. The answer
+ * is kept only when fn took it, and a stored one that fn refuses (damaged, or
+ * kept by an older bbfs) is fetched again.
+ */
+static int get_object(struct api_client *c, const char *url, int immutable, object_fn fn, void *ctx)
 {
     struct http_response resp;
     json_error_t jerr;
+    json_t *root;
     int rc, cached;
 
-    *root = NULL;
     rc = get_body(c, url, immutable, &resp, &cached);
-    if (rc < 0)
-        goto out;
-    *root = json_loadb(resp.body, resp.len, PARSE_JSON_FLAGS, &jerr);
-    if (!json_is_object(*root) && cached) {
-        /* A damaged cache entry: ask the API instead. */
-        json_decref(*root);
-        http_response_release(&resp);
-        cached = 0;
-        rc = http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, &resp);
+    for (;;) {
         if (rc < 0)
-            goto out;
-        *root = json_loadb(resp.body, resp.len, PARSE_JSON_FLAGS, &jerr);
+            break;
+        root = json_loadb(resp.body, resp.len, PARSE_JSON_FLAGS, &jerr);
+        if (json_is_object(root)) {
+            rc = fn(root, ctx);
+        } else {
+            if (!cached)
+                log_bad_json(url, root ? "not a JSON object" : "not JSON");
+            rc = -EIO;
+        }
+        json_decref(root);
+        if (rc == 0)
+            keep_body(c, url, immutable, cached, &resp);
+        if (rc == 0 || !cached || rc == -ENOMEM)
+            break;
+        /* A damaged or unusable cache entry: ask the API instead. */
+        cached = 0;
+        rc = refetch(c, url, &resp);
     }
-    if (!json_is_object(*root)) {
-        log_bad_json(url, *root ? "not a JSON object" : "not JSON");
-        json_decref(*root);
-        *root = NULL;
-        rc = -EIO;
-        goto out;
-    }
-    keep_body(c, url, immutable, cached, &resp);
-out:
     http_response_release(&resp);
     return rc;
 }
 
+static int doc_from(json_t *root, void *ctx)
+{
+    return parse_doc(root, ctx);
+}
+
 static int get_doc(struct api_client *c, char *url, struct api_doc *out)
 {
-    json_t *root = NULL;
-    int rc;
-
-    rc = get_object(c, url, MUTABLE, &root);
-    if (rc == 0)
-        rc = parse_doc(root, out);
-    json_decref(root);
-    return rc;
+    return get_object(c, url, MUTABLE, doc_from, out);
 }
 
 /*
@@ -260,16 +398,12 @@ static int walk_pages(struct api_client *c, const char *first_url, int immutable
         rc = page_parse(url, resp.body, resp.len, &root, &values, &next);
         if (rc < 0 && cached) {
             /* A damaged cache entry: ask the API instead. */
-            http_response_release(&resp);
             cached = 0;
-            rc = http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, &resp);
+            rc = refetch(c, url, &resp);
             if (rc < 0)
                 goto out;
             rc = page_parse(url, resp.body, resp.len, &root, &values, &next);
         }
-        if (rc == 0)
-            keep_body(c, url, immutable, cached, &resp);
-        http_response_release(&resp);
         if (rc < 0)
             goto out;
         for (i = 0; i < json_array_size(values); i++) {
@@ -282,6 +416,9 @@ static int walk_pages(struct api_client *c, const char *first_url, int immutable
                 break;
             }
         }
+        /* Kept only now that its entries were all taken: never a page fn refused. */
+        keep_body(c, url, immutable, cached, &resp);
+        http_response_release(&resp);
         free(url);
         url = NULL;
         rc = stop ? 0 : page_walk_next(&walk, next, &url);
@@ -781,10 +918,29 @@ int api_list_commits(struct api_client *client, const char *workspace, const cha
     return rc;
 }
 
+struct commit_args {
+    const char *url;
+    const char *hash;
+    struct api_commit *out;
+};
+
+/* The commit object, if it is the one asked for. */
+static int commit_from(json_t *root, void *ctx)
+{
+    struct commit_args *a = ctx;
+    int rc = parse_commit(root, a->out);
+
+    if (rc == -EINVAL || (rc == 0 && strcmp(a->out->hash, a->hash) != 0)) {
+        log_bad_json(a->url, "not the commit asked for");
+        api_commit_release(a->out);
+        rc = -EIO;
+    }
+    return rc;
+}
+
 int api_get_commit(struct api_client *client, const char *workspace, const char *repo,
                    const char *hash, struct api_commit *out)
 {
-    json_t *root = NULL;
     struct buf u;
     char *url;
     int rc;
@@ -798,17 +954,8 @@ int api_get_commit(struct api_client *client, const char *workspace, const char 
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = get_object(client, url, IMMUTABLE, &root);
-    if (rc < 0)
-        goto out;
-    rc = parse_commit(root, out);
-    if (rc == -EINVAL || (rc == 0 && strcmp(out->hash, hash) != 0)) {
-        log_bad_json(url, "not the commit asked for");
-        api_commit_release(out);
-        rc = -EIO;
-    }
-out:
-    json_decref(root);
+    struct commit_args args = {url, hash, out};
+    rc = get_object(client, url, IMMUTABLE, commit_from, &args);
     free(url);
     return rc;
 }
@@ -963,7 +1110,10 @@ int api_get_file(struct api_client *client, const char *workspace, const char *r
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = http_download(client->http, url, fd, 0, &resp, size);
+    memset(&resp, 0, sizeof(resp));
+    rc = refuse_offline(client, url);
+    if (rc == 0)
+        rc = http_download(client->http, url, fd, 0, &resp, size);
     http_response_release(&resp);
     free(url);
     return rc;
@@ -988,7 +1138,10 @@ int api_get_diff(struct api_client *client, const char *workspace, const char *r
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = http_download(client->http, url, fd, HTTP_QUIET_555, &resp, size);
+    memset(&resp, 0, sizeof(resp));
+    rc = refuse_offline(client, url);
+    if (rc == 0)
+        rc = http_download(client->http, url, fd, HTTP_QUIET_555, &resp, size);
     if (rc < 0 && resp.status == 555) {
         snprintf(key, sizeof(key), "api:diff-555 %s", hash);
         log_once(LOG_LEVEL_WARN, key,

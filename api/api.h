@@ -9,7 +9,7 @@
  *   -ENOENT   404 (unknown workspace, project, repository or commit)
  *   -EACCES   401 or 403
  *   -EIO      network failure, 5xx or 429 after retries, malformed JSON,
- *             a broken pagination chain
+ *             a broken pagination chain; offline, an answer that is not stored
  *   -ENOMEM   allocation failure
  *   -EINVAL   a caller error (bad argument)
  *
@@ -35,6 +35,8 @@ struct api_config {
     const char *ca_file;  /* extra CA bundle, or NULL for the system bundle */
     long timeout_ms;      /* whole-call deadline, retries included */
     long connect_timeout_ms;
+    long ttl;    /* seconds a stored mutable answer is used without asking the API */
+    int offline; /* never touch the network: stored answers of any age, else -EIO */
 };
 
 /* Process-wide set-up of the HTTP library; call once before any thread starts. */
@@ -51,18 +53,39 @@ int api_client_new(const struct api_config *cfg, struct api_client **out, char *
 void api_client_free(struct api_client *client);
 
 /*
- * Where answers addressed by a full commit hash (commit objects, directory
- * listings at a commit) are kept across mounts, so that they are fetched
- * once. load returns 0 with a malloc'd, NUL-terminated body, or -ENOENT;
- * save keeps a body that parsed well. A body that no longer parses is
- * fetched again. Both are called from any thread.
+ * Where answers are kept across mounts. load returns 0 with a malloc'd,
+ * NUL-terminated body, or -ENOENT; save keeps a body that parsed well. A body
+ * that no longer parses is fetched again. All are called from any thread.
+ *
+ * load and save hold answers addressed by a full commit hash (commit
+ * objects, directory listings at a commit): they are fetched once.
+ *
+ * load_mutable and save_mutable (either may be NULL: mutable answers are
+ * then not kept) hold every other answer (repository lists, refs, commit
+ * listings, workspace and project documents, one entry per page URL) with
+ * its ETag (NULL when the API sent none) and the wall-clock time it was
+ * fetched or last confirmed by a 304; load_mutable hands back a malloc'd
+ * etag or NULL. Saving the same body with a later time refreshes an entry.
+ * With them, a stored answer younger than ttl is used without a request, an
+ * older one is revalidated with If-None-Match, one of any age is served
+ * (stale, logged once) when the API cannot be reached, and offline uses
+ * nothing else. Error answers are never saved.
  */
 struct api_response_cache {
     void *ctx;
     int (*load)(void *ctx, const char *url, char **body, size_t *len);
     void (*save)(void *ctx, const char *url, const char *body, size_t len);
+    int (*load_mutable)(void *ctx, const char *url, char **body, size_t *len, char **etag,
+                        int64_t *fetched_at);
+    void (*save_mutable)(void *ctx, const char *url, const char *body, size_t len, const char *etag,
+                         int64_t fetched_at);
 };
 void api_set_response_cache(struct api_client *client, const struct api_response_cache *cache);
+/*
+ * Makes every stored mutable answer fetched until now stale: the next use
+ * revalidates it (SIGHUP's refresh without unmounting). Any thread, any time.
+ */
+void api_expire(struct api_client *client);
 
 /*
  * One request that proves the token works and the workspace (and project,

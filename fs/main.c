@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <fuse_lowlevel.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,11 +88,27 @@ static char *store_root(const struct options *opts)
     return root;
 }
 
-/* The API's immutable answers live in the store under "response\nURL". */
-static int load_response(void *ctx, const char *url, char **body, size_t *len)
+/*
+ * The API's answers live in the store under "response\nURL": immutable ones
+ * as the bare body, mutable ones behind a header of four lines, the format's
+ * name, the time fetched (seconds since the epoch), the body's length and the
+ * ETag (maybe empty). An entry whose header does not parse or whose length
+ * does not match is treated as absent.
+ */
+#define RESPONSE_MAGIC "bbfs-response 1\n"
+
+static char *response_key(const char *url)
 {
     char *key;
     if (asprintf(&key, "response\n%s", url) < 0)
+        return NULL;
+    return key;
+}
+
+static int load_response(void *ctx, const char *url, char **body, size_t *len)
+{
+    char *key = response_key(url);
+    if (!key)
         return -ENOMEM;
     int rc = store_get_bytes(ctx, key, body, len);
     free(key);
@@ -100,10 +117,90 @@ static int load_response(void *ctx, const char *url, char **body, size_t *len)
 
 static void save_response(void *ctx, const char *url, const char *body, size_t len)
 {
-    char *key;
-    if (asprintf(&key, "response\n%s", url) < 0)
+    char *key = response_key(url);
+    if (!key)
         return;
     store_put_bytes(ctx, key, body, len);
+    free(key);
+}
+
+/* Splits the next '\n'-ended line off *p (before end), or NULL. */
+static char *next_line(char **p, char *end)
+{
+    char *line = *p, *nl = memchr(line, '\n', (size_t)(end - line));
+    if (!nl)
+        return NULL;
+    *nl = '\0';
+    *p = nl + 1;
+    return line;
+}
+
+static int parse_number(const char *s, unsigned long long *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return errno || *end ? -1 : 0;
+}
+
+static int load_mutable_response(void *ctx, const char *url, char **body, size_t *len, char **etag,
+                                 int64_t *fetched_at)
+{
+    char *key = response_key(url), *data = NULL, *p, *end, *time_s, *len_s, *etag_s;
+    unsigned long long t, n;
+    size_t size;
+    int rc;
+
+    if (!key)
+        return -ENOMEM;
+    rc = store_get_bytes(ctx, key, &data, &size);
+    free(key);
+    if (rc)
+        return rc;
+    rc = -ENOENT;
+    if (size < strlen(RESPONSE_MAGIC) || memcmp(data, RESPONSE_MAGIC, strlen(RESPONSE_MAGIC)) != 0)
+        goto out;
+    end = data + size;
+    p = data + strlen(RESPONSE_MAGIC);
+    if (!(time_s = next_line(&p, end)) || !(len_s = next_line(&p, end)) ||
+        !(etag_s = next_line(&p, end)) || parse_number(time_s, &t) != 0 ||
+        parse_number(len_s, &n) != 0 || t > INT64_MAX || n != (unsigned long long)(end - p))
+        goto out;
+    *etag = NULL;
+    if (*etag_s && !(*etag = strdup(etag_s))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    memmove(data, p, (size_t)n + 1); /* with the store's terminating NUL */
+    *body = data;
+    *len = (size_t)n;
+    *fetched_at = (int64_t)t;
+    return 0;
+out:
+    free(data);
+    return rc;
+}
+
+static void save_mutable_response(void *ctx, const char *url, const char *body, size_t len,
+                                  const char *etag, int64_t fetched_at)
+{
+    char *key = response_key(url), *data = NULL, head[512];
+
+    if (!key)
+        return;
+    /* An ETag that cannot sit on one line is not kept: the answer is then revalidated in full. */
+    if (!etag || strlen(etag) > 256 || strpbrk(etag, "\r\n"))
+        etag = "";
+    int n = snprintf(head, sizeof(head), RESPONSE_MAGIC "%lld\n%zu\n%s\n",
+                     (long long)(fetched_at < 0 ? 0 : fetched_at), len, etag);
+    if (n > 0 && (size_t)n < sizeof(head) && (data = malloc((size_t)n + len))) {
+        memcpy(data, head, (size_t)n);
+        memcpy(data + n, body, len);
+        store_put_bytes(ctx, key, data, (size_t)n + len);
+    }
+    free(data);
     free(key);
 }
 
@@ -119,6 +216,11 @@ static int add_mount_options(struct fuse_args *args, const struct options *opts)
     return 0;
 }
 
+struct hangup_targets {
+    struct tree *tree;
+    struct api_client *api;
+};
+
 /*
  * SIGHUP forgets every mutable answer, so the next look asks the API (a
  * refresh without unmounting). It is taken by sigwait in a thread of its own
@@ -126,7 +228,7 @@ static int add_mount_options(struct fuse_args *args, const struct options *opts)
  */
 static void *wait_for_hangups(void *arg)
 {
-    struct tree *tree = arg;
+    struct hangup_targets *targets = arg;
     sigset_t set;
     int sig;
 
@@ -134,21 +236,25 @@ static void *wait_for_hangups(void *arg)
     sigaddset(&set, SIGHUP);
     while (sigwait(&set, &sig) == 0) {
         log_info("SIGHUP: listings, refs and repository data will be fetched again");
-        tree_expire(tree);
+        api_expire(targets->api); /* first: what the tree fetches next is revalidated */
+        tree_expire(targets->tree);
     }
     return NULL;
 }
 
 /* Blocks SIGHUP in every thread started from now on and starts its waiter. */
-static int start_hangup_thread(struct tree *tree)
+static int start_hangup_thread(struct tree *tree, struct api_client *api)
 {
+    static struct hangup_targets targets; /* the thread outlives this call */
     sigset_t set;
     pthread_t thread;
 
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
+    targets.tree = tree;
+    targets.api = api;
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
-        pthread_create(&thread, NULL, wait_for_hangups, tree) != 0)
+        pthread_create(&thread, NULL, wait_for_hangups, &targets) != 0)
         return -1;
     pthread_detach(thread);
     return 0;
@@ -214,7 +320,8 @@ int main(int argc, char *argv[])
         goto err_out2;
     log_set_debug(cmd.debug);
 
-    if (token_load(opts.token_file, &token, err, sizeof(err)) != 0 && !opts.offline) {
+    /* Offline, no request is ever sent: no token is needed, nor prompted for. */
+    if (!opts.offline && token_load(opts.token_file, &token, err, sizeof(err)) != 0) {
         fprintf(stderr, "bbfs: %s\n", err);
         goto err_out2;
     }
@@ -228,6 +335,8 @@ int main(int argc, char *argv[])
         .ca_file = opts.ca_file,
         .timeout_ms = (long)opts.timeout * 1000,
         .connect_timeout_ms = (long)(opts.timeout < 10 ? opts.timeout : 10) * 1000,
+        .ttl = (long)opts.ttl,
+        .offline = opts.offline,
     };
     if (api_client_new(&api_cfg, &api, err, sizeof(err)) != 0) {
         fprintf(stderr, "bbfs: %s\n", err);
@@ -249,7 +358,12 @@ int main(int argc, char *argv[])
         goto err_out5;
     }
     struct api_response_cache responses = {
-        .ctx = store, .load = load_response, .save = save_response};
+        .ctx = store,
+        .load = load_response,
+        .save = save_response,
+        .load_mutable = load_mutable_response,
+        .save_mutable = save_mutable_response,
+    };
     api_set_response_cache(api, &responses);
 
     struct tree_config tree_cfg = {
@@ -282,7 +396,7 @@ int main(int argc, char *argv[])
     fuse_daemonize(cmd.foreground);
     if (!cmd.foreground)
         log_use_syslog(1);
-    if (start_hangup_thread(tree) != 0)
+    if (start_hangup_thread(tree, api) != 0)
         log_warn("cannot handle SIGHUP: refreshing needs a remount");
 
     /* libfuse 3.14 returns the number of the signal that ended the loop. */

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #define TOKEN "tok-api-456"
 #define H1 "1111111111111111111111111111111111111111"
@@ -627,6 +628,318 @@ static void test_stats(void **state)
     assert_int_equal(st.retries, 1);
     assert_int_equal(st.failures, 0);
     assert_int_equal(st.ratelimit_limit, -1);
+}
+
+/* ---- stored mutable answers: freshness, revalidation, stale and offline use ---- */
+
+/* A response cache in memory standing in for the store. */
+struct fake_entry {
+    char url[256];
+    char *body;
+    char *etag;
+    int64_t fetched_at;
+};
+
+static struct fake_entry fake[8];
+static size_t nfake, fake_saves;
+
+static struct fake_entry *fake_find(const char *url)
+{
+    for (size_t i = 0; i < nfake; i++)
+        if (strcmp(fake[i].url, url) == 0)
+            return &fake[i];
+    return NULL;
+}
+
+static int fake_load(void *ctx, const char *url, char **body, size_t *len, char **etag,
+                     int64_t *fetched_at)
+{
+    struct fake_entry *e = fake_find(url);
+
+    (void)ctx;
+    if (!e)
+        return -ENOENT;
+    *body = strdup(e->body);
+    *len = strlen(e->body);
+    *etag = e->etag ? strdup(e->etag) : NULL;
+    *fetched_at = e->fetched_at;
+    return 0;
+}
+
+static void fake_put(const char *url, const char *body, size_t len, const char *etag,
+                     int64_t fetched_at)
+{
+    struct fake_entry *e = fake_find(url);
+
+    if (!e) {
+        assert_true(nfake < sizeof(fake) / sizeof(fake[0]));
+        e = &fake[nfake++];
+        snprintf(e->url, sizeof(e->url), "%s", url);
+    }
+    free(e->body);
+    free(e->etag);
+    e->body = strndup(body, len);
+    e->etag = etag ? strdup(etag) : NULL;
+    e->fetched_at = fetched_at;
+}
+
+static void fake_save(void *ctx, const char *url, const char *body, size_t len, const char *etag,
+                      int64_t fetched_at)
+{
+    (void)ctx;
+    fake_put(url, body, len, etag, fetched_at);
+    fake_saves++;
+}
+
+static int fake_teardown(void **state)
+{
+    for (size_t i = 0; i < nfake; i++) {
+        free(fake[i].body);
+        free(fake[i].etag);
+    }
+    memset(fake, 0, sizeof(fake));
+    nfake = fake_saves = 0;
+    return teardown(state);
+}
+
+/* The client for srv's port with a ttl, maybe offline, over the fake cache. */
+static void connect_cached(long ttl, int offline)
+{
+    struct api_response_cache rc = {.load_mutable = fake_load, .save_mutable = fake_save};
+    char base[64], err[256];
+    struct api_config cfg = {.token = TOKEN,
+                             .timeout_ms = 3000,
+                             .connect_timeout_ms = 1000,
+                             .ttl = ttl,
+                             .offline = offline};
+
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d/2.0", srv.port);
+    cfg.base_url = base;
+    assert_int_equal(api_client_new(&cfg, &client, err, sizeof(err)), 0);
+    api_set_response_cache(client, &rc);
+}
+
+static const char *ws_url(char *dst, size_t len, const char *ws)
+{
+    snprintf(dst, len, "http://127.0.0.1:%d/2.0/workspaces/%s", srv.port, ws);
+    return dst;
+}
+
+static uint64_t requests_sent(void)
+{
+    struct api_stats st;
+
+    api_get_stats(client, &st);
+    return st.requests;
+}
+
+#define WS_OLD "{\"slug\":\"old\"}"
+#define WS_NEW "{\"slug\":\"new\"}"
+
+static void test_fresh_answer_costs_no_request(void **state)
+{
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}};
+    struct api_repo_list list;
+    struct api_doc d;
+    char url[128];
+
+    (void)state;
+    listen_srv();
+    script[0].response = reply("500 Internal Server Error", "{}");
+    run_srv(script, 1);
+    connect_cached(60, 0);
+    fake_put(ws_url(url, sizeof(url), "acme"), WS_OLD, strlen(WS_OLD), "\"e1\"", time(NULL) - 5);
+    assert_int_equal(api_get_workspace(client, "acme", &d), 0);
+    assert_string_equal(d.text, "{\n  \"slug\": \"old\"\n}\n");
+    api_doc_release(&d);
+    assert_int_equal(requests_sent(), 0);
+    assert_int_equal(fake_saves, 0);
+    server_release(&srv);
+
+    /* Every page of a listing is kept; within ttl the whole walk is free. */
+    struct canned pages[2];
+    listen_srv();
+    pages[0] =
+        (struct canned){CANNED_REPLY,
+                        page("{\"values\": [" REPO(
+                            "zeta", "z") "], \"next\": "
+                                         "\"http://127.0.0.1:%d/2.0/repositories/acme?page=2\"}"),
+                        0, 0, 0};
+    pages[1] =
+        (struct canned){CANNED_REPLY, page("{\"values\": [" REPO("alpha", "a") "]}"), 0, 0, 0};
+    run_srv(pages, 2);
+    api_client_free(client);
+    connect_cached(60, 0);
+    assert_int_equal(api_list_repos(client, "acme", NULL, &list), 0);
+    assert_int_equal(list.count, 2);
+    api_repo_list_release(&list);
+    assert_int_equal(fake_saves, 2);
+    assert_int_equal(requests_sent(), 2);
+    assert_int_equal(api_list_repos(client, "acme", NULL, &list), 0);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].slug, "alpha");
+    api_repo_list_release(&list);
+    assert_int_equal(requests_sent(), 2);
+}
+
+static void test_stale_answer_is_revalidated(void **state)
+{
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}, {CANNED_REPLY, NULL, 0, 0, 0}};
+    struct api_doc d;
+    char url[128], h[128];
+    int64_t before;
+
+    (void)state;
+    listen_srv();
+    script[0].response = "HTTP/1.1 304 Not Modified\r\nETag: \"e1\"\r\nConnection: close\r\n\r\n";
+    script[1].response = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: \"e2\"\r\n"
+                         "Content-Length: 14\r\nConnection: close\r\n\r\n" WS_NEW;
+    run_srv(script, 2);
+    connect_cached(60, 0);
+    ws_url(url, sizeof(url), "acme");
+    fake_put(url, WS_OLD, strlen(WS_OLD), "\"e1\"", time(NULL) - 1000);
+    before = time(NULL);
+
+    /* 304: the stored body, its time refreshed. */
+    assert_int_equal(api_get_workspace(client, "acme", &d), 0);
+    assert_string_equal(d.text, "{\n  \"slug\": \"old\"\n}\n");
+    api_doc_release(&d);
+    assert_true(fake_find(url)->fetched_at >= before);
+    assert_string_equal(fake_find(url)->body, WS_OLD);
+    assert_string_equal(fake_find(url)->etag, "\"e1\"");
+
+    /* Fresh again: no request. Stale again: a 200 replaces the entry. */
+    assert_int_equal(api_get_workspace(client, "acme", &d), 0);
+    api_doc_release(&d);
+    assert_int_equal(requests_sent(), 1);
+    fake_find(url)->fetched_at = time(NULL) - 1000;
+    assert_int_equal(api_get_workspace(client, "acme", &d), 0);
+    assert_string_equal(d.text, "{\n  \"slug\": \"new\"\n}\n");
+    api_doc_release(&d);
+    assert_string_equal(fake_find(url)->body, WS_NEW);
+    assert_string_equal(fake_find(url)->etag, "\"e2\"");
+    assert_true(fake_find(url)->fetched_at >= before);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 2);
+    assert_string_equal(request_header(srv.requests[0], "If-None-Match", h, sizeof(h)), "\"e1\"");
+    assert_string_equal(request_header(srv.requests[1], "If-None-Match", h, sizeof(h)), "\"e1\"");
+}
+
+static void test_unreachable_api_serves_stale(void **state)
+{
+    struct api_doc d;
+    char url[128];
+
+    (void)state;
+    listen_srv();
+    server_release(&srv); /* connection refused */
+    connect_cached(60, 0);
+    fake_put(ws_url(url, sizeof(url), "acme"), WS_OLD, strlen(WS_OLD), NULL, time(NULL) - 1000);
+    assert_int_equal(api_get_workspace(client, "acme", &d), 0);
+    assert_string_equal(d.text, "{\n  \"slug\": \"old\"\n}\n");
+    api_doc_release(&d);
+    assert_int_equal(fake_saves, 0);
+    /* The API is down: for a while, stored answers are served without trying again. */
+    uint64_t sent = requests_sent();
+    assert_true(sent >= 1);
+    assert_int_equal(api_get_workspace(client, "acme", &d), 0);
+    api_doc_release(&d);
+    assert_int_equal(requests_sent(), sent);
+    /* Nothing stored: the failure as it is. */
+    assert_int_equal(api_get_workspace(client, "other", &d), -EIO);
+    assert_null(d.text);
+}
+
+static void test_not_found_is_not_served_from_store(void **state)
+{
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}, {CANNED_REPLY, NULL, 0, 0, 0}};
+    struct api_doc d;
+    char url[128];
+
+    (void)state;
+    listen_srv();
+    script[0].response = reply("404 Not Found", "{\"type\":\"error\"}");
+    script[1].response = reply("403 Forbidden", "{\"type\":\"error\"}");
+    run_srv(script, 2);
+    connect_cached(60, 0);
+    fake_put(ws_url(url, sizeof(url), "acme"), WS_OLD, strlen(WS_OLD), "\"e1\"", time(NULL) - 1000);
+    assert_int_equal(api_get_workspace(client, "acme", &d), -ENOENT);
+    assert_null(d.text);
+    assert_int_equal(api_get_workspace(client, "acme", &d), -EACCES);
+    assert_null(d.text);
+    assert_int_equal(fake_saves, 0);
+    assert_string_equal(fake_find(url)->body, WS_OLD);
+}
+
+static void test_offline_uses_only_the_store(void **state)
+{
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}};
+    struct api_ref_list refs;
+    struct api_doc d;
+    char url[128];
+    uint64_t size;
+
+    (void)state;
+    listen_srv();
+    script[0].response = reply("200 OK", WS_NEW);
+    run_srv(script, 1);
+    connect_cached(60, 1);
+    fake_put(ws_url(url, sizeof(url), "acme"), WS_OLD, strlen(WS_OLD), "\"e1\"",
+             time(NULL) - 100000);
+    assert_int_equal(api_get_workspace(client, "acme", &d), 0);
+    assert_string_equal(d.text, "{\n  \"slug\": \"old\"\n}\n");
+    api_doc_release(&d);
+    assert_int_equal(api_get_workspace(client, "other", &d), -EIO);
+    assert_int_equal(api_list_branches(client, "acme", "api", &refs), -EIO);
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &(struct api_commit){0}), -EIO);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "README", 1, &size), -EIO);
+    assert_int_equal(requests_sent(), 0);
+    assert_int_equal(fake_saves, 0);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 0);
+}
+
+static size_t immutable_saves;
+
+static int no_load(void *ctx, const char *url, char **body, size_t *len)
+{
+    (void)ctx;
+    (void)url;
+    (void)body;
+    (void)len;
+    return -ENOENT;
+}
+
+static void count_save(void *ctx, const char *url, const char *body, size_t len)
+{
+    (void)ctx;
+    (void)url;
+    (void)body;
+    (void)len;
+    immutable_saves++;
+}
+
+static void test_refused_answer_is_not_kept(void **state)
+{
+    struct canned script[] = {{CANNED_REPLY, NULL, 0, 0, 0}, {CANNED_REPLY, NULL, 0, 0, 0}};
+    struct api_response_cache rc = {.load = no_load, .save = count_save};
+    struct api_commit c;
+
+    (void)state;
+    immutable_saves = 0;
+    listen_srv();
+    /* a JSON object, but not the commit asked for: not kept, so asked again */
+    script[0].response = reply("200 OK", "{\"type\":\"commit\",\"hash\":\"" H2 "\"}");
+    script[1].response = reply("200 OK", "{\"type\":\"commit\",\"hash\":\"" H1 "\"}");
+    run_srv(script, 2);
+    connect_client(5000);
+    api_set_response_cache(client, &rc);
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), -EIO);
+    assert_int_equal(immutable_saves, 0);
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), 0);
+    assert_string_equal(c.hash, H1);
+    api_commit_release(&c);
+    assert_int_equal(immutable_saves, 1);
 }
 
 /* ---- directory listings ---- */
@@ -1255,6 +1568,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_access, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_access_unreachable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_answer_costs_no_request, setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_answer_is_revalidated, setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_api_serves_stale, setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_not_found_is_not_served_from_store, setup,
+                                        fake_teardown),
+        cmocka_unit_test_setup_teardown(test_offline_uses_only_the_store, setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_refused_answer_is_not_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_dir_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_dir_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_dir_bad_arguments, setup, teardown),
