@@ -8,7 +8,6 @@ Expected values come from git, never from hard-coded hashes.
 """
 
 import json
-import os
 import signal
 import subprocess
 import time
