@@ -163,6 +163,21 @@ static void ref_index_free(void *value)
     free(index);
 }
 
+/* Index of the first item whose name (strcmp order) is >= key in a sorted index. */
+static size_t lower_bound(const void *const *items, size_t count, const char *key,
+                          const char *(*name_of)(const void *))
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(name_of(items[mid]), key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static size_t ref_lower_bound(const struct ref_index *index, const char *key);
 
 /*
@@ -483,50 +498,32 @@ static int open_blob(struct tree *tree, enum blob_kind kind, const char *repo, c
     return rc;
 }
 
-static const struct api_entry *find_entry(const struct dir_index *index, const char *name)
+static const char *entry_name(const void *item)
 {
-    size_t lo = 0, hi = index->count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(index->exposed[mid]->name, name);
-        if (c == 0)
-            return index->exposed[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return ((const struct api_entry *)item)->name;
 }
 
-static const struct api_repo *find_repo(const struct repo_index *index, const char *slug)
+static const char *repo_slug(const void *item)
 {
-    size_t lo = 0, hi = index->count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(index->exposed[mid]->slug, slug);
-        if (c == 0)
-            return index->exposed[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return ((const struct api_repo *)item)->slug;
 }
 
-/* Index of the first exposed ref whose name is >= key. */
+static const char *ref_name(const void *item)
+{
+    return ((const struct api_ref *)item)->name;
+}
+
+/* The exact match for key in a name-sorted index, or NULL. */
+static const void *find_named(const void *const *items, size_t count, const char *key,
+                              const char *(*name_of)(const void *))
+{
+    size_t at = lower_bound(items, count, key, name_of);
+    return at < count && strcmp(name_of(items[at]), key) == 0 ? items[at] : NULL;
+}
+
 static size_t ref_lower_bound(const struct ref_index *index, const char *key)
 {
-    size_t lo = 0, hi = index->count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(index->exposed[mid]->name, key) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return lower_bound((const void *const *)index->exposed, index->count, key, ref_name);
 }
 
 static int ref_has_prefix(const struct api_ref *ref, const char *prefix, size_t len)
@@ -657,7 +654,9 @@ static int resolve_tree(struct tree *tree, struct node *n)
     free(dir);
     if (rc)
         return rc;
-    n->entry = find_entry(cache_ref_value(n->dir_ref), n->parts[n->nparts - 1]);
+    const struct dir_index *dir_index = cache_ref_value(n->dir_ref);
+    n->entry = find_named((const void *const *)dir_index->exposed, dir_index->count,
+                          n->parts[n->nparts - 1], entry_name);
     if (!n->entry)
         return -ENOENT;
     switch (n->entry->type) {
@@ -795,7 +794,8 @@ static int resolve(struct tree *tree, const char *path, struct node *n)
     rc = get_repos(tree, &n->repos_ref);
     if (rc)
         return rc;
-    n->repo = find_repo(cache_ref_value(n->repos_ref), name);
+    const struct repo_index *repos = cache_ref_value(n->repos_ref);
+    n->repo = find_named((const void *const *)repos->exposed, repos->count, name, repo_slug);
     if (!n->repo)
         return -ENOENT;
     if (n->nparts == 2) {
