@@ -725,3 +725,19 @@ def one_clear_line(stderr):
     ls_ = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(ls_) == 1, f"expected one line on stderr, got:\n{stderr}"
     return ls_[0]
+
+
+# The `files` repository of every kind of tree entry, built once per session
+# (it holds a 60 MiB file) for every test module that needs it.
+@pytest.fixture(scope="session")
+def files_demo(tmp_path_factory):
+    import fixture as fakebb_fixture
+    root = tmp_path_factory.mktemp("tree")
+    demo = Demo(fakebb_fixture.build_tree_fixture(str(root)))
+    assert "files" in demo.repos(), "the tree fixture should hold the 'files' repository"
+    return demo
+
+
+@pytest.fixture
+def files_server(fakebb_factory, files_demo):
+    return fakebb_factory(files_demo)

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import (PYTHON, describe, errno_of, force_unmount, ls, mountinfo_has, scan_stderr,
                       user_env)
-from test_tree import SLUG, Repo, requests_for, sha256_file, tree_of
+from test_tree import Repo, requests_for, sha256_file, tree_of
 
 BIG_TIMEOUT = 60
 
@@ -96,19 +96,6 @@ def test_deleted_branch_disappears_after_ttl(mount_factory, fresh_server, fresh_
 # 3. kill -9 during a download, then remount with the same cache
 
 
-@pytest.fixture(scope="session")
-def files_demo(tmp_path_factory):
-    import fixture as fakebb_fixture
-    from conftest import Demo
-    root = tmp_path_factory.mktemp("tree")
-    demo = Demo(fakebb_fixture.build_tree_fixture(str(root)))
-    assert SLUG in demo.repos(), "the tree fixture should hold the 'files' repository"
-    return demo
-
-
-@pytest.fixture
-def files_server(fakebb_factory, files_demo):
-    return fakebb_factory(files_demo)
 
 
 def active(server):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (Demo, cat, describe, errno_of, iso_to_epoch, ls, out, run,
+from conftest import (cat, describe, errno_of, iso_to_epoch, ls, out, run,
                       stat_fmt, timed_errno, user_env)
 
 SLUG = "files"
@@ -34,22 +34,7 @@ BIG_TIMEOUT = 60   # one command that reads the 60 MiB file (or several trees)
 RSS_LIMIT = 64 << 20
 
 
-# --------------------------------------------------------------------------
-# The fixture repository, built once per session (it holds a 60 MiB file)
-
-
-@pytest.fixture(scope="session")
-def files_demo(tmp_path_factory):
-    import fixture as fakebb_fixture
-    root = tmp_path_factory.mktemp("tree")
-    demo = Demo(fakebb_fixture.build_tree_fixture(str(root)))
-    assert SLUG in demo.repos(), "the tree fixture should hold the 'files' repository"
-    return demo
-
-
-@pytest.fixture
-def files_server(fakebb_factory, files_demo):
-    return fakebb_factory(files_demo)
+# The fixture repository comes from conftest's files_demo / files_server.
 
 
 class Repo:
