@@ -248,10 +248,15 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
     }
 
     e->fetching = 1;
+    struct cache_ref *previous = e->ref;
+    if (previous)
+        previous->refs++;
     pthread_mutex_unlock(&cache->lock);
     void *value = NULL;
-    int fetched = fetch(arg, &value);
+    int fetched = fetch(arg, previous ? previous->value : NULL, &value);
     pthread_mutex_lock(&cache->lock);
+    if (previous)
+        ref_put_locked(previous);
     e->fetching = 0;
     e->generation++;
     e->last_error = fetched;

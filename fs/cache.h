@@ -28,8 +28,12 @@
 struct cache;
 struct cache_ref;
 
-/* Produces a value for a key; returns 0 and sets *value, or a negative errno. */
-typedef int (*cache_fetch_fn)(void *arg, void **value);
+/*
+ * Produces a value for a key; returns 0 and sets *value, or a negative errno.
+ * previous is the value being replaced (NULL on a first fetch), so that a
+ * refresh can tell what changed; it stays valid during the call.
+ */
+typedef int (*cache_fetch_fn)(void *arg, const void *previous, void **value);
 typedef void (*cache_free_fn)(void *value);
 
 struct cache *cache_new(void);

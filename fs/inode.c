@@ -142,22 +142,39 @@ out:
     return ino;
 }
 
+/* The number the kernel knows path by, or 0. */
+static uint64_t find_path_locked(struct inode_table *table, const char *path, uint64_t hash)
+{
+    for (unsigned k = 0; k < INODE_PROBES; k++) {
+        struct inode *n = find_locked(table, candidate(hash, k));
+        if (n && strcmp(n->path, path) == 0)
+            return n->ino;
+    }
+    return 0;
+}
+
 uint64_t inode_peek(struct inode_table *table, const char *path)
 {
     if (path[0] == '\0')
         return INODE_ROOT;
-    uint64_t hash = hash_path(path), ino = 0;
+    uint64_t hash = hash_path(path), ino;
     pthread_mutex_lock(&table->lock);
-    for (unsigned k = 0; k < INODE_PROBES && !ino; k++) {
-        struct inode *n = find_locked(table, candidate(hash, k));
-        if (n && strcmp(n->path, path) == 0)
-            ino = n->ino;
-    }
+    ino = find_path_locked(table, path, hash);
     for (unsigned k = 0; k < INODE_PROBES && !ino; k++)
         if (!find_locked(table, candidate(hash, k)))
             ino = candidate(hash, k);
     pthread_mutex_unlock(&table->lock);
     return ino ? ino : candidate(hash, 0);
+}
+
+uint64_t inode_find(struct inode_table *table, const char *path)
+{
+    if (path[0] == '\0')
+        return INODE_ROOT;
+    pthread_mutex_lock(&table->lock);
+    uint64_t ino = find_path_locked(table, path, hash_path(path));
+    pthread_mutex_unlock(&table->lock);
+    return ino;
 }
 
 void inode_forget(struct inode_table *table, uint64_t ino, uint64_t n)

@@ -33,6 +33,9 @@ uint64_t inode_ref(struct inode_table *table, const char *path);
  */
 uint64_t inode_peek(struct inode_table *table, const char *path);
 
+/* The number the kernel currently holds for path, or 0 when it holds none. */
+uint64_t inode_find(struct inode_table *table, const char *path);
+
 /* Drops n kernel references; the entry goes when none are left. */
 void inode_forget(struct inode_table *table, uint64_t ino, uint64_t n);
 

@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "api/log.h"
 #include "fs/inode.h"
+#include "fs/notify.h"
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/responses.h"
@@ -170,6 +171,7 @@ int main(int argc, char *argv[])
     struct ops_context ctx = {0};
     struct api_client *api = NULL;
     struct tree *tree = NULL;
+    struct notify *notify = NULL;
     struct fuse_session *se = NULL;
     struct store *store = NULL;
     char *store_dir = NULL;
@@ -238,11 +240,15 @@ int main(int argc, char *argv[])
     store_dir = store_root(&opts);
     if (!store_dir)
         goto err_out5;
-    if (store_open(store_dir, &store, err, sizeof(err)) != 0) {
+    if (store_open(store_dir, opts.cache_size, &store, err, sizeof(err)) != 0) {
         fprintf(stderr, "bbfs: %s\n", err);
         goto err_out5;
     }
     responses_attach(api, store);
+
+    ctx.inodes = inode_table_new();
+    if (!ctx.inodes || notify_new(ctx.inodes, &notify) != 0)
+        goto err_out6;
 
     struct tree_config tree_cfg = {
         .store = store,
@@ -251,14 +257,13 @@ int main(int argc, char *argv[])
         .ttl = (time_t)opts.ttl,
         .commit_limit = opts.commit_limit,
         .offline = opts.offline,
+        .changed = notify_changed,
+        .changed_ctx = notify,
     };
     if (tree_new(&tree_cfg, api, &tree) != 0)
-        goto err_out5;
+        goto err_out6;
     ctx.tree = tree;
     ctx.ttl = (double)opts.ttl;
-    ctx.inodes = inode_table_new();
-    if (!ctx.inodes)
-        goto err_out6;
 
     if (add_mount_options(&args, &opts) != 0)
         goto err_out7;
@@ -274,6 +279,8 @@ int main(int argc, char *argv[])
     fuse_daemonize(cmd.foreground);
     if (!cmd.foreground)
         log_use_syslog(1);
+    if (notify_start(notify, se) != 0)
+        log_warn("cannot start the invalidation thread: changed names show after ttl");
     if (start_hangup_thread(tree, api) != 0)
         log_warn("cannot handle SIGHUP: refreshing needs a remount");
 
@@ -281,15 +288,18 @@ int main(int argc, char *argv[])
     int loop_rc = run_session(se, &cmd);
     ret = loop_rc == 0 || loop_rc == SIGTERM || loop_rc == SIGINT || loop_rc == SIGHUP ? 0 : 1;
 
+    notify_free(notify);
+    notify = NULL;
     fuse_session_unmount(se);
 err_out9:
     fuse_remove_signal_handlers(se);
 err_out8:
     fuse_session_destroy(se);
 err_out7:
-    inode_table_free(ctx.inodes);
-err_out6:
     tree_free(tree);
+err_out6:
+    notify_free(notify);
+    inode_table_free(ctx.inodes);
 err_out5:
     store_close(store);
     free(store_dir);

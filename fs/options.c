@@ -3,6 +3,7 @@
  */
 #include "fs/options.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@ enum {
     KEY_HELP,
     KEY_VERSION,
     KEY_TOKEN,
+    KEY_CACHE_SIZE,
 };
 
 /* clang-format off */
@@ -29,6 +31,8 @@ static const struct fuse_opt option_spec[] = {
     OPTION("timeout=%u", timeout),
     OPTION("offline", offline),
     FUSE_OPT_KEY("token=", KEY_TOKEN),
+    /* a size with a suffix, which fuse_opt's sscanf formats cannot read */
+    FUSE_OPT_KEY("cache_size=", KEY_CACHE_SIZE),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -53,6 +57,7 @@ struct parse_state {
     char *source;
     int positionals;
     int refused_token;
+    char *cache_size; /* the last cache_size= value, checked after parsing */
 };
 
 static int process_arg(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -70,6 +75,10 @@ static int process_arg(void *data, const char *arg, int key, struct fuse_args *o
     case KEY_TOKEN:
         state->refused_token = 1;
         return 0;
+    case KEY_CACHE_SIZE:
+        free(state->cache_size);
+        state->cache_size = strdup(arg + strlen("cache_size="));
+        return state->cache_size ? 0 : -1;
     case FUSE_OPT_KEY_NONOPT:
         /* The first positional is the source; the second (mountpoint) stays for FUSE. */
         if (state->positionals++ == 0) {
@@ -80,6 +89,40 @@ static int process_arg(void *data, const char *arg, int key, struct fuse_args *o
     default:
         return 1;
     }
+}
+
+/*
+ * "1048576", "512K", "512k", "2GiB": bytes, the suffix K, M, G or T a power
+ * of 1024. -EINVAL for garbage and 0 (an empty cache is no cache), -ERANGE
+ * when it does not fit in 64 bits.
+ */
+static int parse_size(const char *s, uint64_t *out)
+{
+    static const char units[] = "KMGT";
+    unsigned shift = 0;
+    char *end;
+
+    if (*s < '0' || *s > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (errno)
+        return -ERANGE;
+    if (*end) {
+        const char *unit = strchr(units, toupper((unsigned char)*end));
+        if (!unit)
+            return -EINVAL;
+        shift = 10 * (unsigned)(unit - units + 1);
+        end++;
+        if (strcmp(end, "iB") == 0)
+            end += 2;
+    }
+    if (*end || n == 0)
+        return -EINVAL;
+    if (n > (UINT64_MAX >> shift))
+        return -ERANGE;
+    *out = (uint64_t)n << shift;
+    return 0;
 }
 
 /* Workspace slugs, {uuid}s and project keys: nothing that needs quoting anywhere. */
@@ -123,6 +166,7 @@ int options_parse(struct fuse_args *args, struct options *opts, char *err, size_
     state.opts.ttl = 60;
     state.opts.commit_limit = 100;
     state.opts.timeout = 30;
+    state.opts.cache_size = UINT64_C(1) << 30;
     if (!state.opts.api_url) {
         *opts = state.opts;
         rc = -ENOMEM;
@@ -160,9 +204,21 @@ int options_parse(struct fuse_args *args, struct options *opts, char *err, size_
         rc = -EINVAL;
         goto out;
     }
+    if (state.cache_size && (rc = parse_size(state.cache_size, &opts->cache_size))) {
+        if (rc == -ERANGE)
+            snprintf(err, errlen, "cache_size '%s' is too big", state.cache_size);
+        else
+            snprintf(err, errlen,
+                     "invalid cache_size '%s': expected bytes above 0 with an optional "
+                     "suffix K, M, G or T (powers of 1024), e.g. 500M",
+                     state.cache_size);
+        rc = -EINVAL;
+        goto out;
+    }
     rc = split_source(opts, state.source, err, errlen);
 out:
     free(state.source);
+    free(state.cache_size);
     return rc;
 }
 
@@ -189,6 +245,7 @@ void options_print_help(const char *progname)
         "    -o api_url=URL         API base (https://api.bitbucket.org/2.0)\n"
         "    -o token_file=PATH     file holding the token (must not be group/world readable)\n"
         "    -o cache_dir=PATH      persistent cache ($XDG_CACHE_HOME/bbfs)\n"
+        "    -o cache_size=SIZE     evict from it beyond SIZE, e.g. 500M or 2G (1G)\n"
         "    -o ttl=SECONDS         trust listings and refs this long (60)\n"
         "    -o commit_limit=N      commits listed in commits/ (100)\n"
         "    -o timeout=SECONDS     give up on a request after this long, retries included (30)\n"

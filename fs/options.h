@@ -13,6 +13,7 @@
 
 #include <fuse_opt.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct options {
     char *api_url;
@@ -22,6 +23,7 @@ struct options {
     unsigned ttl;
     unsigned commit_limit;
     unsigned timeout;
+    uint64_t cache_size; /* bytes the on-disk store may hold before evicting */
     int offline;
     int show_help;
     int show_version;

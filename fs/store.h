@@ -1,6 +1,6 @@
 /*
- * store.h - the on-disk cache of immutable content: file bodies and diffs,
- * addressed by commit hash, so they are fetched once and kept across mounts.
+ * store.h - the on-disk cache: file bodies and diffs addressed by commit
+ * hash, and the API's stored answers (responses.h), kept across mounts.
  *
  * An entry is named by the SHA-256 of its key (never by a string from the
  * API, so no API path can reach outside the store) and lives at
@@ -8,6 +8,13 @@
  * place only when complete, so a crash never leaves a torn entry behind;
  * leftovers in ROOT/tmp are removed when the store opens. Directories are
  * 0700, files 0600.
+ *
+ * The entries' sizes are kept under a limit (cache_size=): when a commit takes
+ * the total above it, the least recently used entries are unlinked until the
+ * total is 90% of the limit. "Used" is the entry's mtime, which a lookup
+ * refreshes, so the order survives remounts. The entry just committed is
+ * never evicted by its own commit, so one bigger than the limit is still
+ * served once. All functions may be called from many threads at once.
  */
 #ifndef BBFS_STORE_H
 #define BBFS_STORE_H
@@ -17,11 +24,15 @@
 
 struct store;
 
-/* Creates ROOT (and its parents) when missing. */
-int store_open(const char *root, struct store **out, char *err, size_t errlen);
+/* Creates ROOT (and its parents) when missing. limit_bytes is above 0. */
+int store_open(const char *root, uint64_t limit_bytes, struct store **out, char *err,
+               size_t errlen);
 void store_close(struct store *store);
 
-/* Opens the entry for key read-only into *fd and its size into *size, or -ENOENT. */
+/*
+ * Opens the entry for key read-only into *fd and its size into *size, or
+ * -ENOENT, and marks it used.
+ */
 int store_lookup(struct store *store, const char *key, int *fd, uint64_t *size);
 
 /* A temporary file to fill; store_commit or store_abort ends it. */
@@ -30,7 +41,10 @@ struct store_writer {
     char *tmp_path;
 };
 int store_begin(struct store *store, struct store_writer *w);
-/* Renames the filled file into place as key's entry. */
+/*
+ * Renames the filled file into place as key's entry (replacing any), then
+ * evicts when the store is over its limit.
+ */
 int store_commit(struct store *store, struct store_writer *w, const char *key);
 void store_abort(struct store_writer *w);
 

@@ -40,6 +40,8 @@ struct tree {
     struct api_client *api;
     struct cache *cache;
     struct store *store;
+    tree_changed_fn changed;
+    void *changed_ctx;
 };
 
 /* ---- cached objects ---------------------------------------------------- */
@@ -86,6 +88,62 @@ static int refuse_offline(const struct tree *tree)
     return -EIO;
 }
 
+static const char *entry_name(const void *item)
+{
+    return ((const struct api_entry *)item)->name;
+}
+
+static const char *repo_slug(const void *item)
+{
+    return ((const struct api_repo *)item)->slug;
+}
+
+static const char *ref_name(const void *item)
+{
+    return ((const struct api_ref *)item)->name;
+}
+
+/*
+ * Reports the entry name of directory dir as changed. A ref "a/b" is the
+ * entry b of dir/a, and dir/a is itself an entry of dir: both are reported.
+ */
+static void report_changed_name(struct tree *tree, const char *dir, const char *name)
+{
+    char *path;
+    size_t dirlen = strlen(dir);
+    if (asprintf(&path, "%s/%s", dir, name) < 0)
+        return;
+    for (char *slash = strrchr(path, '/'); slash && slash >= path + dirlen;
+         slash = strrchr(path, '/')) {
+        *slash = '\0';
+        tree->changed(tree->changed_ctx, path, slash + 1);
+        if (slash == path + dirlen)
+            break;
+    }
+    free(path);
+}
+
+/* Names in one of two name-sorted listings of dir and not in the other are reported. */
+static void report_changes(struct tree *tree, const char *dir, const void *const *before,
+                           size_t nbefore, const void *const *after, size_t nafter,
+                           const char *(*name_of)(const void *))
+{
+    size_t i = 0, j = 0;
+    if (!tree->changed)
+        return;
+    while (i < nbefore || j < nafter) {
+        int cmp = i == nbefore  ? 1
+                  : j == nafter ? -1
+                                : strcmp(name_of(before[i]), name_of(after[j]));
+        if (cmp == 0) {
+            i++;
+            j++;
+            continue;
+        }
+        report_changed_name(tree, dir, cmp < 0 ? name_of(before[i++]) : name_of(after[j++]));
+    }
+}
+
 static int compare_repo_slugs(const void *a, const void *b)
 {
     const struct api_repo *const *ra = a, *const *rb = b;
@@ -117,7 +175,7 @@ static void repo_index_free(void *value)
     free(index);
 }
 
-static int fetch_repos(void *arg, void **value)
+static int fetch_repos(void *arg, const void *previous, void **value)
 {
     struct fetch_args *fa = arg;
     struct tree *tree = fa->tree;
@@ -144,6 +202,11 @@ static int fetch_repos(void *arg, void **value)
         index->exposed[index->count++] = repo;
     }
     qsort(index->exposed, index->count, sizeof(*index->exposed), compare_repo_slugs);
+    if (previous) {
+        const struct repo_index *before = previous;
+        report_changes(tree, tree->workspace, (const void *const *)before->exposed, before->count,
+                       (const void *const *)index->exposed, index->count, repo_slug);
+    }
 out:
     if (rc) {
         repo_index_free(index);
@@ -205,7 +268,7 @@ static int drop_shadowed_refs(struct ref_index *index, const char *what)
     return 0;
 }
 
-static int fetch_refs(void *arg, void **value)
+static int fetch_refs(void *arg, const void *previous, void **value)
 {
     struct fetch_args *fa = arg;
     struct tree *tree = fa->tree;
@@ -236,6 +299,18 @@ static int fetch_refs(void *arg, void **value)
     }
     qsort(index->exposed, index->count, sizeof(*index->exposed), compare_ref_names);
     rc = drop_shadowed_refs(index, fa->kind == REF_BRANCHES ? "branch" : "tag");
+    if (rc == 0 && previous) {
+        const struct ref_index *before = previous;
+        char *dir;
+        if (asprintf(&dir, "%s/%s/%s", tree->workspace, fa->repo,
+                     fa->kind == REF_BRANCHES ? "branches" : "tags") < 0) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        report_changes(tree, dir, (const void *const *)before->exposed, before->count,
+                       (const void *const *)index->exposed, index->count, ref_name);
+        free(dir);
+    }
 out:
     if (rc) {
         ref_index_free(index);
@@ -251,8 +326,9 @@ static void commit_list_free(void *value)
     free(value);
 }
 
-static int fetch_commit_list(void *arg, void **value)
+static int fetch_commit_list(void *arg, const void *previous, void **value)
 {
+    (void)previous; /* any commit can be looked up, listed or not: no name goes away */
     struct fetch_args *fa = arg;
     int rc;
     struct api_commit_list *list = calloc(1, sizeof(*list));
@@ -274,8 +350,9 @@ static void commit_free(void *value)
     free(value);
 }
 
-static int fetch_commit(void *arg, void **value)
+static int fetch_commit(void *arg, const void *previous, void **value)
 {
+    (void)previous; /* hash-addressed: never changes */
     struct fetch_args *fa = arg;
     int rc;
     struct api_commit *commit = calloc(1, sizeof(*commit));
@@ -297,8 +374,9 @@ static void doc_free(void *value)
 }
 
 /* workspace.json or project.json (fa->revision names which). */
-static int fetch_doc(void *arg, void **value)
+static int fetch_doc(void *arg, const void *previous, void **value)
 {
+    (void)previous; /* a file, not a listing: no name comes or goes */
     struct fetch_args *fa = arg;
     struct tree *tree = fa->tree;
     int rc;
@@ -344,8 +422,9 @@ static void dir_index_free(void *value)
 }
 
 /* fa->revision is the commit hash, fa->path the directory below the tree root. */
-static int fetch_dir(void *arg, void **value)
+static int fetch_dir(void *arg, const void *previous, void **value)
 {
+    (void)previous; /* hash-addressed: never changes */
     struct fetch_args *fa = arg;
     int rc;
     struct dir_index *index = calloc(1, sizeof(*index));
@@ -385,8 +464,9 @@ enum blob_kind { BLOB_FILE, BLOB_DIFF };
  * is there already (also across remounts), else one download into it. The
  * cached value carries nothing; callers open the store entry afterwards.
  */
-static int fetch_blob(void *arg, void **value)
+static int fetch_blob(void *arg, const void *previous, void **value)
 {
+    (void)previous; /* hash-addressed: never changes */
     struct fetch_args *fa = arg;
     struct tree *tree = fa->tree;
     struct store_writer w;
@@ -496,21 +576,6 @@ static int open_blob(struct tree *tree, enum blob_kind kind, const char *repo, c
     }
     free(key);
     return rc;
-}
-
-static const char *entry_name(const void *item)
-{
-    return ((const struct api_entry *)item)->name;
-}
-
-static const char *repo_slug(const void *item)
-{
-    return ((const struct api_repo *)item)->slug;
-}
-
-static const char *ref_name(const void *item)
-{
-    return ((const struct api_ref *)item)->name;
 }
 
 /* The exact match for key in a name-sorted index, or NULL. */
@@ -988,6 +1053,8 @@ int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree 
     tree->mount_time = time(NULL);
     tree->api = api;
     tree->store = cfg->store;
+    tree->changed = cfg->changed;
+    tree->changed_ctx = cfg->changed_ctx;
     *out = tree;
     return 0;
 }

@@ -19,6 +19,14 @@ struct api_client;
 struct store;
 struct tree;
 
+/*
+ * Called when a refreshed listing no longer has, or newly has, the entry name
+ * of directory dir (a path as above), so that whoever cached the old answer
+ * can drop it. Called from inside tree calls: it must not call back into the
+ * tree, nor wait for anything a tree call may hold.
+ */
+typedef void (*tree_changed_fn)(void *ctx, const char *dir, const char *name);
+
 struct tree_config {
     struct store *store; /* on-disk content cache; borrowed */
     const char *workspace;
@@ -26,6 +34,8 @@ struct tree_config {
     time_t ttl;          /* seconds mutable data is trusted */
     size_t commit_limit;
     int offline; /* never touch the network */
+    tree_changed_fn changed; /* optional */
+    void *changed_ctx;
 };
 
 struct tree_stat {

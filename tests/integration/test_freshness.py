@@ -92,6 +92,59 @@ def test_deleted_branch_disappears_after_ttl(mount_factory, fresh_server, fresh_
     assert errno_of("lstat", b / "release-1.0") == "ENOENT"
 
 
+def test_changed_listing_drops_the_names_the_kernel_kept(mount_factory, fresh_server, fresh_demo):
+    """
+    The kernel keeps a looked-up name (and a "no such name") for ttl from the
+    lookup, which may be long after the listing was fetched. When the refreshed
+    listing gains or loses the name, bbfs tells the kernel to forget it, so
+    stat agrees with ls at once instead of up to a ttl later.
+    """
+    ttl = 6
+    m = mount_factory(fresh_server, options=[f"ttl={ttl}"])
+    b = m.ws / "api" / "branches"
+    assert "release-1.0" in ls(b)           # the listing is fetched now (t0)
+    t0 = time.monotonic()
+    time.sleep(ttl / 2)
+    # Looked up at t0 + ttl/2: the kernel may keep both answers until t0 + 1.5 ttl.
+    assert errno_of("lstat", b / "late") == "ENOENT"
+    assert errno_of("lstat", b / "release-1.0") == "OK"
+    fresh_demo.git("api", "branch", "late", fresh_demo.branches("api")["main"])
+    fresh_demo.git("api", "branch", "-D", "release-1.0")
+    time.sleep(max(0.0, t0 + ttl + 0.5 - time.monotonic()))
+    names = ls(b)                            # the listing is refreshed now
+    assert "late" in names and "release-1.0" not in names, names
+    # Invalidation is queued and sent by a thread of its own: allow it a moment.
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if errno_of("lstat", b / "late") == "OK" and errno_of("lstat", b / "release-1.0") == "ENOENT":
+            break
+        time.sleep(0.1)
+    assert time.monotonic() < t0 + 1.5 * ttl, "too slow to tell invalidation from the timeout"
+    assert errno_of("lstat", b / "late") == "OK"
+    assert errno_of("lstat", b / "release-1.0") == "ENOENT"
+
+
+def test_new_branch_after_remount_waits_for_the_stored_listings_ttl(mount_factory, fresh_server,
+                                                                   fresh_demo):
+    """The stored listing keeps its fetch time: a remount trusts it for what is left of ttl."""
+    ttl = 4
+    m = mount_factory(fresh_server, options=[f"ttl={ttl}"])
+    b = m.ws / "api" / "branches"
+    assert "after-remount" not in ls(b)
+    t0 = time.monotonic()
+    assert m.unmount() == []
+    fresh_demo.git("api", "branch", "after-remount", fresh_demo.branches("api")["main"])
+    m2 = mount_factory(fresh_server, options=[f"ttl={ttl}"], cache_dir=m.cache)
+    b = m2.ws / "api" / "branches"
+    mark = fresh_server.log.mark()
+    assert "after-remount" not in ls(b)
+    assert time.monotonic() < t0 + ttl - 1, "the remount took longer than the ttl"
+    reqs = [e for e in fresh_server.log.since(mark) if "/refs/branches" in e["path"]]
+    assert reqs == [], describe(reqs)
+    time.sleep(max(0.0, t0 + ttl + 1 - time.monotonic()))
+    assert "after-remount" in ls(b)
+
+
 # --------------------------------------------------------------------------
 # 3. kill -9 during a download, then remount with the same cache
 

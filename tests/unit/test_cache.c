@@ -22,13 +22,15 @@ struct source {
     int result;   /* what the next fetch returns */
     int value;    /* the value a successful fetch produces */
     int delay_ms; /* how long a fetch takes */
+    int previous; /* the value the last fetch was shown as replaced, or -1 */
 };
 
-static int fetch_int(void *arg, void **value)
+static int fetch_int(void *arg, const void *previous, void **value)
 {
     struct source *src = arg;
     pthread_mutex_lock(&src->lock);
     src->calls++;
+    src->previous = previous ? *(const int *)previous : -1;
     int result = src->result, v = src->value;
     pthread_mutex_unlock(&src->lock);
     if (src->delay_ms)
@@ -85,6 +87,22 @@ static void test_expired_value_is_refetched(void **state)
     assert_int_equal(get_int(c, &src, 3600, &v), 0);
     assert_int_equal(v, 3);
     assert_int_equal(src.calls, 4);
+    cache_free(c);
+}
+
+static void test_refresh_sees_the_value_it_replaces(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
+    int v;
+    (void)state;
+    assert_int_equal(get_int(c, &src, 0, &v), 0);
+    assert_int_equal(src.previous, -1);
+    src.value = 2;
+    assert_int_equal(get_int(c, &src, 0, &v), 0);
+    assert_int_equal(src.previous, 1);
+    assert_int_equal(get_int(c, &src, 0, &v), 0);
+    assert_int_equal(src.previous, 2);
     cache_free(c);
 }
 
@@ -192,6 +210,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fresh_value_is_reused),
         cmocka_unit_test(test_expired_value_is_refetched),
+        cmocka_unit_test(test_refresh_sees_the_value_it_replaces),
         cmocka_unit_test(test_negative_is_remembered_errors_are_not),
         cmocka_unit_test(test_stale_served_when_refresh_fails),
         cmocka_unit_test(test_single_flight),

@@ -50,6 +50,7 @@ static void test_defaults_and_source(void **state)
     assert_int_equal(opts.ttl, 60);
     assert_int_equal(opts.commit_limit, 100);
     assert_int_equal(opts.timeout, 30);
+    assert_true(opts.cache_size == UINT64_C(1) << 30);
     assert_false(opts.offline);
     assert_string_equal(opts.workspace, "acme");
     assert_string_equal(opts.project, "PLAT");
@@ -111,6 +112,18 @@ static void test_refusals(void **state)
         {3, {"bbfs", "/PLAT", "/m"}, "invalid source"},
         {3, {"bbfs", "acme/P/Q", "/m"}, "invalid source"},
         {5, {"bbfs", "-o", "commit_limit=0", "acme", "/m"}, "commit_limit"},
+        {5, {"bbfs", "-o", "cache_size=0", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=0G", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=lots", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=-1", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=1.5G", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=2P", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=2GB", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=2Gib", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=2 G", "acme", "/m"}, "cache_size"},
+        {5, {"bbfs", "-o", "cache_size=16777216T", "acme", "/m"}, "too big"},
+        {5, {"bbfs", "-o", "cache_size=99999999999999999999", "acme", "/m"}, "too big"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -121,6 +134,40 @@ static void test_refusals(void **state)
         assert_non_null(strstr(err, cases[i].message_part));
         /* A refused token is never echoed back. */
         assert_null(strstr(err, "secret"));
+        options_release(&opts);
+        fuse_opt_free_args(&args);
+    }
+}
+
+static void test_cache_size(void **state)
+{
+    static const struct {
+        const char *option;
+        uint64_t bytes;
+    } cases[] = {
+        {"cache_size=1", 1},
+        {"cache_size=4096", 4096},
+        {"cache_size=256K", UINT64_C(256) << 10},
+        {"cache_size=256k", UINT64_C(256) << 10},
+        {"cache_size=256KiB", UINT64_C(256) << 10},
+        {"cache_size=500M", UINT64_C(500) << 20},
+        {"cache_size=500m", UINT64_C(500) << 20},
+        {"cache_size=2GiB", UINT64_C(2) << 30},
+        {"cache_size=2g", UINT64_C(2) << 30},
+        {"cache_size=3T", UINT64_C(3) << 40},
+        {"cache_size=3TiB", UINT64_C(3) << 40},
+        /* the largest that fits: 2^64 - 1 bytes, and 2^24 - 1 TiB */
+        {"cache_size=18446744073709551615", UINT64_MAX},
+        {"cache_size=16777215T", UINT64_C(16777215) << 40},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *argv[] = {"bbfs", "-o", cases[i].option, "acme", "/m", NULL};
+        struct options opts;
+        struct fuse_args args;
+        char err[256] = "";
+        assert_int_equal(parse(5, argv, &opts, &args, err), 0);
+        assert_true(opts.cache_size == cases[i].bytes);
         options_release(&opts);
         fuse_opt_free_args(&args);
     }
@@ -150,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_source),
         cmocka_unit_test(test_bbfs_options),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_cache_size),
         cmocka_unit_test(test_help_and_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

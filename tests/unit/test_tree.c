@@ -34,6 +34,7 @@ static struct {
     int list_repos, list_branches, list_tags, list_commits, get_commit, get_workspace, get_project,
         list_dir, get_file, get_diff;
     int fail_repos; /* errno the next repo listings return */
+    size_t branches_shown; /* how many of branches[] the listing has; 0: all */
     int workspace_error;
 } fake;
 
@@ -145,6 +146,8 @@ static const struct {
 static int fill_refs(struct api_ref_list *out, int tags)
 {
     size_t n = tags ? 1 : sizeof(branches) / sizeof(branches[0]);
+    if (!tags && fake.branches_shown)
+        n = fake.branches_shown;
     out->items = calloc(n, sizeof(*out->items));
     out->count = n;
     for (size_t i = 0; i < n; i++) {
@@ -341,7 +344,7 @@ static int setup(void **state)
         .workspace = "acme", .project = "PLAT", .ttl = 60, .commit_limit = 100};
     if (!store) {
         assert_non_null(mkdtemp(store_dir));
-        assert_int_equal(store_open(store_dir, &store, err, sizeof(err)), 0);
+        assert_int_equal(store_open(store_dir, UINT64_C(1) << 30, &store, err, sizeof(err)), 0);
     }
     cfg.store = store;
     struct tree *tree;
@@ -628,6 +631,45 @@ static void test_diff_has_its_size_before_reading(void **state)
     assert_int_equal(fake.get_diff, 1);
 }
 
+static char changes[1024];
+
+static void record_change(void *ctx, const char *dir, const char *name)
+{
+    (void)ctx;
+    snprintf(changes + strlen(changes), sizeof(changes) - strlen(changes), "%s|%s;", dir, name);
+}
+
+static void test_refresh_reports_names_that_came_and_went(void **state)
+{
+    struct tree *tree;
+    struct tree_config cfg = {
+        .store = store, .workspace = "acme", .ttl = 0, .commit_limit = 9, .changed = record_change};
+    (void)state;
+    assert_int_equal(tree_new(&cfg, NULL, &tree), 0);
+    fake.branches_shown = 1;
+    changes[0] = '\0';
+    assert_string_equal(list_names(tree, "acme/api/branches"), "main");
+    assert_string_equal(changes, ""); /* a first listing replaces nothing */
+
+    fake.branches_shown = 0;
+    assert_string_equal(list_names(tree, "acme/api/branches"), "feature-z feature main");
+    const char *came = "acme/api/branches|feature-z;"
+                       "acme/api/branches/feature/deep|y;acme/api/branches/feature|deep;"
+                       "acme/api/branches|feature;"
+                       "acme/api/branches/feature|x;acme/api/branches|feature;";
+    assert_string_equal(changes, came);
+
+    changes[0] = '\0';
+    assert_non_null(list_names(tree, "acme/api/branches"));
+    assert_string_equal(changes, ""); /* the same listing again: nothing changed */
+
+    fake.branches_shown = 1;
+    assert_string_equal(list_names(tree, "acme/api/branches"), "main");
+    assert_string_equal(changes, came); /* the same names went */
+    fake.branches_shown = 0;
+    tree_free(tree);
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
@@ -658,6 +700,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_files_at_a_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_survives_remount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_has_its_size_before_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_reports_names_that_came_and_went, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, remove_store);
 }

@@ -1,0 +1,34 @@
+/*
+ * notify.h - tells the kernel to forget names whose listings changed.
+ *
+ * The kernel keeps looked-up names (and "no such name" answers) for their
+ * entry timeout. When a refreshed listing drops a branch or gains one, the
+ * kernel's copy is stale at once; notify invalidates it. The kernel must not
+ * be told from inside the request that caused the refresh (it may hold the
+ * directory's lock while waiting for that very request), so names are queued
+ * and a thread of their own passes them on.
+ */
+#ifndef BBFS_NOTIFY_H
+#define BBFS_NOTIFY_H
+
+#include <fuse_lowlevel.h>
+
+struct inode_table;
+struct notify;
+
+/* inodes is borrowed. Names queued before notify_start wait for it. */
+int notify_new(struct inode_table *inodes, struct notify **out);
+
+/* Starts passing names on to the kernel through se (borrowed). */
+int notify_start(struct notify *n, struct fuse_session *se);
+
+/* Stops the thread if it runs (dropping what is still queued) and frees n. */
+void notify_free(struct notify *n);
+
+/*
+ * Queues "the entry name of directory dir changed" (dir is a tree path, ""
+ * for the root). Never blocks on the kernel; a tree_changed_fn.
+ */
+void notify_changed(void *n, const char *dir, const char *name);
+
+#endif
