@@ -11,6 +11,7 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,9 +368,163 @@ static int get_doc(struct api_client *c, char *url, struct api_doc *out)
     return get_object(c, url, MUTABLE, doc_from, out);
 }
 
+/* ---- the pages after the first, at once ---- */
+
+/* Requests in flight for one listing: enough to hide latency, few enough to be polite. */
+#define PAGE_WORKERS 6
+
+/* Pages 2..n of a list-based collection, fetched by PAGE_WORKERS threads. */
+struct page_batch {
+    struct api_client *c;
+    int immutable;
+    size_t count; /* pages 2..n: count = n - 1 */
+    char **urls;
+    struct http_response *resps;
+    json_t **roots;
+    int *rcs, *cached;
+    size_t next_index; /* atomic: the next page a worker takes */
+};
+
+static void *page_worker(void *arg)
+{
+    struct page_batch *b = arg;
+    size_t i;
+
+    while ((i = __atomic_fetch_add(&b->next_index, 1, __ATOMIC_RELAXED)) < b->count)
+        b->rcs[i] = get_body(b->c, b->urls[i], b->immutable, &b->resps[i], &b->cached[i]);
+    return NULL;
+}
+
+static void page_batch_release(struct page_batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        if (b->urls)
+            free(b->urls[i]);
+        if (b->resps)
+            http_response_release(&b->resps[i]);
+        if (b->roots)
+            json_decref(b->roots[i]);
+    }
+    free(b->urls);
+    free(b->resps);
+    free(b->roots);
+    free(b->rcs);
+    free(b->cached);
+}
+
+/*
+ * How many pages a list-based collection has, from its first page: 0 when
+ * the envelope does not say (iterator-based, no size) or looks odd.
+ */
+static size_t page_count(json_t *first)
+{
+    json_int_t size, pagelen, page;
+    if (json_unpack(first, "{s:I, s:I, s:I}", "size", &size, "pagelen", &pagelen, "page", &page) !=
+            0 ||
+        page != 1 || pagelen <= 0 || size <= 0 || size > (json_int_t)PAGE_MAX_PAGES * pagelen)
+        return 0;
+    return (size_t)((size + pagelen - 1) / pagelen);
+}
+
+/*
+ * Checks the fetched pages 2..n against the first page's promise: full
+ * pages, a last page with what is left and no next. A collection that
+ * changed while it was read fails this, and is read again link by link.
+ */
+static int batch_is_consistent(const struct page_batch *b, json_t *first)
+{
+    json_int_t size = json_integer_value(json_object_get(first, "size"));
+    json_int_t pagelen = json_integer_value(json_object_get(first, "pagelen"));
+
+    for (size_t i = 0; i < b->count; i++) {
+        json_t *values = json_object_get(b->roots[i], "values");
+        json_t *next = json_object_get(b->roots[i], "next");
+        int last = i + 1 == b->count;
+        json_int_t want = last ? size - pagelen * (json_int_t)(b->count) : pagelen;
+        if ((json_int_t)json_array_size(values) != want || last != (next == NULL || json_is_null(next)))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Fetches pages 2..npages concurrently (second_url is page 2's link, already
+ * checked) and hands their entries to fn in order. *done is 0 when the pages
+ * did not add up: nothing was handed to fn, and the caller walks the links.
+ */
+static int walk_rest_at_once(struct api_client *c, const char *second_url, size_t npages,
+                             json_t *first, int immutable, item_fn fn, void *ctx, int *done)
+{
+    struct page_batch b = {.c = c, .immutable = immutable, .count = npages - 1};
+    pthread_t threads[PAGE_WORKERS];
+    size_t nthreads = 0, i, j;
+    int rc = 0;
+
+    *done = 0;
+    b.urls = calloc(b.count, sizeof(*b.urls));
+    b.resps = calloc(b.count, sizeof(*b.resps));
+    b.roots = calloc(b.count, sizeof(*b.roots));
+    b.rcs = calloc(b.count, sizeof(*b.rcs));
+    b.cached = calloc(b.count, sizeof(*b.cached));
+    if (!b.urls || !b.resps || !b.roots || !b.rcs || !b.cached) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < b.count; i++) {
+        rc = page_url_for(second_url, i + 2, &b.urls[i]);
+        if (rc == -ENOENT) {
+            rc = 0; /* not list-based after all */
+            goto out;
+        }
+        if (rc < 0)
+            goto out;
+    }
+    for (; nthreads < PAGE_WORKERS && nthreads < b.count; nthreads++)
+        if (pthread_create(&threads[nthreads], NULL, page_worker, &b) != 0)
+            break;
+    page_worker(&b); /* this thread works too, and alone if no thread could start */
+    for (i = 0; i < nthreads; i++)
+        pthread_join(threads[i], NULL);
+
+    for (i = 0; i < b.count; i++) {
+        json_t *values;
+        const char *next;
+        rc = b.rcs[i];
+        if (rc == 0 && (rc = page_parse(b.urls[i], b.resps[i].body, b.resps[i].len, &b.roots[i],
+                                        &values, &next)) < 0 && b.cached[i]) {
+            b.cached[i] = 0; /* a damaged stored page: ask the API instead */
+            rc = refetch(c, b.urls[i], &b.resps[i]);
+            if (rc == 0)
+                rc = page_parse(b.urls[i], b.resps[i].body, b.resps[i].len, &b.roots[i], &values,
+                                &next);
+        }
+        if (rc < 0)
+            goto out;
+    }
+    if (!batch_is_consistent(&b, first)) {
+        log_debug("a listing changed while its pages were read at once; reading it again");
+        goto out;
+    }
+    for (i = 0; i < b.count; i++) {
+        json_t *values = json_object_get(b.roots[i], "values");
+        for (j = 0; j < json_array_size(values); j++) {
+            rc = fn(json_array_get(values, j), ctx);
+            if (rc < 0)
+                goto out;
+        }
+        keep_body(c, b.urls[i], immutable, b.cached[i], &b.resps[i]);
+    }
+    rc = 0;
+    *done = 1;
+out:
+    page_batch_release(&b);
+    return rc;
+}
+
 /*
  * GET first_url and every page after it, handing each entry to fn. Stops
- * early when fn returns 1. Any failure fails the whole walk.
+ * early when fn returns 1. Any failure fails the whole walk. When the first
+ * page says how many there are, the rest are fetched at once.
  */
 static int walk_pages(struct api_client *c, const char *first_url, int immutable, item_fn fn,
                       void *ctx)
@@ -422,6 +577,15 @@ static int walk_pages(struct api_client *c, const char *first_url, int immutable
         free(url);
         url = NULL;
         rc = stop ? 0 : page_walk_next(&walk, next, &url);
+        size_t npages = walk.pages == 2 && url ? page_count(root) : 0;
+        if (rc == 0 && npages > 2) {
+            int done;
+            rc = walk_rest_at_once(c, url, npages, root, immutable, fn, ctx, &done);
+            if (rc < 0 || done) {
+                free(url);
+                url = NULL;
+            }
+        }
         json_decref(root); /* next was borrowed from root: used above, dead now */
         root = NULL;
         if (rc < 0)

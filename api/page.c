@@ -4,6 +4,7 @@
 #include "api/page.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +129,27 @@ int page_walk_next(struct page_walk *w, const char *next, char **url)
 out:
     free(link);
     return rc;
+}
+
+int page_url_for(const char *second_url, size_t page, char **out)
+{
+    const char *query = strchr(second_url, '?'), *p;
+    *out = NULL;
+    if (!query)
+        return -ENOENT;
+    for (p = query; (p = strstr(p + 1, "page=2")) != NULL;) {
+        char after = p[strlen("page=2")];
+        if ((p[-1] == '?' || p[-1] == '&') && (after == '\0' || after == '&' || after == '#'))
+            break;
+    }
+    if (!p)
+        return -ENOENT;
+    if (asprintf(out, "%.*spage=%zu%s", (int)(p - second_url), second_url, page,
+                 p + strlen("page=2")) < 0) {
+        *out = NULL;
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 static int bad_page(const char *what, const char *why)

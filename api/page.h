@@ -48,6 +48,13 @@ void page_walk_release(struct page_walk *w);
 int page_walk_next(struct page_walk *w, const char *next, char **url);
 
 /*
+ * The URL of page number page of a list-based collection, made from the
+ * link to page 2 (a "page=2" query parameter, replaced). -ENOENT when the
+ * link has no such parameter (an iterator-based collection), -ENOMEM.
+ */
+int page_url_for(const char *second_url, size_t page, char **out);
+
+/*
  * Parses one page. On 0, *root is a new reference the caller must
  * json_decref; *values (an array of objects) and *next (NULL when absent or
  * null) are borrowed from it. -EIO (logged, naming what) when the body is

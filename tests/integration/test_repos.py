@@ -55,6 +55,23 @@ def test_pagination_whole_workspace(mount_factory, server):
     assert len(pages) == math.ceil(len(expected) / 2), describe(pages)
 
 
+def test_pages_after_the_first_are_fetched_at_once(mount_factory, server):
+    """The first page gives size and pagelen: pages 2..n are then in flight together."""
+    expected = server.repo_slugs()
+    m = mount_factory(server, target="acme")
+    server.knobs(max_pagelen=2, latency_ms=300)
+    mark = server.log.mark()
+    assert repo_names(m) == expected
+    pages = sorted((e for e in server.log.since(mark) if is_repo_list(e)), key=lambda e: e["time"])
+    assert len(pages) == math.ceil(len(expected) / 2) >= 3, describe(pages)
+    first, rest = pages[0], pages[1:]
+    assert all(e["time"] >= first["time"] + first["duration_ms"] / 1000 - 0.05 for e in rest), \
+        describe(pages)
+    # every later page started before any of them had been answered
+    earliest_end = min(e["time"] + e["duration_ms"] / 1000 for e in rest)
+    assert all(e["time"] < earliest_end for e in rest), describe(pages)
+
+
 def test_ls_l_costs_no_request_per_entry(mount, server):
     slugs = server.repo_slugs(project="PLAT")
     mark = server.log.mark()

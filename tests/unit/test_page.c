@@ -195,12 +195,36 @@ static void test_many_pages_no_false_loop(void **state)
     page_walk_release(&w);
 }
 
+static void expect_page_url(const char *second, size_t page, const char *want)
+{
+    char *url;
+    assert_int_equal(page_url_for(second, page, &url), 0);
+    assert_string_equal(url, want);
+    free(url);
+}
+
+static void test_page_urls(void **state)
+{
+    char *url;
+    (void)state;
+    expect_page_url("http://h/2.0/repositories/acme?pagelen=100&page=2", 7,
+                    "http://h/2.0/repositories/acme?pagelen=100&page=7");
+    expect_page_url("http://h/x?page=2&pagelen=100", 12, "http://h/x?page=12&pagelen=100");
+    /* Iterator-based links (an opaque cursor) and look-alikes have no page number to set. */
+    assert_int_equal(page_url_for("http://h/commits?page=dbtR", 3, &url), -ENOENT);
+    assert_int_equal(page_url_for("http://h/x?page=20", 3, &url), -ENOENT);
+    assert_int_equal(page_url_for("http://h/x?subpage=2", 3, &url), -ENOENT);
+    assert_int_equal(page_url_for("http://h/page=2", 3, &url), -ENOENT);
+    assert_null(url);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_envelope_shapes),
         cmocka_unit_test(test_next_rules),
         cmocka_unit_test(test_page_cap),
+        cmocka_unit_test(test_page_urls),
         cmocka_unit_test(test_many_pages_no_false_loop),
     };
     int rc;
