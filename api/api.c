@@ -40,10 +40,35 @@ struct api_client {
     int offline;                         /* no requests at all */
     int64_t expired_at; /* stored answers fetched up to this second are stale (atomic) */
     int64_t down_until; /* the API could not be reached: stale answers until then (atomic) */
+    /* counters of api_stats kept here, not by http.c (atomic) */
+    uint64_t by_kind[API_KIND_COUNT];
+    uint64_t stored, not_modified, stale, bad_answers;
 };
 
-/* Whether a URL's answer can never change (it is addressed by a full commit hash). */
-enum { MUTABLE = 0, IMMUTABLE = 1 };
+/* Whether an answer can never change (it is addressed by a full commit hash). */
+static int is_immutable(enum api_kind kind)
+{
+    return kind == API_KIND_COMMIT || kind == API_KIND_TREE || kind == API_KIND_FILE ||
+           kind == API_KIND_DIFF;
+}
+
+const char *api_kind_name(enum api_kind kind)
+{
+    static const char *const names[API_KIND_COUNT] = {
+        [API_KIND_ACCESS] = "access",     [API_KIND_WORKSPACE] = "workspace",
+        [API_KIND_PROJECT] = "project",   [API_KIND_REPOS] = "repos",
+        [API_KIND_BRANCHES] = "branches", [API_KIND_TAGS] = "tags",
+        [API_KIND_COMMITS] = "commits",   [API_KIND_COMMIT] = "commit",
+        [API_KIND_TREE] = "tree",         [API_KIND_FILE] = "file",
+        [API_KIND_DIFF] = "diff",
+    };
+    return (unsigned)kind < API_KIND_COUNT ? names[kind] : "other";
+}
+
+static void count(uint64_t *counter)
+{
+    __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
 
 /* Called for each entry of each page: 0 to go on, 1 to stop after it, or -errno. */
 typedef int (*item_fn)(json_t *item, void *ctx);
@@ -122,6 +147,7 @@ void api_get_stats(struct api_client *client, struct api_stats *out)
 {
     struct http_stats s;
 
+    memset(out, 0, sizeof(*out));
     http_get_stats(client->http, &s);
     out->requests = s.requests;
     out->retries = s.retries;
@@ -129,6 +155,20 @@ void api_get_stats(struct api_client *client, struct api_stats *out)
     out->ratelimit_limit = s.ratelimit_limit;
     out->ratelimit_near = s.ratelimit_near;
     out->ratelimit_near_count = s.ratelimit_near_count;
+    out->requests_last_hour = s.requests_last_hour;
+    out->bytes = s.bytes;
+    out->failed_network = s.failed_network;
+    out->failed_auth = s.failed_auth;
+    out->failed_not_found = s.failed_not_found;
+    out->failed_rate_limited = s.failed_rate_limited;
+    out->failed_server = s.failed_server;
+    out->failed_other = s.failed_other;
+    for (size_t i = 0; i < API_KIND_COUNT; i++)
+        out->by_kind[i] = __atomic_load_n(&client->by_kind[i], __ATOMIC_RELAXED);
+    out->stored = __atomic_load_n(&client->stored, __ATOMIC_RELAXED);
+    out->not_modified = __atomic_load_n(&client->not_modified, __ATOMIC_RELAXED);
+    out->stale = __atomic_load_n(&client->stale, __ATOMIC_RELAXED);
+    out->bad_answers = __atomic_load_n(&client->bad_answers, __ATOMIC_RELAXED);
 }
 
 /* "/repositories/{ws}/{repo}" (repo may be NULL) appended to the base URL. */
@@ -221,8 +261,8 @@ static void use_stored(struct http_response *resp, char *body, size_t len, char 
  * used as it is; stale, it is revalidated (a 304 refreshes its time) or
  * served when the API cannot be reached; offline, it is all there is.
  */
-static int get_mutable(struct api_client *c, const char *url, struct http_response *resp,
-                       int *cached)
+static int get_mutable(struct api_client *c, enum api_kind kind, const char *url,
+                       struct http_response *resp, int *cached)
 {
     char *body = NULL, *etag = NULL;
     int64_t fetched = 0, now = (int64_t)time(NULL);
@@ -233,6 +273,7 @@ static int get_mutable(struct api_client *c, const char *url, struct http_respon
     have = c->responses.load_mutable &&
            c->responses.load_mutable(c->responses.ctx, url, &body, &len, &etag, &fetched) == 0;
     if (have && (c->offline || is_fresh(c, fetched, now))) {
+        count(&c->stored);
         use_stored(resp, body, len, etag);
         *cached = 1;
         return 0;
@@ -242,6 +283,7 @@ static int get_mutable(struct api_client *c, const char *url, struct http_respon
         goto out;
     if (have && now < __atomic_load_n(&c->down_until, __ATOMIC_RELAXED))
         goto stale;
+    count(&c->by_kind[kind]);
     rc = http_get(c->http, url, have ? etag : NULL, HTTP_MAX_JSON, 0, resp);
     if (api_unreachable(rc, resp))
         __atomic_store_n(&c->down_until, (int64_t)time(NULL) + STALE_RETRY_SECONDS,
@@ -249,6 +291,7 @@ static int get_mutable(struct api_client *c, const char *url, struct http_respon
     else if (__atomic_exchange_n(&c->down_until, 0, __ATOMIC_RELAXED) != 0)
         log_forget("api:stale"); /* back: the next outage is logged again */
     if (rc == 0 && resp->status == 304 && have) {
+        count(&c->not_modified);
         if (c->responses.save_mutable)
             c->responses.save_mutable(c->responses.ctx, url, body, len, etag, now);
         use_stored(resp, body, len, etag);
@@ -262,6 +305,7 @@ out:
     free(etag);
     return rc;
 stale:
+    count(&c->stale);
     url_shown(url, clean, sizeof(clean));
     log_once(LOG_LEVEL_WARN, "api:stale",
              "cannot reach the API: serving stored, maybe stale, data for %s (and maybe more)",
@@ -275,15 +319,16 @@ stale:
  * GETs a JSON body, from the response cache when it holds one that may be
  * used (*cached says so); resp is the caller's to release either way.
  */
-static int get_body(struct api_client *c, const char *url, int immutable,
+static int get_body(struct api_client *c, enum api_kind kind, const char *url,
                     struct http_response *resp, int *cached)
 {
     memset(resp, 0, sizeof(*resp));
     *cached = 0;
-    if (!immutable)
-        return get_mutable(c, url, resp, cached);
+    if (!is_immutable(kind))
+        return get_mutable(c, kind, url, resp, cached);
     if (c->responses.load &&
         c->responses.load(c->responses.ctx, url, &resp->body, &resp->len) == 0) {
+        count(&c->stored);
         *cached = 1;
         resp->status = 200;
         return 0;
@@ -291,24 +336,29 @@ static int get_body(struct api_client *c, const char *url, int immutable,
     int rc = refuse_offline(c, url);
     if (rc < 0)
         return rc;
+    count(&c->by_kind[kind]);
     return http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, resp);
 }
 
 /* GET url again, bypassing a stored answer that turned out damaged. */
-static int refetch(struct api_client *c, const char *url, struct http_response *resp)
+static int refetch(struct api_client *c, enum api_kind kind, const char *url,
+                   struct http_response *resp)
 {
     http_response_release(resp);
     memset(resp, 0, sizeof(*resp));
     int rc = refuse_offline(c, url);
     if (rc < 0)
         return rc;
+    count(&c->by_kind[kind]);
     return http_get(c->http, url, NULL, HTTP_MAX_JSON, 0, resp);
 }
 
 /* Keeps a body that parsed well and came from the network. */
-static void keep_body(struct api_client *c, const char *url, int immutable, int cached,
+static void keep_body(struct api_client *c, enum api_kind kind, const char *url, int cached,
                       const struct http_response *resp)
 {
+    int immutable = is_immutable(kind);
+
     if (cached)
         return;
     if (immutable && c->responses.save)
@@ -326,14 +376,15 @@ typedef int (*object_fn)(json_t *root, void *ctx);
  * is kept only when fn took it, and a stored one that fn refuses (damaged, or
  * kept by an older bbfs) is fetched again.
  */
-static int get_object(struct api_client *c, const char *url, int immutable, object_fn fn, void *ctx)
+static int get_object(struct api_client *c, enum api_kind kind, const char *url, object_fn fn,
+                      void *ctx)
 {
     struct http_response resp;
     json_error_t jerr;
     json_t *root;
     int rc, cached;
 
-    rc = get_body(c, url, immutable, &resp, &cached);
+    rc = get_body(c, kind, url, &resp, &cached);
     for (;;) {
         if (rc < 0)
             break;
@@ -341,18 +392,20 @@ static int get_object(struct api_client *c, const char *url, int immutable, obje
         if (json_is_object(root)) {
             rc = fn(root, ctx);
         } else {
-            if (!cached)
+            if (!cached) {
                 log_bad_json(url, root ? "not a JSON object" : "not JSON");
+                count(&c->bad_answers);
+            }
             rc = -EIO;
         }
         json_decref(root);
         if (rc == 0)
-            keep_body(c, url, immutable, cached, &resp);
+            keep_body(c, kind, url, cached, &resp);
         if (rc == 0 || !cached || rc == -ENOMEM)
             break;
         /* A damaged or unusable cache entry: ask the API instead. */
         cached = 0;
-        rc = refetch(c, url, &resp);
+        rc = refetch(c, kind, url, &resp);
     }
     http_response_release(&resp);
     return rc;
@@ -363,9 +416,29 @@ static int doc_from(json_t *root, void *ctx)
     return parse_doc(root, ctx);
 }
 
-static int get_doc(struct api_client *c, char *url, struct api_doc *out)
+static int get_doc(struct api_client *c, enum api_kind kind, char *url, struct api_doc *out)
 {
-    return get_object(c, url, MUTABLE, doc_from, out);
+    return get_object(c, kind, url, doc_from, out);
+}
+
+/*
+ * Parses a page GET url answered into resp (see page_parse); a stored page
+ * that does not parse is damaged, and is asked of the API again.
+ */
+static int parse_page(struct api_client *c, enum api_kind kind, const char *url,
+                      struct http_response *resp, int *cached, json_t **root, json_t **values,
+                      const char **next)
+{
+    int rc = page_parse(url, resp->body, resp->len, root, values, next);
+    if (rc < 0 && *cached) {
+        *cached = 0;
+        rc = refetch(c, kind, url, resp);
+        if (rc == 0)
+            rc = page_parse(url, resp->body, resp->len, root, values, next);
+    }
+    if (rc == -EIO && !*cached)
+        count(&c->bad_answers);
+    return rc;
 }
 
 /* ---- the pages after the first, at once ---- */
@@ -376,7 +449,7 @@ static int get_doc(struct api_client *c, char *url, struct api_doc *out)
 /* Pages 2..n of a list-based collection, fetched by PAGE_WORKERS threads. */
 struct page_batch {
     struct api_client *c;
-    int immutable;
+    enum api_kind kind;
     size_t count; /* pages 2..n: count = n - 1 */
     char **urls;
     struct http_response *resps;
@@ -391,7 +464,7 @@ static void *page_worker(void *arg)
     size_t i;
 
     while ((i = __atomic_fetch_add(&b->next_index, 1, __ATOMIC_RELAXED)) < b->count)
-        b->rcs[i] = get_body(b->c, b->urls[i], b->immutable, &b->resps[i], &b->cached[i]);
+        b->rcs[i] = get_body(b->c, b->kind, b->urls[i], &b->resps[i], &b->cached[i]);
     return NULL;
 }
 
@@ -410,6 +483,17 @@ static void page_batch_release(struct page_batch *b)
     free(b->roots);
     free(b->rcs);
     free(b->cached);
+}
+
+/*
+ * Whether the API said the token's hourly budget is nearly spent: then pages
+ * are asked for one at a time, so that other users of the token get a share.
+ */
+static int near_rate_limit(struct api_client *c)
+{
+    struct http_stats s;
+    http_get_stats(c->http, &s);
+    return s.ratelimit_near;
 }
 
 /*
@@ -453,9 +537,9 @@ static int batch_is_consistent(const struct page_batch *b, json_t *first)
  * did not add up: nothing was handed to fn, and the caller walks the links.
  */
 static int walk_rest_at_once(struct api_client *c, const char *second_url, size_t npages,
-                             json_t *first, int immutable, item_fn fn, void *ctx, int *done)
+                             json_t *first, enum api_kind kind, item_fn fn, void *ctx, int *done)
 {
-    struct page_batch b = {.c = c, .immutable = immutable, .count = npages - 1};
+    struct page_batch b = {.c = c, .kind = kind, .count = npages - 1};
     pthread_t threads[PAGE_WORKERS];
     size_t nthreads = 0, i, j;
     int rc = 0;
@@ -490,14 +574,9 @@ static int walk_rest_at_once(struct api_client *c, const char *second_url, size_
         json_t *values;
         const char *next;
         rc = b.rcs[i];
-        if (rc == 0 && (rc = page_parse(b.urls[i], b.resps[i].body, b.resps[i].len, &b.roots[i],
-                                        &values, &next)) < 0 && b.cached[i]) {
-            b.cached[i] = 0; /* a damaged stored page: ask the API instead */
-            rc = refetch(c, b.urls[i], &b.resps[i]);
-            if (rc == 0)
-                rc = page_parse(b.urls[i], b.resps[i].body, b.resps[i].len, &b.roots[i], &values,
-                                &next);
-        }
+        if (rc == 0)
+            rc = parse_page(c, kind, b.urls[i], &b.resps[i], &b.cached[i], &b.roots[i], &values,
+                            &next);
         if (rc < 0)
             goto out;
     }
@@ -512,7 +591,7 @@ static int walk_rest_at_once(struct api_client *c, const char *second_url, size_
             if (rc < 0)
                 goto out;
         }
-        keep_body(c, b.urls[i], immutable, b.cached[i], &b.resps[i]);
+        keep_body(c, kind, b.urls[i], b.cached[i], &b.resps[i]);
     }
     rc = 0;
     *done = 1;
@@ -526,7 +605,7 @@ out:
  * early when fn returns 1. Any failure fails the whole walk. When the first
  * page says how many there are, the rest are fetched at once.
  */
-static int walk_pages(struct api_client *c, const char *first_url, int immutable, item_fn fn,
+static int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
                       void *ctx)
 {
     struct http_response resp;
@@ -547,18 +626,9 @@ static int walk_pages(struct api_client *c, const char *first_url, int immutable
         goto out;
     }
     while (url) {
-        rc = get_body(c, url, immutable, &resp, &cached);
-        if (rc < 0)
-            goto out;
-        rc = page_parse(url, resp.body, resp.len, &root, &values, &next);
-        if (rc < 0 && cached) {
-            /* A damaged cache entry: ask the API instead. */
-            cached = 0;
-            rc = refetch(c, url, &resp);
-            if (rc < 0)
-                goto out;
-            rc = page_parse(url, resp.body, resp.len, &root, &values, &next);
-        }
+        rc = get_body(c, kind, url, &resp, &cached);
+        if (rc == 0)
+            rc = parse_page(c, kind, url, &resp, &cached, &root, &values, &next);
         if (rc < 0)
             goto out;
         for (i = 0; i < json_array_size(values); i++) {
@@ -572,15 +642,15 @@ static int walk_pages(struct api_client *c, const char *first_url, int immutable
             }
         }
         /* Kept only now that its entries were all taken: never a page fn refused. */
-        keep_body(c, url, immutable, cached, &resp);
+        keep_body(c, kind, url, cached, &resp);
         http_response_release(&resp);
         free(url);
         url = NULL;
         rc = stop ? 0 : page_walk_next(&walk, next, &url);
         size_t npages = walk.pages == 2 && url ? page_count(root) : 0;
-        if (rc == 0 && npages > 2) {
+        if (rc == 0 && npages > 2 && !near_rate_limit(c)) {
             int done;
-            rc = walk_rest_at_once(c, url, npages, root, immutable, fn, ctx, &done);
+            rc = walk_rest_at_once(c, url, npages, root, kind, fn, ctx, &done);
             if (rc < 0 || done) {
                 free(url);
                 url = NULL;
@@ -636,7 +706,7 @@ int api_get_workspace(struct api_client *client, const char *workspace, struct a
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = get_doc(client, url, out);
+    rc = get_doc(client, API_KIND_WORKSPACE, url, out);
     free(url);
     return rc;
 }
@@ -663,7 +733,7 @@ int api_get_project(struct api_client *client, const char *workspace, const char
     url = project_url(client, workspace, project_key, &rc);
     if (!url)
         return rc;
-    rc = get_doc(client, url, out);
+    rc = get_doc(client, API_KIND_PROJECT, url, out);
     free(url);
     return rc;
 }
@@ -719,6 +789,7 @@ int api_check_access(struct api_client *client, const char *workspace, const cha
             log_format_line(errbuf, errlen, "out of memory");
         return rc;
     }
+    count(&client->by_kind[API_KIND_ACCESS]);
     rc = http_get(client->http, url, NULL, HTTP_MAX_JSON, HTTP_QUIET, &resp);
     sep = resp.message[0] ? ": " : "";
     if (rc == 0 && !looks_like_api(resp.body, resp.len, project_key != NULL)) {
@@ -904,7 +975,7 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(client, url, MUTABLE, add_repo, &acc);
+    rc = walk_pages(client, API_KIND_REPOS, url, add_repo, &acc);
     if (rc == 0)
         rc = repos_dedupe_sort(out);
     if (rc < 0)
@@ -964,7 +1035,7 @@ static int cmp_ref_name(const void *a, const void *b)
 }
 
 static int list_refs(struct api_client *c, const char *workspace, const char *repo,
-                     const char *kind, struct api_ref_list *out)
+                     enum api_kind kind, struct api_ref_list *out)
 {
     struct ref_acc acc = {.list = out};
     struct buf u;
@@ -975,15 +1046,15 @@ static int list_refs(struct api_client *c, const char *workspace, const char *re
     memset(out, 0, sizeof(*out));
     url_repo(&u, c, workspace, repo);
     url_add_segment(&u, "refs");
-    url_add_segment(&u, kind);
+    url_add_segment(&u, kind == API_KIND_TAGS ? "tags" : "branches");
     url_add_query(&u, "pagelen", "100");
     url_add_query(&u, "sort", "name");
     /* include-only mode: next must be named or the pagination link is dropped */
-    url_add_query(&u, "fields", "next,values.name,values.target.hash,values.target.date");
+    url_add_query(&u, "fields", "size,page,pagelen,next,values.name,values.target.hash,values.target.date");
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(c, url, MUTABLE, add_ref, &acc);
+    rc = walk_pages(c, kind, url, add_ref, &acc);
     free(url);
     if (rc < 0) {
         api_ref_list_release(out);
@@ -1005,13 +1076,13 @@ static int list_refs(struct api_client *c, const char *workspace, const char *re
 int api_list_branches(struct api_client *client, const char *workspace, const char *repo,
                       struct api_ref_list *out)
 {
-    return list_refs(client, workspace, repo, "branches", out);
+    return list_refs(client, workspace, repo, API_KIND_BRANCHES, out);
 }
 
 int api_list_tags(struct api_client *client, const char *workspace, const char *repo,
                   struct api_ref_list *out)
 {
-    return list_refs(client, workspace, repo, "tags", out);
+    return list_refs(client, workspace, repo, API_KIND_TAGS, out);
 }
 
 /* ---- commits ---- */
@@ -1075,7 +1146,7 @@ int api_list_commits(struct api_client *client, const char *workspace, const cha
         api_commit_list_release(out);
         return rc;
     }
-    rc = walk_pages(client, url, MUTABLE, add_commit, &acc);
+    rc = walk_pages(client, API_KIND_COMMITS, url, add_commit, &acc);
     free(url);
     if (rc < 0)
         api_commit_list_release(out);
@@ -1119,7 +1190,7 @@ int api_get_commit(struct api_client *client, const char *workspace, const char 
     if (!url)
         return rc;
     struct commit_args args = {url, hash, out};
-    rc = get_object(client, url, IMMUTABLE, commit_from, &args);
+    rc = get_object(client, API_KIND_COMMIT, url, commit_from, &args);
     free(url);
     return rc;
 }
@@ -1237,11 +1308,11 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
     url_add_dir(&u, dir); /* the root needs its trailing '/': /src/{hash}/ */
     url_add_query(&u, "pagelen", "100");
     /* include-only mode: next must be named or the pagination link is dropped */
-    url_add_query(&u, "fields", "next,values.path,values.type,values.size,values.attributes");
+    url_add_query(&u, "fields", "size,page,pagelen,next,values.path,values.type,values.size,values.attributes");
     url = url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(client, url, IMMUTABLE, add_entry, &acc);
+    rc = walk_pages(client, API_KIND_TREE, url, add_entry, &acc);
     free(url);
     if (rc < 0) {
         api_entry_list_release(out);
@@ -1276,8 +1347,10 @@ int api_get_file(struct api_client *client, const char *workspace, const char *r
         return rc;
     memset(&resp, 0, sizeof(resp));
     rc = refuse_offline(client, url);
-    if (rc == 0)
+    if (rc == 0) {
+        count(&client->by_kind[API_KIND_FILE]);
         rc = http_download(client->http, url, fd, 0, &resp, size);
+    }
     http_response_release(&resp);
     free(url);
     return rc;
@@ -1304,8 +1377,10 @@ int api_get_diff(struct api_client *client, const char *workspace, const char *r
         return rc;
     memset(&resp, 0, sizeof(resp));
     rc = refuse_offline(client, url);
-    if (rc == 0)
+    if (rc == 0) {
+        count(&client->by_kind[API_KIND_DIFF]);
         rc = http_download(client->http, url, fd, HTTP_QUIET_555, &resp, size);
+    }
     if (rc < 0 && resp.status == 555) {
         snprintf(key, sizeof(key), "api:diff-555 %s", hash);
         log_once(LOG_LEVEL_WARN, key,

@@ -247,6 +247,25 @@ void api_sha256_hex(const void *data, size_t len, char out[65]);
 /* True when s is exactly 40 lowercase hexadecimal digits. */
 int api_is_full_hash(const char *s);
 
+/* What a request asks for: the rows of .bbfs/stats. */
+enum api_kind {
+    API_KIND_ACCESS, /* the check before mounting */
+    API_KIND_WORKSPACE,
+    API_KIND_PROJECT,
+    API_KIND_REPOS,
+    API_KIND_BRANCHES,
+    API_KIND_TAGS,
+    API_KIND_COMMITS, /* commit listings */
+    API_KIND_COMMIT,
+    API_KIND_TREE, /* directory listings at a commit */
+    API_KIND_FILE,
+    API_KIND_DIFF,
+    API_KIND_COUNT
+};
+
+/* "repos", "branches", ...: a word for kind. */
+const char *api_kind_name(enum api_kind kind);
+
 /*
  * Counters for observability (.bbfs/stats); a consistent snapshot, safe to
  * take from any thread at any time.
@@ -258,6 +277,15 @@ struct api_stats {
     long ratelimit_limit;          /* last X-RateLimit-Limit (requests/hour), -1 if never sent */
     int ratelimit_near;            /* the last X-RateLimit-NearLimit said "true" */
     uint64_t ratelimit_near_count; /* responses that said NearLimit: true */
+    uint64_t requests_last_hour;   /* HTTP requests sent in the last 60 minutes */
+    uint64_t bytes;                /* response bodies received */
+    uint64_t by_kind[API_KIND_COUNT]; /* calls that went to the network, retries not counted */
+    uint64_t stored;                  /* answers taken from the store without a request */
+    uint64_t not_modified;            /* stored answers revalidated by a 304 */
+    uint64_t stale;                   /* stored answers served because the API was unreachable */
+    /* failures by cause */
+    uint64_t failed_network, failed_auth, failed_not_found, failed_rate_limited, failed_server,
+        failed_other, bad_answers;
 };
 void api_get_stats(struct api_client *client, struct api_stats *out);
 

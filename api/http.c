@@ -43,6 +43,9 @@ struct http_client {
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
     pthread_mutex_t stats_lock;
     struct http_stats stats;
+    /* attempts per minute of the last hour: minute_count[m % 60] counts minute m */
+    int64_t minute_of[60];
+    uint64_t minute_count[60];
     int outage; /* a failure was logged with log_once: successes must forget keys */
 };
 
@@ -259,8 +262,14 @@ out:
 
 void http_get_stats(struct http_client *c, struct http_stats *out)
 {
+    int64_t minute = (int64_t)time(NULL) / 60;
+
     pthread_mutex_lock(&c->stats_lock);
     *out = c->stats;
+    out->requests_last_hour = 0;
+    for (size_t i = 0; i < 60; i++)
+        if (c->minute_of[i] > minute - 60 && c->minute_of[i] <= minute)
+            out->requests_last_hour += c->minute_count[i];
     pthread_mutex_unlock(&c->stats_lock);
 }
 
@@ -380,10 +389,19 @@ static void count_attempt(struct http_client *c, unsigned attempt, const struct 
 {
     int near = -1;
 
+    int64_t minute = (int64_t)time(NULL) / 60;
+    size_t slot = (size_t)(minute % 60);
+
     pthread_mutex_lock(&c->stats_lock);
     c->stats.requests++;
     if (attempt > 0)
         c->stats.retries++;
+    c->stats.bytes += a->body.len + a->written;
+    if (c->minute_of[slot] != minute) {
+        c->minute_of[slot] = minute;
+        c->minute_count[slot] = 0;
+    }
+    c->minute_count[slot]++;
     if (a->ratelimit_limit >= 0)
         c->stats.ratelimit_limit = a->ratelimit_limit;
     if (a->ratelimit_near >= 0) {
@@ -400,6 +418,26 @@ static void count_attempt(struct http_client *c, unsigned attempt, const struct 
                  a->ratelimit_limit);
     else if (near == 0)
         log_forget(LOG_KEY_NEARLIMIT);
+}
+
+/* Counts a call that failed for good, by what its last attempt got. */
+static void count_failure(struct http_client *c, const struct http_response *resp)
+{
+    pthread_mutex_lock(&c->stats_lock);
+    c->stats.failures++;
+    if (resp->transport)
+        c->stats.failed_network++;
+    else if (resp->status == 401 || resp->status == 403)
+        c->stats.failed_auth++;
+    else if (resp->status == 404)
+        c->stats.failed_not_found++;
+    else if (resp->status == 429)
+        c->stats.failed_rate_limited++;
+    else if (resp->status >= 500)
+        c->stats.failed_server++;
+    else
+        c->stats.failed_other++;
+    pthread_mutex_unlock(&c->stats_lock);
 }
 
 /* Options common to every attempt; a failure here means a libcurl without them. */
@@ -690,9 +728,7 @@ static int perform(struct http_client *c, const char *url, const char *etag, siz
         snprintf(resp->message, sizeof(resp->message), "cannot write the answer: %s",
                  strerror(fd_err));
         log_write_error(url, fd_err);
-        pthread_mutex_lock(&c->stats_lock);
-        c->stats.failures++;
-        pthread_mutex_unlock(&c->stats_lock);
+        count_failure(c, resp);
         goto out;
     }
     if (cc == CURLE_WRITE_ERROR && a.body.err) {
@@ -730,11 +766,8 @@ static int perform(struct http_client *c, const char *url, const char *etag, siz
         *written = a.written;
 done:
     log_outcome(c, url, flags, rc, resp, attempt + 1);
-    if (rc < 0) {
-        pthread_mutex_lock(&c->stats_lock);
-        c->stats.failures++;
-        pthread_mutex_unlock(&c->stats_lock);
-    }
+    if (rc < 0)
+        count_failure(c, resp);
 out:
     if (rc < 0 && fd >= 0)
         reset_fd(fd); /* a failed download leaves no partial body behind */

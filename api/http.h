@@ -50,6 +50,15 @@ struct http_stats {
     long ratelimit_limit;          /* last X-RateLimit-Limit seen, -1 when never */
     int ratelimit_near;            /* last X-RateLimit-NearLimit was "true" */
     uint64_t ratelimit_near_count; /* responses that said NearLimit: true */
+    uint64_t bytes;                /* response bodies received, error answers included */
+    uint64_t requests_last_hour;   /* attempts sent in the last 60 minutes */
+    /* http_get()/http_download() calls that failed, by the cause of their last attempt */
+    uint64_t failed_network;      /* no HTTP answer: refused, reset, timed out */
+    uint64_t failed_auth;         /* 401, 403 */
+    uint64_t failed_not_found;    /* 404 */
+    uint64_t failed_rate_limited; /* 429 */
+    uint64_t failed_server;       /* 5xx, 555 */
+    uint64_t failed_other;        /* anything else: other statuses, the body cap, the disk */
 };
 
 /* Flags for http_get(). */

@@ -45,6 +45,7 @@ struct cache {
     struct cache_entry **buckets;
     size_t nbuckets;
     size_t count;
+    uint64_t hits, misses;
 };
 
 static time_t now_seconds(void)
@@ -230,23 +231,32 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
         rc = -ENOMEM;
         goto out;
     }
+    /* A hit is served at once; waiting for another caller's fetch is a miss too. */
+    int waited = 0;
     for (;;) {
         if (is_fresh(e, now_seconds())) {
+            if (waited)
+                cache->misses++;
+            else
+                cache->hits++;
             rc = serve_locked(e, out);
             goto out;
         }
         if (!e->fetching)
             break;
+        waited = 1;
         unsigned seen = e->generation;
         while (e->fetching && e->generation == seen)
             pthread_cond_wait(&cache->fetched, &cache->lock);
         if (e->generation != seen && e->last_error && !e->ref && !e->negative) {
             /* The fetch we waited for failed with nothing to fall back on. */
+            cache->misses++;
             rc = e->last_error;
             goto out;
         }
     }
 
+    cache->misses++;
     e->fetching = 1;
     struct cache_ref *previous = e->ref;
     if (previous)
@@ -281,6 +291,14 @@ void cache_ref_put(struct cache_ref *ref)
     struct cache *cache = ref->cache;
     pthread_mutex_lock(&cache->lock);
     ref_put_locked(ref);
+    pthread_mutex_unlock(&cache->lock);
+}
+
+void cache_counts(struct cache *cache, uint64_t *hits, uint64_t *misses)
+{
+    pthread_mutex_lock(&cache->lock);
+    *hits = cache->hits;
+    *misses = cache->misses;
     pthread_mutex_unlock(&cache->lock);
 }
 

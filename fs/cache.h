@@ -21,6 +21,7 @@
 #ifndef BBFS_CACHE_H
 #define BBFS_CACHE_H
 
+#include <stdint.h>
 #include <time.h>
 
 #define CACHE_FOREVER ((time_t)-1)
@@ -47,6 +48,9 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
               cache_free_fn free_fn, void *arg, struct cache_ref **out);
 void *cache_ref_value(const struct cache_ref *ref);
 void cache_ref_put(struct cache_ref *ref);
+
+/* Gets answered from memory, and gets that had to fetch (or wait for a fetch). */
+void cache_counts(struct cache *cache, uint64_t *hits, uint64_t *misses);
 
 /* Marks every entry that can expire as expired (the next get refetches). */
 void cache_expire_all(struct cache *cache);

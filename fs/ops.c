@@ -83,6 +83,12 @@ static double timeout_for(const struct ops_context *ctx, const struct tree_stat 
     return ts->immutable ? IMMUTABLE_TIMEOUT : ctx->ttl;
 }
 
+/* A live file's size changes between two looks: the kernel may not keep it. */
+static double attr_timeout_for(const struct ops_context *ctx, const struct tree_stat *ts)
+{
+    return ts->live ? 0.0 : timeout_for(ctx, ts);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct ops_context *ctx = ctx_of(req);
@@ -118,7 +124,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = -ENOMEM;
         goto out;
     }
-    e.attr_timeout = e.entry_timeout = timeout_for(ctx, &ts);
+    e.entry_timeout = timeout_for(ctx, &ts);
+    e.attr_timeout = attr_timeout_for(ctx, &ts);
     fill_stat(&ts, e.ino, &e.attr);
     if (fuse_reply_entry(req, &e) != 0)
         inode_forget(ctx->inodes, e.ino, 1);
@@ -160,7 +167,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (rc)
         goto out;
     fill_stat(&ts, ino, &st);
-    fuse_reply_attr(req, &st, timeout_for(ctx, &ts));
+    fuse_reply_attr(req, &st, attr_timeout_for(ctx, &ts));
 out:
     if (rc)
         fuse_reply_err(req, -rc);
@@ -292,6 +299,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         goto out;
     fi->fh = (uint64_t)(uintptr_t)of;
     fi->keep_cache = ts.immutable;
+    /* Reads of a live file go to its content at open, not to a stale page cache or size. */
+    fi->direct_io = ts.live;
     if (fuse_reply_open(req, fi) == 0)
         of = NULL;
 out:
@@ -404,6 +413,47 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     fuse_reply_err(req, EROFS);
 }
 
+/* Replies to a (list|get)xattr request for value as the size protocol of xattr(7) asks. */
+static void reply_xattr_value(fuse_req_t req, size_t size, const char *value, size_t len)
+{
+    if (size == 0)
+        fuse_reply_xattr(req, len);
+    else if (size < len)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, value, len);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    struct ops_context *ctx = ctx_of(req);
+    char *path = inode_path(ctx->inodes, ino), *value = NULL;
+    size_t len = 0;
+    int rc = path ? tree_getxattr(ctx->tree, path, name, &value, &len) : -ESTALE;
+
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_xattr_value(req, size, value, len);
+    free(value);
+    free(path);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    struct ops_context *ctx = ctx_of(req);
+    char *path = inode_path(ctx->inodes, ino), *names = NULL;
+    size_t len = 0;
+    int rc = path ? tree_listxattr(ctx->tree, path, &names, &len) : -ESTALE;
+
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_xattr_value(req, size, names, len);
+    free(names);
+    free(path);
+}
+
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags)
 {
@@ -447,6 +497,8 @@ static const struct fuse_lowlevel_ops ops = {
     .link = op_link,
     .write = op_write,
     .create = op_create,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
     .setxattr = op_setxattr,
     .removexattr = op_removexattr,
     .fallocate = op_fallocate,

@@ -16,6 +16,7 @@
 #include "fs/store.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@
 
 static const char WORKSPACE_JSON[] = "workspace.json";
 static const char PROJECT_JSON[] = "project.json";
+static const char BBFS_DIR[] = ".bbfs";
+static const char STATS_FILE[] = "stats";
 
 struct tree {
     char *workspace;
@@ -42,6 +45,7 @@ struct tree {
     struct store *store;
     tree_changed_fn changed;
     void *changed_ctx;
+    uint64_t files_stored, files_downloaded; /* contents and diffs: from the store or not (atomic) */
 };
 
 /* ---- cached objects ---------------------------------------------------- */
@@ -475,6 +479,7 @@ static int fetch_blob(void *arg, const void *previous, void **value)
 
     if (store_lookup(tree->store, fa->key, &fd, &size) == 0) {
         close(fd);
+        __atomic_fetch_add(&tree->files_stored, 1, __ATOMIC_RELAXED);
         goto done;
     }
     if ((rc = refuse_offline(tree)))
@@ -492,6 +497,7 @@ static int fetch_blob(void *arg, const void *previous, void **value)
     }
     if ((rc = store_commit(tree->store, &w, fa->key)))
         return rc;
+    __atomic_fetch_add(&tree->files_downloaded, 1, __ATOMIC_RELAXED);
 done:
     *value = NULL;
     return 0;
@@ -611,6 +617,8 @@ static int is_listed_commit(const struct api_commit_list *list, const char *hash
 /* Kinds from NODE_COMMIT on are addressed by a commit hash: immutable. */
 enum node_kind {
     NODE_ROOT,
+    NODE_BBFS,  /* .bbfs/: about the mount itself */
+    NODE_STATS, /* .bbfs/stats */
     NODE_WORKSPACE,
     NODE_DOC, /* workspace.json, project.json */
     NODE_REPO,
@@ -843,6 +851,12 @@ static int resolve(struct tree *tree, const char *path, struct node *n)
         n->kind = NODE_ROOT;
         return 0;
     }
+    if (strcmp(n->parts[0], BBFS_DIR) == 0 && strcmp(tree->workspace, BBFS_DIR) != 0) {
+        n->kind = n->nparts == 1 ? NODE_BBFS : NODE_STATS;
+        return n->nparts == 1 || (n->nparts == 2 && strcmp(n->parts[1], STATS_FILE) == 0)
+                   ? 0
+                   : -ENOENT;
+    }
     if (strcmp(n->parts[0], tree->workspace) != 0)
         return -ENOENT;
     if (n->nparts == 1) {
@@ -891,6 +905,59 @@ static int read_link_blob(struct tree *tree, struct node *n, const char **data, 
     *data = n->scratch;
     *len = size;
     return 0;
+}
+
+/*
+ * .bbfs/stats: one "name value" line per counter, for grep and awk. A
+ * malloc'd string, or NULL.
+ */
+static char *format_stats(struct tree *tree)
+{
+    struct api_stats a;
+    uint64_t hits, misses;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    if (!f)
+        return NULL;
+    api_get_stats(tree->api, &a);
+    cache_counts(tree->cache, &hits, &misses);
+    fprintf(f, "requests %" PRIu64 "\n", a.requests);
+    fprintf(f, "requests_last_hour %" PRIu64 "\n", a.requests_last_hour);
+    for (int k = 0; k < API_KIND_COUNT; k++)
+        fprintf(f, "requests_%s %" PRIu64 "\n", api_kind_name((enum api_kind)k), a.by_kind[k]);
+    fprintf(f, "retries %" PRIu64 "\n", a.retries);
+    fprintf(f, "bytes_fetched %" PRIu64 "\n", a.bytes);
+    fprintf(f, "memory_hits %" PRIu64 "\n", hits);
+    fprintf(f, "memory_misses %" PRIu64 "\n", misses);
+    fprintf(f, "stored_answers %" PRIu64 "\n", a.stored);
+    fprintf(f, "revalidated_304 %" PRIu64 "\n", a.not_modified);
+    fprintf(f, "stale_answers %" PRIu64 "\n", a.stale);
+    fprintf(f, "files_from_cache %" PRIu64 "\n",
+            __atomic_load_n(&tree->files_stored, __ATOMIC_RELAXED));
+    fprintf(f, "files_downloaded %" PRIu64 "\n",
+            __atomic_load_n(&tree->files_downloaded, __ATOMIC_RELAXED));
+    fprintf(f, "errors %" PRIu64 "\n", a.failures + a.bad_answers);
+    fprintf(f, "errors_network %" PRIu64 "\n", a.failed_network);
+    fprintf(f, "errors_auth %" PRIu64 "\n", a.failed_auth);
+    fprintf(f, "errors_not_found %" PRIu64 "\n", a.failed_not_found);
+    fprintf(f, "errors_rate_limited %" PRIu64 "\n", a.failed_rate_limited);
+    fprintf(f, "errors_server %" PRIu64 "\n", a.failed_server);
+    fprintf(f, "errors_bad_answer %" PRIu64 "\n", a.bad_answers);
+    fprintf(f, "errors_other %" PRIu64 "\n", a.failed_other);
+    if (a.ratelimit_limit >= 0)
+        fprintf(f, "ratelimit_limit %ld\n", a.ratelimit_limit);
+    else
+        fprintf(f, "ratelimit_limit unknown\n");
+    fprintf(f, "ratelimit_near_limit %s\n", a.ratelimit_near ? "true" : "false");
+    fprintf(f, "ratelimit_near_limit_answers %" PRIu64 "\n", a.ratelimit_near_count);
+    fprintf(f, "offline %s\n", tree->offline ? "true" : "false");
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 /* Contents of generated files; link targets of symlinks. Borrowed from n. */
@@ -942,6 +1009,10 @@ static int node_content(struct tree *tree, struct node *n, const char **data, si
         break;
     case NODE_TREE_LINK:
         return read_link_blob(tree, n, data, len);
+    case NODE_STATS:
+        n->scratch = format_stats(tree);
+        printed = n->scratch ? 0 : -1;
+        break;
     default:
         return -EISDIR;
     }
@@ -964,7 +1035,10 @@ static time_t node_mtime(const struct tree *tree, const struct node *n)
     if (n->kind >= NODE_COMMIT)
         return n->commit_date;
     switch (n->kind) {
+    case NODE_STATS:
+        return time(NULL);
     case NODE_ROOT:
+    case NODE_BBFS:
     case NODE_WORKSPACE:
     case NODE_DOC:
         return tree->mount_time;
@@ -980,8 +1054,10 @@ static int node_stat(struct tree *tree, struct node *n, struct tree_stat *st)
     memset(st, 0, sizeof(*st));
     st->mtime = node_mtime(tree, n);
     st->immutable = n->kind >= NODE_COMMIT;
+    st->live = n->kind == NODE_STATS;
     switch (n->kind) {
     case NODE_ROOT:
+    case NODE_BBFS:
     case NODE_WORKSPACE:
     case NODE_REPO:
     case NODE_REFS:
@@ -1155,6 +1231,61 @@ int tree_readlink(struct tree *tree, const char *path, char **target)
     if (!*target)
         rc = -ENOMEM;
 out:
+    node_release(&n);
+    return rc;
+}
+
+/* ---- extended attributes ----------------------------------------------- */
+
+static const char HTML_URL_XATTR[] = "user.bitbucket.html_url";
+
+/* The web page of a repository or commit node, malloc'd; NULL for other nodes or no memory. */
+static char *html_url(const struct tree *tree, const struct node *n)
+{
+    char *url = NULL;
+    int printed = -1;
+    if (n->kind == NODE_REPO)
+        printed = asprintf(&url, "https://bitbucket.org/%s/%s", tree->workspace, n->repo->slug);
+    else if (n->kind == NODE_COMMIT)
+        printed = asprintf(&url, "https://bitbucket.org/%s/%s/commits/%s", tree->workspace,
+                           n->repo->slug, n->hash);
+    return printed < 0 ? NULL : url;
+}
+
+int tree_listxattr(struct tree *tree, const char *path, char **out, size_t *len)
+{
+    struct node n;
+    int rc = resolve(tree, path, &n);
+
+    *out = NULL;
+    *len = 0;
+    if (rc == 0 && (n.kind == NODE_REPO || n.kind == NODE_COMMIT)) {
+        *out = malloc(sizeof(HTML_URL_XATTR));
+        if (*out) {
+            memcpy(*out, HTML_URL_XATTR, sizeof(HTML_URL_XATTR));
+            *len = sizeof(HTML_URL_XATTR);
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    node_release(&n);
+    return rc;
+}
+
+int tree_getxattr(struct tree *tree, const char *path, const char *name, char **out, size_t *len)
+{
+    struct node n;
+    int rc = resolve(tree, path, &n);
+
+    *out = NULL;
+    if (rc == 0 && strcmp(name, HTML_URL_XATTR) == 0 &&
+        (n.kind == NODE_REPO || n.kind == NODE_COMMIT)) {
+        *out = html_url(tree, &n);
+        rc = *out ? 0 : -ENOMEM;
+        *len = *out ? strlen(*out) : 0;
+    } else if (rc == 0) {
+        rc = -ENODATA;
+    }
     node_release(&n);
     return rc;
 }
@@ -1347,7 +1478,10 @@ static int list_node(struct tree *tree, struct node *n, struct listing *l, const
 
     switch (n->kind) {
     case NODE_ROOT:
-        return add_child(tree, l, path, tree->workspace);
+        rc = add_child(tree, l, path, tree->workspace);
+        return rc ? rc : add_child(tree, l, path, BBFS_DIR);
+    case NODE_BBFS:
+        return add_child(tree, l, path, STATS_FILE);
     case NODE_WORKSPACE:
         return list_workspace(tree, n, l, path);
     case NODE_REPO:

@@ -43,6 +43,7 @@ struct tree_stat {
     off_t size;
     time_t mtime;
     int immutable; /* addressed by a commit hash: never changes */
+    int live;      /* changes all the time (.bbfs/stats): size is a snapshot, read anew */
 };
 
 /* In a listing, st.mode is always right; size and mtime are where they cost nothing. */
@@ -82,6 +83,15 @@ void tree_file_release(struct tree_file *file);
 
 /* The target of a symlink; *target is malloc'd and owned by the caller. */
 int tree_readlink(struct tree *tree, const char *path, char **target);
+
+/*
+ * Extended attributes: "user.bitbucket.html_url" (the web page) on
+ * repositories and commits. tree_listxattr gives the names, each followed by
+ * a NUL as listxattr(2) wants them; tree_getxattr one value (no NUL), or
+ * -ENODATA. Both malloc *out for the caller.
+ */
+int tree_listxattr(struct tree *tree, const char *path, char **out, size_t *len);
+int tree_getxattr(struct tree *tree, const char *path, const char *name, char **out, size_t *len);
 
 /* Forget every mutable answer so the next look asks the API again. */
 void tree_expire(struct tree *tree);

@@ -58,6 +58,20 @@ int api_is_full_hash(const char *s)
     return n == API_HASH_LEN;
 }
 
+void api_get_stats(struct api_client *client, struct api_stats *out)
+{
+    (void)client;
+    memset(out, 0, sizeof(*out));
+    out->requests = (uint64_t)(fake.list_repos + fake.list_branches);
+    out->ratelimit_limit = -1;
+    out->by_kind[API_KIND_REPOS] = (uint64_t)fake.list_repos;
+}
+
+const char *api_kind_name(enum api_kind kind)
+{
+    return kind == API_KIND_REPOS ? "repos" : "other";
+}
+
 void api_doc_release(struct api_doc *doc)
 {
     free(doc->text);
@@ -631,6 +645,53 @@ static void test_diff_has_its_size_before_reading(void **state)
     assert_int_equal(fake.get_diff, 1);
 }
 
+static void test_stats_file_counts_what_happened(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    char *data;
+    size_t len;
+    assert_string_equal(list_names(tree, ""), "acme .bbfs");
+    assert_string_equal(list_names(tree, ".bbfs"), "stats");
+    assert_non_null(list_names(tree, "acme"));
+    assert_int_equal(tree_stat(tree, ".bbfs/stats", &st), 0);
+    assert_true(S_ISREG(st.mode) && st.live && !st.immutable && st.size > 0);
+    assert_int_equal(read_all(tree, ".bbfs/stats", &data, &len), 0);
+    assert_non_null(strstr(data, "\nrequests_repos 1\n"));
+    assert_non_null(strstr(data, "\nratelimit_limit unknown\n"));
+    assert_non_null(strstr(data, "\nmemory_misses "));
+    free(data);
+    assert_int_equal(tree_stat(tree, ".bbfs/other", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, ".bbfs/stats/x", &st), -ENOENT);
+}
+
+static void test_web_links_as_extended_attributes(void **state)
+{
+    struct tree *tree = *state;
+    char *value;
+    size_t len;
+    assert_int_equal(tree_listxattr(tree, "acme/api", &value, &len), 0);
+    assert_int_equal(len, sizeof("user.bitbucket.html_url"));
+    assert_memory_equal(value, "user.bitbucket.html_url", len);
+    free(value);
+    assert_int_equal(tree_getxattr(tree, "acme/api", "user.bitbucket.html_url", &value, &len), 0);
+    assert_int_equal(len, strlen("https://bitbucket.org/acme/api"));
+    assert_memory_equal(value, "https://bitbucket.org/acme/api", len);
+    free(value);
+    assert_int_equal(tree_getxattr(tree, "acme/api/commits/" HASH_B, "user.bitbucket.html_url",
+                                   &value, &len),
+                     0);
+    assert_memory_equal(value, "https://bitbucket.org/acme/api/commits/" HASH_B, len);
+    free(value);
+    assert_int_equal(tree_getxattr(tree, "acme/api", "user.other", &value, &len), -ENODATA);
+    assert_int_equal(tree_getxattr(tree, "acme/api/description", "user.bitbucket.html_url",
+                                   &value, &len),
+                     -ENODATA);
+    assert_int_equal(tree_listxattr(tree, "acme/api/description", &value, &len), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(tree_listxattr(tree, "acme/nope", &value, &len), -ENOENT);
+}
+
 static char changes[1024];
 
 static void record_change(void *ctx, const char *dir, const char *name)
@@ -702,6 +763,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_diff_has_its_size_before_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_reports_names_that_came_and_went, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stats_file_counts_what_happened, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_web_links_as_extended_attributes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, remove_store);
 }
