@@ -388,7 +388,7 @@ static void test_list_branches(void **state)
     assert_int_equal(srv.nrequests, 2);
     assert_string_equal(target(0, t, sizeof(t)),
                         "/2.0/repositories/acme/api/refs/branches?pagelen=100&sort=name"
-                        "&fields=next%2Cvalues.name%2Cvalues.target.hash%2Cvalues.target.date");
+                        "&fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.name%2Cvalues.target.hash%2Cvalues.target.date");
     assert_string_equal(target(1, t, sizeof(t)), "/2.0/repositories/acme/api/refs/branches?page=2");
 }
 
@@ -944,7 +944,7 @@ static void test_refused_answer_is_not_kept(void **state)
 
 /* ---- directory listings ---- */
 
-#define SRC_FIELDS "fields=next%2Cvalues.path%2Cvalues.type%2Cvalues.size%2Cvalues.attributes"
+#define SRC_FIELDS "fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.path%2Cvalues.type%2Cvalues.size%2Cvalues.attributes"
 
 static void test_list_dir_pages(void **state)
 {
