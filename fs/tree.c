@@ -1239,16 +1239,25 @@ out:
 
 static const char HTML_URL_XATTR[] = "user.bitbucket.html_url";
 
-/* The web page of a repository or commit node, malloc'd; NULL for other nodes or no memory. */
+/*
+ * The web page of a repository or commit node, malloc'd; NULL for other nodes
+ * or no memory. The repository's own link when the API gave one.
+ */
 static char *html_url(const struct tree *tree, const struct node *n)
 {
-    char *url = NULL;
+    char *url = NULL, *repo_url = NULL;
     int printed = -1;
+    if (n->repo->html_url && strncmp(n->repo->html_url, "https://", 8) == 0)
+        repo_url = strdup(n->repo->html_url);
+    else if (asprintf(&repo_url, "https://bitbucket.org/%s/%s", tree->workspace, n->repo->slug) < 0)
+        repo_url = NULL;
+    if (!repo_url)
+        return NULL;
     if (n->kind == NODE_REPO)
-        printed = asprintf(&url, "https://bitbucket.org/%s/%s", tree->workspace, n->repo->slug);
-    else if (n->kind == NODE_COMMIT)
-        printed = asprintf(&url, "https://bitbucket.org/%s/%s/commits/%s", tree->workspace,
-                           n->repo->slug, n->hash);
+        return repo_url;
+    if (n->kind == NODE_COMMIT)
+        printed = asprintf(&url, "%s/commits/%s", repo_url, n->hash);
+    free(repo_url);
     return printed < 0 ? NULL : url;
 }
 
