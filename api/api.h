@@ -247,6 +247,51 @@ void api_sha256_hex(const void *data, size_t len, char out[65]);
 /* True when s is exactly 40 lowercase hexadecimal digits. */
 int api_is_full_hash(const char *s);
 
+/* ---- pull requests (need the token's pullrequest scope: -EACCES without) ---- */
+
+struct api_pullrequest {
+    uint64_t id;
+    char *title;       /* "" when absent */
+    char *description; /* "" when absent */
+    char *state;       /* as the API says: OPEN, MERGED, DECLINED, SUPERSEDED */
+    /* source.commit.hash and destination.commit.hash as given (the API abbreviates
+     * them to 12 digits; see api_expand_hash); "" when absent */
+    char source[API_HASH_LEN + 1];
+    char destination[API_HASH_LEN + 1];
+    int64_t created_on, updated_on;
+    struct api_doc doc; /* the pull request object */
+};
+void api_pullrequest_release(struct api_pullrequest *pr);
+
+struct api_pullrequest_list {
+    struct api_pullrequest *items; /* sorted by id, no duplicates */
+    size_t count;
+};
+void api_pullrequest_list_release(struct api_pullrequest_list *list);
+
+/* The OPEN pull requests of a repository, every page (50 a page, the API's most). */
+int api_list_pullrequests(struct api_client *client, const char *workspace, const char *repo,
+                          struct api_pullrequest_list *out);
+/* One pull request of any state. */
+int api_get_pullrequest(struct api_client *client, const char *workspace, const char *repo,
+                        uint64_t id, struct api_pullrequest *out);
+/* Every comment of a pull request, all pages as one JSON array (pretty-printed). */
+int api_get_pullrequest_comments(struct api_client *client, const char *workspace,
+                                 const char *repo, uint64_t id, struct api_doc *out);
+/*
+ * The pull request's diff into fd (see api_get_file). The API answers with a
+ * redirect, followed with the token on the same origin only.
+ */
+int api_get_pullrequest_diff(struct api_client *client, const char *workspace, const char *repo,
+                             uint64_t id, int fd, uint64_t *size);
+
+/*
+ * The full hash of an abbreviated one (7 to 40 hex digits) via GET
+ * /commit/{abbrev}: kept forever, as the answer is addressed by a hash.
+ */
+int api_expand_hash(struct api_client *client, const char *workspace, const char *repo,
+                    const char *abbrev, char full[API_HASH_LEN + 1]);
+
 /* What a request asks for: the rows of .bbfs/stats. */
 enum api_kind {
     API_KIND_ACCESS, /* the check before mounting */
@@ -260,6 +305,8 @@ enum api_kind {
     API_KIND_TREE, /* directory listings at a commit */
     API_KIND_FILE,
     API_KIND_DIFF,
+    API_KIND_PULLREQUESTS, /* listings and single pull requests */
+    API_KIND_COMMENTS,
     API_KIND_COUNT
 };
 

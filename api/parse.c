@@ -236,6 +236,59 @@ int parse_repo(json_t *obj, struct api_repo *out)
     return 0;
 }
 
+/* A commit hash as pull requests give them: 7 to 40 lowercase hex digits, copied into dst. */
+static void copy_abbrev_hash(char dst[API_HASH_LEN + 1], const char *s)
+{
+    size_t n = s ? strspn(s, "0123456789abcdef") : 0;
+    dst[0] = '\0';
+    if (s && n >= 7 && n <= API_HASH_LEN && s[n] == '\0')
+        memcpy(dst, s, n + 1);
+}
+
+static const char *get_ident3(json_t *obj, const char *k1, const char *k2, const char *k3)
+{
+    return get_ident2(json_object_get(obj, k1), k2, k3);
+}
+
+void api_pullrequest_release(struct api_pullrequest *pr)
+{
+    if (!pr)
+        return;
+    free(pr->title);
+    free(pr->description);
+    free(pr->state);
+    api_doc_release(&pr->doc);
+    memset(pr, 0, sizeof(*pr));
+}
+
+int parse_pullrequest(json_t *obj, struct api_pullrequest *out)
+{
+    json_int_t id;
+    json_error_t jerr;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (json_unpack_ex(obj, &jerr, 0, "{s:I}", "id", &id) < 0 || id <= 0)
+        return -EINVAL;
+    out->id = (uint64_t)id;
+    rc = dup_or(&out->title, parse_get_string(obj, "title"), "");
+    if (!rc)
+        rc = dup_or(&out->description, parse_get_string(obj, "description"), "");
+    if (!rc)
+        rc = dup_or(&out->state, parse_get_ident(obj, "state"), "");
+    if (!rc)
+        rc = parse_doc(obj, &out->doc);
+    if (rc < 0) {
+        api_pullrequest_release(out);
+        return rc;
+    }
+    copy_abbrev_hash(out->source, get_ident3(obj, "source", "commit", "hash"));
+    copy_abbrev_hash(out->destination, get_ident3(obj, "destination", "commit", "hash"));
+    out->created_on = time_field(parse_get_ident(obj, "created_on"));
+    out->updated_on = time_field(parse_get_ident(obj, "updated_on"));
+    return 0;
+}
+
 void parse_ref_release(struct api_ref *ref)
 {
     if (!ref)

@@ -51,6 +51,12 @@ int parse_commit_summary(json_t *obj, struct api_commit_summary *out);
 int parse_commit(json_t *obj, struct api_commit *out);
 
 /*
+ * id (a positive integer) is required; hashes that are not 7 to 40 lowercase
+ * hex digits read as "".
+ */
+int parse_pullrequest(json_t *obj, struct api_pullrequest *out);
+
+/*
  * One entry of a /src listing of directory dir ("" for the root). The
  * entry's path must be dir + "/" + name (just name at the root) with name
  * non-empty and free of '/' and NUL; name is copied, not sanitised ("."

@@ -32,6 +32,8 @@ static const char WORKSPACE_JSON[] = "workspace.json";
 static const char PROJECT_JSON[] = "project.json";
 static const char BBFS_DIR[] = ".bbfs";
 static const char STATS_FILE[] = "stats";
+/* What a pull request's source and destination links hold, before the full hash. */
+#define PR_LINK_PREFIX "../../commits/"
 
 struct tree {
     char *workspace;
@@ -461,7 +463,8 @@ out:
     return 0;
 }
 
-enum blob_kind { BLOB_FILE, BLOB_DIFF };
+/* BLOB_PR_DIFF: the revision is the pull request's id, the path its "source..destination". */
+enum blob_kind { BLOB_FILE, BLOB_DIFF, BLOB_PR_DIFF };
 
 /*
  * Makes sure the content named by fa is in the store: nothing to do when it
@@ -488,6 +491,9 @@ static int fetch_blob(void *arg, const void *previous, void **value)
         return rc;
     if (fa->blob == BLOB_DIFF)
         rc = api_get_diff(tree->api, tree->workspace, fa->repo, fa->revision, w.fd, &size);
+    else if (fa->blob == BLOB_PR_DIFF)
+        rc = api_get_pullrequest_diff(tree->api, tree->workspace, fa->repo,
+                                      strtoull(fa->revision, NULL, 10), w.fd, &size);
     else
         rc =
             api_get_file(tree->api, tree->workspace, fa->repo, fa->revision, fa->path, w.fd, &size);
@@ -500,6 +506,103 @@ static int fetch_blob(void *arg, const void *previous, void **value)
     __atomic_fetch_add(&tree->files_downloaded, 1, __ATOMIC_RELAXED);
 done:
     *value = NULL;
+    return 0;
+}
+
+/* The open pull requests of a repository, sorted by id. */
+static void pr_list_free(void *value)
+{
+    api_pullrequest_list_release(value);
+    free(value);
+}
+
+static int fetch_prs(void *arg, const void *previous, void **value)
+{
+    (void)previous; /* any pull request can be looked up, listed or not: no name goes away */
+    struct fetch_args *fa = arg;
+    struct api_pullrequest_list *list = calloc(1, sizeof(*list));
+    int rc;
+    if (!list)
+        return -ENOMEM;
+    rc = api_list_pullrequests(fa->tree->api, fa->tree->workspace, fa->repo, list);
+    if (rc == -EACCES) {
+        /* A token without the pullrequest scope: an empty directory, said once. */
+        log_once(LOG_LEVEL_WARN, "tree:pr-scope",
+                 "the token may not read pull requests (it lacks the pullrequest scope): "
+                 "pullrequests/ stays empty");
+        rc = 0;
+    }
+    if (rc) {
+        pr_list_free(list);
+        return rc;
+    }
+    *value = list;
+    return 0;
+}
+
+static void pr_free(void *value)
+{
+    api_pullrequest_release(value);
+    free(value);
+}
+
+/* One pull request (fa->revision holds its id in decimal). */
+static int fetch_pr(void *arg, const void *previous, void **value)
+{
+    (void)previous; /* a file, not a listing: no name comes or goes */
+    struct fetch_args *fa = arg;
+    struct api_pullrequest *pr = calloc(1, sizeof(*pr));
+    int rc;
+    if (!pr)
+        return -ENOMEM;
+    rc = api_get_pullrequest(fa->tree->api, fa->tree->workspace, fa->repo,
+                             strtoull(fa->revision, NULL, 10), pr);
+    if (rc == -EACCES)
+        rc = -ENOENT; /* no pullrequest scope: there is nothing to show */
+    if (rc) {
+        pr_free(pr);
+        return rc;
+    }
+    *value = pr;
+    return 0;
+}
+
+/* comments.json of pull request fa->revision. */
+static int fetch_comments(void *arg, const void *previous, void **value)
+{
+    (void)previous; /* a file, not a listing: no name comes or goes */
+    struct fetch_args *fa = arg;
+    struct api_doc *doc = calloc(1, sizeof(*doc));
+    int rc;
+    if (!doc)
+        return -ENOMEM;
+    rc = api_get_pullrequest_comments(fa->tree->api, fa->tree->workspace, fa->repo,
+                                      strtoull(fa->revision, NULL, 10), doc);
+    if (rc) {
+        doc_free(doc);
+        return rc;
+    }
+    *value = doc;
+    return 0;
+}
+
+/* The full hash of fa->revision, an abbreviated one. */
+static int fetch_full_hash(void *arg, const void *previous, void **value)
+{
+    (void)previous; /* hash-addressed: never changes */
+    struct fetch_args *fa = arg;
+    char *full = malloc(API_HASH_LEN + 1);
+    int rc;
+    if (!full)
+        return -ENOMEM;
+    rc = api_expand_hash(fa->tree->api, fa->tree->workspace, fa->repo, fa->revision, full);
+    if (rc == -EINVAL)
+        rc = -ENOENT;
+    if (rc) {
+        free(full);
+        return rc;
+    }
+    *value = full;
     return 0;
 }
 
@@ -525,6 +628,40 @@ static int get_commit_list(struct tree *tree, const struct api_repo *repo, struc
     snprintf(key, sizeof(key), "commits/%s", repo->slug);
     struct fetch_args fa = {.tree = tree, .repo = repo->slug, .revision = repo->mainbranch};
     return cache_get(tree->cache, key, tree->ttl, fetch_commit_list, commit_list_free, &fa, ref);
+}
+
+static int get_prs(struct tree *tree, const char *repo, struct cache_ref **ref)
+{
+    char key[300];
+    snprintf(key, sizeof(key), "prs/%s", repo);
+    struct fetch_args fa = {.tree = tree, .repo = repo};
+    return cache_get(tree->cache, key, tree->ttl, fetch_prs, pr_list_free, &fa, ref);
+}
+
+static int get_pr(struct tree *tree, const char *repo, const char *id, struct cache_ref **ref)
+{
+    char key[330];
+    snprintf(key, sizeof(key), "pr/%s/%s", repo, id);
+    struct fetch_args fa = {.tree = tree, .repo = repo, .revision = id};
+    return cache_get(tree->cache, key, tree->ttl, fetch_pr, pr_free, &fa, ref);
+}
+
+static int get_comments(struct tree *tree, const char *repo, uint64_t id, struct cache_ref **ref)
+{
+    char key[330], number[24];
+    snprintf(number, sizeof(number), "%" PRIu64, id);
+    snprintf(key, sizeof(key), "comments/%s/%s", repo, number);
+    struct fetch_args fa = {.tree = tree, .repo = repo, .revision = number};
+    return cache_get(tree->cache, key, tree->ttl, fetch_comments, doc_free, &fa, ref);
+}
+
+static int get_full_hash(struct tree *tree, const char *repo, const char *abbrev,
+                         struct cache_ref **ref)
+{
+    char key[330];
+    snprintf(key, sizeof(key), "hash/%s/%s", repo, abbrev);
+    struct fetch_args fa = {.tree = tree, .repo = repo, .revision = abbrev};
+    return cache_get(tree->cache, key, CACHE_FOREVER, fetch_full_hash, free, &fa, ref);
 }
 
 static int get_commit(struct tree *tree, const char *repo, const char *hash, struct cache_ref **ref)
@@ -564,7 +701,9 @@ static int open_blob(struct tree *tree, enum blob_kind kind, const char *repo, c
 {
     char *key;
     int rc = -EIO;
-    if (asprintf(&key, "%s\n%s\n%s\n%s", kind == BLOB_DIFF ? "diff" : "file", repo, hash,
+    static const char *const prefixes[] = {
+        [BLOB_FILE] = "file", [BLOB_DIFF] = "diff", [BLOB_PR_DIFF] = "prdiff"};
+    if (asprintf(&key, "%s\n%s\n%s\n%s", prefixes[kind], repo, hash,
                  path ? path : "") < 0)
         return -ENOMEM;
     struct fetch_args fa = {
@@ -581,6 +720,22 @@ static int open_blob(struct tree *tree, enum blob_kind kind, const char *repo, c
             rc = -EIO;
     }
     free(key);
+    return rc;
+}
+
+/*
+ * A pull request's diff, kept under its id and the two commits it is
+ * between: when the source moves on, the diff is a new entry.
+ */
+static int open_pr_diff(struct tree *tree, const char *repo, const struct api_pullrequest *pr,
+                        int *fd, uint64_t *size)
+{
+    char id[24], *between;
+    snprintf(id, sizeof(id), "%" PRIu64, pr->id);
+    if (asprintf(&between, "%s..%s", pr->source, pr->destination) < 0)
+        return -ENOMEM;
+    int rc = open_blob(tree, BLOB_PR_DIFF, repo, id, between, fd, size);
+    free(between);
     return rc;
 }
 
@@ -629,6 +784,15 @@ enum node_kind {
     NODE_REFS, /* branches/, tags/, or a directory made of ref-name parts */
     NODE_REF_LINK,
     NODE_COMMITS,
+    NODE_PRS,            /* pullrequests/ */
+    NODE_PR,             /* pullrequests/ID */
+    NODE_PR_JSON,        /* pullrequest.json */
+    NODE_PR_TITLE,
+    NODE_PR_DESCRIPTION,
+    NODE_PR_STATE,
+    NODE_PR_LINK,        /* source, destination */
+    NODE_PR_DIFF,
+    NODE_PR_COMMENTS,    /* comments.json */
     NODE_COMMIT,
     NODE_COMMIT_JSON,
     NODE_MESSAGE,
@@ -661,6 +825,10 @@ struct node {
     char *tree_path;              /* NODE_TREE_*: the path below tree/, "" for tree/ itself */
     struct cache_ref *dir_ref;    /* NODE_TREE_* below tree/: the parent directory */
     const struct api_entry *entry;
+    struct cache_ref *pr_ref;       /* NODE_PR and below: the listing or the one pull request */
+    const struct api_pullrequest *pr;
+    const char *pr_hash;            /* NODE_PR_LINK: the abbreviated hash it points to */
+    struct cache_ref *comments_ref; /* NODE_PR_COMMENTS, once read */
     char *scratch; /* generated content or link target */
 };
 
@@ -671,6 +839,8 @@ static void node_release(struct node *n)
     cache_ref_put(n->refs_ref);
     cache_ref_put(n->commit_ref);
     cache_ref_put(n->dir_ref);
+    cache_ref_put(n->pr_ref);
+    cache_ref_put(n->comments_ref);
     free(n->tree_path);
     free(n->ref_prefix);
     free(n->scratch);
@@ -803,6 +973,73 @@ static int resolve_commit(struct tree *tree, struct node *n)
     return -ENOENT;
 }
 
+/* A pull request id as a name: decimal digits, no leading zero, at most 19 of them. */
+static int is_pr_id(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    return n > 0 && n <= 19 && s[n] == '\0' && s[0] != '0';
+}
+
+static const struct api_pullrequest *find_pr(const struct api_pullrequest_list *list, uint64_t id)
+{
+    size_t lo = 0, hi = list->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (list->items[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < list->count && list->items[lo].id == id ? &list->items[lo] : NULL;
+}
+
+/* REPO/pullrequests[/ID[/CHILD]]: an open one from the listing, any other asked for alone. */
+static int resolve_pullrequest(struct tree *tree, struct node *n)
+{
+    static const struct {
+        const char *name;
+        enum node_kind kind;
+    } children[] = {
+        {"pullrequest.json", NODE_PR_JSON}, {"title", NODE_PR_TITLE},
+        {"description", NODE_PR_DESCRIPTION}, {"state", NODE_PR_STATE},
+        {"source", NODE_PR_LINK}, {"destination", NODE_PR_LINK},
+        {"diff", NODE_PR_DIFF}, {"comments.json", NODE_PR_COMMENTS},
+    };
+    n->kind = NODE_PRS;
+    if (n->nparts == 3)
+        return 0;
+    const char *id = n->parts[3];
+    if (n->nparts > 5 || !is_pr_id(id))
+        return -ENOENT;
+    int rc = get_prs(tree, n->repo->slug, &n->pr_ref);
+    if (rc)
+        return rc;
+    n->pr = find_pr(cache_ref_value(n->pr_ref), strtoull(id, NULL, 10));
+    if (!n->pr) {
+        cache_ref_put(n->pr_ref);
+        n->pr_ref = NULL;
+        rc = get_pr(tree, n->repo->slug, id, &n->pr_ref);
+        if (rc)
+            return rc;
+        n->pr = cache_ref_value(n->pr_ref);
+    }
+    n->kind = NODE_PR;
+    if (n->nparts == 4)
+        return 0;
+    for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++) {
+        if (strcmp(n->parts[4], children[i].name) != 0)
+            continue;
+        n->kind = children[i].kind;
+        if (n->kind == NODE_PR_LINK) {
+            n->pr_hash = n->parts[4][0] == 's' ? n->pr->source : n->pr->destination;
+            if (!n->pr_hash[0])
+                return -ENOENT; /* the API did not say */
+        }
+        return 0;
+    }
+    return -ENOENT;
+}
+
 static int resolve_repo_child(struct tree *tree, struct node *n)
 {
     const char *name = n->parts[2];
@@ -834,6 +1071,8 @@ static int resolve_repo_child(struct tree *tree, struct node *n)
     }
     if (strcmp(name, "commits") == 0)
         return resolve_commit(tree, n);
+    if (strcmp(name, "pullrequests") == 0)
+        return resolve_pullrequest(tree, n);
     return -ENOENT;
 }
 
@@ -1013,6 +1252,34 @@ static int node_content(struct tree *tree, struct node *n, const char **data, si
         n->scratch = format_stats(tree);
         printed = n->scratch ? 0 : -1;
         break;
+    case NODE_PR_JSON:
+        doc = &n->pr->doc;
+        break;
+    case NODE_PR_TITLE:
+        printed = asprintf(&n->scratch, "%s\n", n->pr->title);
+        break;
+    case NODE_PR_DESCRIPTION:
+        printed = asprintf(&n->scratch, "%s\n", n->pr->description);
+        break;
+    case NODE_PR_STATE:
+        printed = asprintf(&n->scratch, "%s\n", n->pr->state);
+        break;
+    case NODE_PR_LINK: {
+        struct cache_ref *full;
+        int rc = get_full_hash(tree, n->repo->slug, n->pr_hash, &full);
+        if (rc)
+            return rc;
+        printed = asprintf(&n->scratch, "%s%s", PR_LINK_PREFIX, (char *)cache_ref_value(full));
+        cache_ref_put(full);
+        break;
+    }
+    case NODE_PR_COMMENTS: {
+        int rc = get_comments(tree, n->repo->slug, n->pr->id, &n->comments_ref);
+        if (rc)
+            return rc;
+        doc = cache_ref_value(n->comments_ref);
+        break;
+    }
     default:
         return -EISDIR;
     }
@@ -1044,8 +1311,10 @@ static time_t node_mtime(const struct tree *tree, const struct node *n)
         return tree->mount_time;
     case NODE_REF_LINK:
         return (time_t)n->ref->date;
-    default:
+    case NODE_PRS:
         return (time_t)n->repo->updated_on;
+    default:
+        return n->pr ? (time_t)n->pr->updated_on : (time_t)n->repo->updated_on;
     }
 }
 
@@ -1062,12 +1331,30 @@ static int node_stat(struct tree *tree, struct node *n, struct tree_stat *st)
     case NODE_REPO:
     case NODE_REFS:
     case NODE_COMMITS:
+    case NODE_PRS:
+    case NODE_PR:
     case NODE_COMMIT:
     case NODE_PARENTS:
     case NODE_TREE_DIR:
     case NODE_TREE_SUBMODULE:
         st->mode = MODE_DIR;
         return 0;
+    case NODE_PR_LINK:
+        /* Its length is known before the abbreviated hash is expanded. */
+        st->mode = MODE_LINK;
+        st->size = (off_t)(strlen(PR_LINK_PREFIX) + API_HASH_LEN);
+        return 0;
+    case NODE_PR_DIFF: {
+        uint64_t size;
+        int fd;
+        int rc = open_pr_diff(tree, n->repo->slug, n->pr, &fd, &size);
+        if (rc)
+            return rc;
+        close(fd);
+        st->mode = MODE_FILE;
+        st->size = (off_t)size;
+        return 0;
+    }
     case NODE_TREE_FILE:
         st->mode = n->entry->executable ? (S_IFREG | 0555) : MODE_FILE;
         st->size = (off_t)n->entry->size;
@@ -1179,10 +1466,14 @@ int tree_open(struct tree *tree, const char *path, struct tree_file *out)
     case NODE_DIFF:
         rc = open_blob(tree, BLOB_DIFF, n.repo->slug, n.hash, NULL, &out->fd, &size);
         goto out;
+    case NODE_PR_DIFF:
+        rc = open_pr_diff(tree, n.repo->slug, n.pr, &out->fd, &size);
+        goto out;
     case NODE_HEAD:
     case NODE_REF_LINK:
     case NODE_PARENT_LINK:
     case NODE_TREE_LINK:
+    case NODE_PR_LINK:
         rc = -ELOOP;
         goto out;
     default:
@@ -1220,7 +1511,7 @@ int tree_readlink(struct tree *tree, const char *path, char **target)
     if (rc)
         goto out;
     if (n.kind != NODE_HEAD && n.kind != NODE_REF_LINK && n.kind != NODE_PARENT_LINK &&
-        n.kind != NODE_TREE_LINK) {
+        n.kind != NODE_TREE_LINK && n.kind != NODE_PR_LINK) {
         rc = -EINVAL;
         goto out;
     }
@@ -1446,6 +1737,23 @@ static int list_commits(struct tree *tree, struct node *n, struct listing *l)
     return rc;
 }
 
+static int list_pullrequests(struct tree *tree, struct node *n, struct listing *l)
+{
+    struct cache_ref *ref;
+    int rc = get_prs(tree, n->repo->slug, &ref);
+    if (rc)
+        return rc;
+    const struct api_pullrequest_list *list = cache_ref_value(ref);
+    for (size_t i = 0; i < list->count && rc == 0; i++) {
+        char id[24];
+        struct tree_stat st = {.mode = MODE_DIR, .mtime = (time_t)list->items[i].updated_on};
+        int len = snprintf(id, sizeof(id), "%" PRIu64, list->items[i].id);
+        rc = add_entry(l, id, (size_t)len, &st);
+    }
+    cache_ref_put(ref);
+    return rc;
+}
+
 static int list_tree_dir(struct tree *tree, struct node *n, struct listing *l)
 {
     struct cache_ref *ref;
@@ -1473,8 +1781,18 @@ static int list_tree_dir(struct tree *tree, struct node *n, struct listing *l)
 
 static int list_node(struct tree *tree, struct node *n, struct listing *l, const char *path)
 {
-    static const char *const repo_children[] = {
-        "repository.json", "description", "clone-url", "HEAD", "branches", "tags", "commits"};
+    static const char *const repo_children[] = {"repository.json", "description", "clone-url",
+                                                "HEAD",            "branches",    "tags",
+                                                "commits",         "pullrequests"};
+    /* Fixed modes: a plain ls of a pull request must not fetch its diff or comments. */
+    static const struct {
+        const char *name;
+        mode_t mode;
+    } pr_children[] = {
+        {"pullrequest.json", MODE_FILE}, {"title", MODE_FILE}, {"description", MODE_FILE},
+        {"state", MODE_FILE},            {"source", MODE_LINK}, {"destination", MODE_LINK},
+        {"diff", MODE_FILE},             {"comments.json", MODE_FILE},
+    };
     /* Fixed modes: a plain ls of a commit must not fetch its diff for a size. */
     static const struct {
         const char *name;
@@ -1501,6 +1819,19 @@ static int list_node(struct tree *tree, struct node *n, struct listing *l, const
         return list_refs(tree, n, l);
     case NODE_COMMITS:
         return list_commits(tree, n, l);
+    case NODE_PRS:
+        return list_pullrequests(tree, n, l);
+    case NODE_PR:
+        for (size_t i = 0; i < sizeof(pr_children) / sizeof(*pr_children) && !rc; i++) {
+            const char *name = pr_children[i].name;
+            if ((strcmp(name, "source") == 0 && !n->pr->source[0]) ||
+                (strcmp(name, "destination") == 0 && !n->pr->destination[0]))
+                continue;
+            struct tree_stat st = {.mode = pr_children[i].mode,
+                                   .mtime = (time_t)n->pr->updated_on};
+            rc = add_entry(l, name, strlen(name), &st);
+        }
+        return rc;
     case NODE_COMMIT:
         for (size_t i = 0; i < sizeof(commit_children) / sizeof(*commit_children) && !rc; i++) {
             struct tree_stat st = {.mode = commit_children[i].mode, .immutable = 1};

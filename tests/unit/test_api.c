@@ -411,6 +411,85 @@ static void test_list_tags_path(void **state)
     assert_non_null(strstr(target(0, t, sizeof(t)), "/2.0/repositories/acme/my-repo/refs/tags?"));
 }
 
+static void test_list_pullrequests(void **state)
+{
+    struct canned script[2];
+    struct api_pullrequest_list prs;
+    char t[512];
+
+    (void)state;
+    listen_srv();
+    script[0] = (struct canned){
+        CANNED_REPLY,
+        page("{\"values\": [{\"id\": 9, \"title\": \"Nine\", \"state\": \"OPEN\","
+             "\"source\": {\"commit\": {\"hash\": \"abcdef012345\"}},"
+             "\"destination\": {\"commit\": {\"hash\": \"xyz\"}},"
+             "\"updated_on\": \"2024-01-02T03:04:05+00:00\"},"
+             "{\"title\": \"no id\"},"
+             "{\"id\": 3, \"description\": \"Line\\nLine\"}],"
+             "\"next\": \"http://127.0.0.1:%d/2.0/repositories/acme/api/pullrequests?page=2\"}"),
+        0, 0, 0};
+    script[1] = (struct canned){CANNED_REPLY, page("{\"values\": [{\"id\": 9}]}"), 0, 0, 0};
+    run_srv(script, 2);
+    connect_client(5000);
+    assert_int_equal(api_list_pullrequests(client, "acme", "api", &prs), 0);
+    assert_int_equal(prs.count, 2); /* sorted, without the one lacking an id, 9 once */
+    assert_int_equal(prs.items[0].id, 3);
+    assert_string_equal(prs.items[0].title, "");
+    assert_string_equal(prs.items[0].description, "Line\nLine");
+    assert_string_equal(prs.items[0].source, "");
+    assert_int_equal(prs.items[1].id, 9);
+    assert_string_equal(prs.items[1].title, "Nine");
+    assert_string_equal(prs.items[1].state, "OPEN");
+    assert_string_equal(prs.items[1].source, "abcdef012345");
+    assert_string_equal(prs.items[1].destination, ""); /* not a hash */
+    assert_int_equal(prs.items[1].updated_on, 1704164645);
+    assert_non_null(strstr(prs.items[1].doc.text, "\"title\": \"Nine\""));
+    api_pullrequest_list_release(&prs);
+    server_stop(&srv);
+    assert_string_equal(target(0, t, sizeof(t)),
+                        "/2.0/repositories/acme/api/pullrequests?state=OPEN&pagelen=50");
+}
+
+static void test_pullrequest_comments_and_hashes(void **state)
+{
+    struct canned script[4];
+    struct api_pullrequest pr;
+    struct api_doc doc;
+    char full[API_HASH_LEN + 1], t[512];
+
+    (void)state;
+    listen_srv();
+    script[0] = (struct canned){
+        CANNED_REPLY,
+        page("{\"values\": [{\"id\": 1}], \"next\": "
+             "\"http://127.0.0.1:%d/2.0/repositories/acme/api/pullrequests/4/comments?page=2\"}"),
+        0, 0, 0};
+    script[1] = (struct canned){CANNED_REPLY, page("{\"values\": [{\"id\": 2}]}"), 0, 0, 0};
+    script[2] = (struct canned){CANNED_REPLY, page("{\"id\": 5, \"state\": \"MERGED\"}"), 0, 0, 0};
+    script[3] = (struct canned){CANNED_REPLY, page("{\"hash\": \"" H1 "\"}"), 0, 0, 0};
+    run_srv(script, 4);
+    connect_client(5000);
+    assert_int_equal(api_get_pullrequest_comments(client, "acme", "api", 4, &doc), 0);
+    assert_string_equal(doc.text, "[\n  {\n    \"id\": 1\n  },\n  {\n    \"id\": 2\n  }\n]\n");
+    api_doc_release(&doc);
+    /* an answer about another pull request is not this one */
+    assert_int_equal(api_get_pullrequest(client, "acme", "api", 4, &pr), -EIO);
+    assert_int_equal(api_expand_hash(client, "acme", "api", "1111111", full), 0);
+    assert_string_equal(full, H1);
+    assert_int_equal(api_expand_hash(client, "acme", "api", H2, full), 0); /* no request */
+    assert_string_equal(full, H2);
+    assert_int_equal(api_expand_hash(client, "acme", "api", "12345", full), -EINVAL);
+    assert_int_equal(api_expand_hash(client, "acme", "api", "ABCDEF1", full), -EINVAL);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 4);
+    assert_string_equal(target(0, t, sizeof(t)),
+                        "/2.0/repositories/acme/api/pullrequests/4/comments?pagelen=100");
+    assert_string_equal(target(2, t, sizeof(t)), "/2.0/repositories/acme/api/pullrequests/4");
+    assert_string_equal(target(3, t, sizeof(t)),
+                        "/2.0/repositories/acme/api/commit/1111111?fields=hash");
+}
+
 static void test_list_commits_stops_at_limit(void **state)
 {
     struct canned script[3];
@@ -1561,6 +1640,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_page_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_branches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_tags_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_pullrequests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pullrequest_comments_and_hashes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_commits_stops_at_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_commits_short_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_commit, setup, teardown),

@@ -35,6 +35,8 @@ static struct {
         list_dir, get_file, get_diff;
     int fail_repos; /* errno the next repo listings return */
     size_t branches_shown; /* how many of branches[] the listing has; 0: all */
+    int list_prs, get_pr, get_comments, get_pr_diff, expand_hash;
+    int pr_scope_missing; /* pull request calls answer -EACCES */
     int workspace_error;
 } fake;
 
@@ -315,6 +317,93 @@ int api_get_diff(struct api_client *client, const char *workspace, const char *r
     return write_all(fd, text, size);
 }
 
+/* Pull requests: #2 and #10 open (listed), #7 merged (looked up alone). */
+static void fill_pr(struct api_pullrequest *pr, uint64_t id)
+{
+    char json[64];
+    pr->id = id;
+    pr->title = strdup(id == 2 ? "Add \"quotes\" / slashes" : "A title");
+    pr->description = strdup(id == 7 ? "" : "Line one\nLine two");
+    pr->state = strdup(id == 7 ? "MERGED" : "OPEN");
+    strcpy(pr->source, "bbbbbbbbbbbb");
+    strcpy(pr->destination, id == 10 ? "" : "aaaaaaaaaaaa");
+    pr->updated_on = 1700000000 + (int64_t)id;
+    snprintf(json, sizeof(json), "{\n  \"id\": %llu\n}\n", (unsigned long long)id);
+    set_doc(&pr->doc, json);
+}
+
+int api_list_pullrequests(struct api_client *client, const char *workspace, const char *repo,
+                          struct api_pullrequest_list *out)
+{
+    (void)client, (void)workspace, (void)repo;
+    fake.list_prs++;
+    if (fake.pr_scope_missing)
+        return -EACCES;
+    out->items = calloc(2, sizeof(*out->items));
+    out->count = 2;
+    fill_pr(&out->items[0], 2);
+    fill_pr(&out->items[1], 10);
+    return 0;
+}
+
+int api_get_pullrequest(struct api_client *client, const char *workspace, const char *repo,
+                        uint64_t id, struct api_pullrequest *out)
+{
+    (void)client, (void)workspace, (void)repo;
+    fake.get_pr++;
+    if (fake.pr_scope_missing)
+        return -EACCES;
+    if (id != 7)
+        return -ENOENT;
+    fill_pr(out, id);
+    return 0;
+}
+
+void api_pullrequest_release(struct api_pullrequest *pr)
+{
+    free(pr->title);
+    free(pr->description);
+    free(pr->state);
+    api_doc_release(&pr->doc);
+}
+
+void api_pullrequest_list_release(struct api_pullrequest_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        api_pullrequest_release(&list->items[i]);
+    free(list->items);
+}
+
+int api_get_pullrequest_comments(struct api_client *client, const char *workspace,
+                                 const char *repo, uint64_t id, struct api_doc *out)
+{
+    (void)client, (void)workspace, (void)repo, (void)id;
+    fake.get_comments++;
+    set_doc(out, "[\n  {\n    \"id\": 1\n  }\n]\n");
+    return 0;
+}
+
+int api_get_pullrequest_diff(struct api_client *client, const char *workspace, const char *repo,
+                             uint64_t id, int fd, uint64_t *size)
+{
+    char text[64];
+    (void)client, (void)workspace, (void)repo;
+    fake.get_pr_diff++;
+    snprintf(text, sizeof(text), "diff of pull request %llu\n", (unsigned long long)id);
+    return write_all(fd, text, size);
+}
+
+int api_expand_hash(struct api_client *client, const char *workspace, const char *repo,
+                    const char *abbrev, char full[API_HASH_LEN + 1])
+{
+    (void)client, (void)workspace, (void)repo;
+    fake.expand_hash++;
+    if (strcmp(abbrev, "bbbbbbbbbbbb") != 0 && strcmp(abbrev, "aaaaaaaaaaaa") != 0)
+        return -ENOENT;
+    strcpy(full, abbrev[0] == 'b' ? HASH_B : HASH_A);
+    return 0;
+}
+
 /* Not SHA-256, but distinct enough for distinct keys in a test. */
 void api_sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -463,7 +552,7 @@ static void test_empty_repository(void **state)
     struct tree *tree = *state;
     struct tree_stat st;
     assert_string_equal(list_names(tree, "acme/empty"),
-                        "repository.json description clone-url branches tags commits");
+                        "repository.json description clone-url branches tags commits pullrequests");
     assert_int_equal(tree_stat(tree, "acme/empty/HEAD", &st), -ENOENT);
     assert_string_equal(list_names(tree, "acme/empty/commits"), "");
 }
@@ -692,6 +781,76 @@ static void test_web_links_as_extended_attributes(void **state)
     assert_int_equal(tree_listxattr(tree, "acme/nope", &value, &len), -ENOENT);
 }
 
+static void test_pull_requests(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    char *data;
+    size_t len;
+    assert_string_equal(list_names(tree, "acme/api/pullrequests"), "2 10");
+    assert_string_equal(list_names(tree, "acme/api/pullrequests/2"),
+                        "pullrequest.json title description state source destination diff "
+                        "comments.json");
+    /* #10 has no destination hash: no link */
+    assert_int_equal(tree_stat(tree, "acme/api/pullrequests/10/destination", &st), -ENOENT);
+    assert_int_equal(read_all(tree, "acme/api/pullrequests/2/title", &data, &len), 0);
+    assert_memory_equal(data, "Add \"quotes\" / slashes\n", len);
+    free(data);
+    assert_int_equal(read_all(tree, "acme/api/pullrequests/2/state", &data, &len), 0);
+    assert_memory_equal(data, "OPEN\n", len);
+    free(data);
+    /* a link's size is known before its abbreviated hash is expanded */
+    assert_int_equal(tree_stat(tree, "acme/api/pullrequests/2/source", &st), 0);
+    assert_true(S_ISLNK(st.mode));
+    assert_int_equal(st.size, (off_t)strlen("../../commits/" HASH_B));
+    assert_int_equal(fake.expand_hash, 0);
+    assert_string_equal(link_of(tree, "acme/api/pullrequests/2/source"), "../../commits/" HASH_B);
+    assert_string_equal(link_of(tree, "acme/api/pullrequests/2/destination"),
+                        "../../commits/" HASH_A);
+    assert_non_null(link_of(tree, "acme/api/pullrequests/10/source"));
+    assert_int_equal(fake.expand_hash, 2); /* one per abbreviated hash */
+    assert_int_equal(fake.list_prs, 1);
+    assert_int_equal(fake.get_pr, 0); /* the open ones come from the listing */
+
+    /* any other id is asked for alone; a merged one is there, an unknown one is not */
+    assert_int_equal(read_all(tree, "acme/api/pullrequests/7/state", &data, &len), 0);
+    assert_memory_equal(data, "MERGED\n", len);
+    free(data);
+    assert_int_equal(read_all(tree, "acme/api/pullrequests/7/description", &data, &len), 0);
+    assert_memory_equal(data, "\n", len);
+    free(data);
+    assert_int_equal(tree_stat(tree, "acme/api/pullrequests/8", &st), -ENOENT);
+    assert_int_equal(fake.get_pr, 2);
+    /* names that cannot be ids cost nothing */
+    assert_int_equal(tree_stat(tree, "acme/api/pullrequests/.git", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/pullrequests/07", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/api/pullrequests/2/nope", &st), -ENOENT);
+    assert_int_equal(fake.get_pr, 2);
+
+    /* the diff is fetched once for its size, and read from the store (a walk of an
+     * earlier test may have stored it already) */
+    int diffs = fake.get_pr_diff;
+    assert_int_equal(tree_stat(tree, "acme/api/pullrequests/2/diff", &st), 0);
+    assert_int_equal(read_all(tree, "acme/api/pullrequests/2/diff", &data, &len), 0);
+    assert_int_equal(len, (size_t)st.size);
+    assert_memory_equal(data, "diff of pull request 2\n", len);
+    free(data);
+    assert_true(fake.get_pr_diff - diffs <= 1);
+    assert_int_equal(read_all(tree, "acme/api/pullrequests/2/comments.json", &data, &len), 0);
+    assert_non_null(strstr(data, "\"id\": 1"));
+    free(data);
+}
+
+static void test_pull_requests_without_scope(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    fake.pr_scope_missing = 1;
+    assert_string_equal(list_names(tree, "acme/api/pullrequests"), "");
+    assert_int_equal(tree_stat(tree, "acme/api/pullrequests/7", &st), -ENOENT);
+    fake.pr_scope_missing = 0;
+}
+
 static char changes[1024];
 
 static void record_change(void *ctx, const char *dir, const char *name)
@@ -765,6 +924,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stats_file_counts_what_happened, setup, teardown),
         cmocka_unit_test_setup_teardown(test_web_links_as_extended_attributes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pull_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pull_requests_without_scope, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, remove_store);
 }
