@@ -446,7 +446,9 @@ def _api_commits():
     # feature/x: three commits, merged back into main with a merge commit
     commits.append({"branch": "feature/x", "from": "fork-x", "message": "Start feature X",
                     "files": {"src/x.c": "/* x.c - feature X. */\n#include \"api.h\"\n"}})
-    commits.append({"message": "Add CHANGELOG", "files": {"CHANGELOG.md": "# Changelog\n\n## 1.1.0\n\n- api_version()\n"}})
+    # "pr1-base": main when pull request #1 (feature/x) was opened, before the merge
+    commits.append({"message": "Add CHANGELOG", "id": "pr1-base",
+                    "files": {"CHANGELOG.md": "# Changelog\n\n## 1.1.0\n\n- api_version()\n"}})
     commits.append({"branch": "feature/x", "message": "Implement x_run()", "files": {
         "src/x.c": "/* x.c - feature X. */\n#include \"api.h\"\n\nint x_run(void)\n{\n\treturn 42;\n}\n"}})
     commits.append({"branch": "feature/x", "message": "Test x_run()", "author": BOB, "files": {
@@ -468,6 +470,137 @@ def _api_commits():
         "\n## Retries\n\n429 and 5xx answers are retried.\n"}})
     commits.append({"message": "Release 1.1.0", "files": {"VERSION": "1.1.0\n"}})
     return commits
+
+
+def _rev(git_dir, rev):
+    """The full commit hash of REV in GIT_DIR."""
+    return git(git_dir, "rev-parse", "--verify", rev + "^{commit}").decode().strip()
+
+
+def _pr_comments(first_id, authors, texts, start, step_minutes=37):
+    """Comment records for data.json: ids from FIRST_ID, dates from START (ISO) on."""
+    t0 = _as_dt(start)
+    out = []
+    for i, text in enumerate(texts):
+        when = (t0 + datetime.timedelta(minutes=step_minutes * i)).isoformat(timespec="microseconds")
+        out.append({"id": first_id + i, "author": authors[i % len(authors)], "raw": text,
+                    "created_on": when, "updated_on": when})
+    return out
+
+
+def _api_pullrequests(info):
+    """Pull requests of acme/api (data.json records; commits are full hashes resolved now).
+
+    #1 OPEN feature/x -> main. feature/x was merged into main later in git's history, so
+       the destination commit is main as it was when the PR was opened ("pr1-base"): the
+       PR's diff is then not empty.
+    #2 MERGED release-1.0 -> main. git has no real merge of it; merge_commit is main's
+       "Add version file" commit (tag v2), standing in for a squash merge.
+    #3 DECLINED feature/deep/y -> main (main's tip when the demo is built).
+    #4 OPEN feature/deep/y -> release-1.0, a hostile title, an empty description."""
+    g, ids = info["git_dir"], info["ids"]
+    alice, zoe = ALICE[1], ZOE[1]
+    texts = ["Looks good overall. A few nits below.",
+             "Should `x_run()` be declared in `include/api.h`?",
+             "Good point, I will add it.",
+             "Multi-line comment:\n\n* first point\n* second point\n\nThanks!",
+             "Merci ✓ — 日本語のコメント",
+             "<script>alert('not html')</script> & \"quotes\""]
+    texts += ["Review note %d: %s" % (n, w) for n, w in enumerate(
+        ["naming", "tests", "docs", "error handling", "style", "performance", "memory",
+         "threads", "portability", "build", "CI", "changelog", "license", "headers", "coverage",
+         "release notes", "final check"], start=7)]
+    assert len(texts) == 23
+    return [
+        {"id": 1, "title": "Add feature X", "state": "OPEN",
+         "description": "Adds feature X.\n\n* `x_run()` returns 42\n* with a test\n\nCloses #7.",
+         "author": alice,
+         "source": {"branch": "feature/x", "commit": _rev(g, "feature/x")},
+         "destination": {"branch": "main", "commit": ids["pr1-base"]},
+         "merge_commit": None, "closed_by": None, "reason": "", "close_source_branch": True,
+         "task_count": 1,
+         "created_on": "2024-01-03T10:00:00.101010+00:00",
+         "updated_on": "2024-01-06T16:30:00.101010+00:00",
+         "comments": _pr_comments(100001, [zoe, alice], texts, "2024-01-05T09:30:00.000000+00:00")},
+        {"id": 2, "title": "Release 1.0", "state": "MERGED",
+         "description": "Bump the version to 1.0.1.", "author": zoe,
+         "source": {"branch": "release-1.0", "commit": _rev(g, "release-1.0")},
+         "destination": {"branch": "main", "commit": ids["fork-release"]},
+         "merge_commit": ids["tag-v2"], "closed_by": alice, "reason": "",
+         "close_source_branch": False, "task_count": 0,
+         "created_on": "2024-01-04T08:00:00.202020+00:00",
+         "updated_on": "2024-01-04T12:00:00.202020+00:00",
+         "comments": _pr_comments(100101, [alice], ["Ship it!"], "2024-01-04T11:00:00.000000+00:00")},
+        {"id": 3, "title": "Experimental: rewrite everything", "state": "DECLINED",
+         "description": "Let us start over.\n\nThis is not meant to be merged.", "author": alice,
+         "source": {"branch": "feature/deep/y", "commit": _rev(g, "feature/deep/y")},
+         "destination": {"branch": "main", "commit": _rev(g, "main")},
+         "merge_commit": None, "closed_by": zoe, "reason": "Too big to review.",
+         "close_source_branch": False, "task_count": 0,
+         "created_on": "2024-01-05T11:00:00.303030+00:00",
+         "updated_on": "2024-01-05T18:00:00.303030+00:00",
+         "comments": _pr_comments(100201, [zoe, alice], ["Please split this up.", "Declining for now."],
+                                  "2024-01-05T12:00:00.000000+00:00")},
+        {"id": 4, "title": 'Fix "quotes" / slashes\tand tabs', "state": "OPEN",
+         "description": "", "author": zoe,
+         "source": {"branch": "feature/deep/y", "commit": _rev(g, "feature/deep/y")},
+         "destination": {"branch": "release-1.0", "commit": _rev(g, "release-1.0")},
+         "merge_commit": None, "closed_by": None, "reason": "", "close_source_branch": False,
+         "task_count": 0,
+         "created_on": "2024-01-06T08:00:00.404040+00:00",
+         "updated_on": "2024-01-06T08:00:00.404040+00:00",
+         "comments": []},
+    ]
+
+
+def _web_pullrequests(info):
+    g = info["git_dir"]
+    return [
+        {"id": 1, "title": "Dark theme", "state": "OPEN",
+         "description": "Try a dark theme for the portal.", "author": ZOE[1],
+         "source": {"branch": "dev", "commit": _rev(g, "dev")},
+         "destination": {"branch": "main", "commit": _rev(g, "main")},
+         "merge_commit": None, "closed_by": None, "reason": "", "close_source_branch": True,
+         "task_count": 0,
+         "created_on": "2024-02-12T09:00:00.505050+00:00",
+         "updated_on": "2024-02-12T10:00:00.505050+00:00",
+         "comments": _pr_comments(200001, [ALICE[1], ZOE[1]],
+                                  ["Nice! Does it work on mobile?", "Yes, tested on two phones."],
+                                  "2024-02-12T09:15:00.000000+00:00")},
+    ]
+
+
+def pullrequests(data_json, slug, workspace="acme"):
+    """The pull requests of WORKSPACE/SLUG as data.json has them (what the server serves),
+    oldest id first: a list of dicts with
+
+      id, title, description, state, author (an email, a key of data.json's "users"),
+      source / destination: {"branch": name, "commit": full 40-hex hash},
+      merge_commit (full hash or None), closed_by (email or None), reason,
+      close_source_branch, task_count, created_on, updated_on,
+      comments: [{"id", "author", "raw", "created_on", "updated_on", "deleted"?}],
+      comment_count (the number of comments that are not deleted).
+
+    A source or destination without "commit" is resolved from its branch now, as the
+    server does on each request (None when the branch does not exist)."""
+    data = json.loads(pathlib.Path(data_json).read_text(encoding="utf-8"))
+    rec = data["workspaces"][workspace]["repositories"][slug]
+    git_dir = rec.get("git_dir")
+    if git_dir and not os.path.isabs(git_dir):
+        git_dir = os.path.join(os.path.dirname(os.path.abspath(data_json)), git_dir)
+    out = []
+    for pr in sorted(rec.get("pullrequests") or [], key=lambda p: p["id"]):
+        pr = json.loads(json.dumps(pr))
+        for side in ("source", "destination"):
+            end = pr.setdefault(side, {})
+            if not end.get("commit") and git_dir:
+                sha = git(git_dir, "rev-parse", "--verify", "--quiet",
+                          "refs/heads/%s^{commit}" % end.get("branch"), check=False).decode().strip()
+                end["commit"] = sha or None
+        pr.setdefault("comments", [])
+        pr["comment_count"] = sum(1 for c in pr["comments"] if not c.get("deleted"))
+        out.append(pr)
+    return out
 
 
 def build_demo(root):
@@ -497,6 +630,7 @@ def build_demo(root):
                                  "date": "2024-01-04T12:00:00+00:00"},
                           "v2": "tag-v2"})
     add("api", "PLAT", api, "The public API", "c", "2024-01-02T08:00:00.123456+00:00")
+    repos["api"]["pullrequests"] = _api_pullrequests(api)
 
     web = make_repo(gitroot / "web.git", [
         {"message": "Initial web app", "files": {
@@ -509,6 +643,7 @@ def build_demo(root):
             "src/theme.css": "body { background: #111; color: #eee; }\n"}},
     ], start="2024-02-10T10:00:00+00:00")
     add("web", "PLAT", web, "Customer portal", "javascript", "2024-01-05T10:00:00+00:00")
+    repos["web"]["pullrequests"] = _web_pullrequests(web)
 
     tools = make_repo(gitroot / "tools.git", [
         {"branch": "trunk", "message": "Add release script", "files": {
@@ -687,6 +822,10 @@ def _acme_data(repos):
         "tokens": {
             "demo-token": {"workspaces": ["acme"], "projects": None, "workspace_read": True},
             "pat-token": {"workspaces": ["acme"], "projects": ["PLAT"], "workspace_read": False},
+            # like pat-token, but without the `pullrequest` scope: /pullrequests* answers 403.
+            # A token without "scopes" has every scope.
+            "nopr-token": {"workspaces": ["acme"], "projects": ["PLAT"], "workspace_read": False,
+                           "scopes": ["project", "repository"]},
         },
         # Authors whose email matches get an `author.user` object; others only `author.raw`.
         "users": {

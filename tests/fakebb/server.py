@@ -2,7 +2,8 @@
 """A fake Bitbucket Cloud REST API 2.0 server, for bbfs's tests and `make demo`.
 
 It answers the read-only endpoints bbfs uses (workspaces, projects, repositories, refs,
-commits, file trees and contents at a commit, diffs, patches) with the shapes, pagination
+commits, file trees and contents at a commit, diffs, patches, pull requests and their
+comments) with the shapes, pagination
 styles, error bodies and headers of the real API (see /work/shared/bitbucket-api.md),
 computed at request time from real git repositories listed in a data.json file written by
 fixture.py.  Nothing about refs is cached, and data.json is re-read whenever it changes, so
@@ -12,7 +13,11 @@ downloads to.  Fault knobs under /_fake/ let tests inject latency, errors, rate 
 broken JSON, hung requests, cut connections and slow bodies.
 
 Usage: server.py --data DATA.json [--host H] [--port P] [--port-file F] [--log F]
-                 [--latency-ms N] [--max-pagelen N] [--lfs-port P]
+                 [--latency-ms N] [--max-pagelen N] [--lfs-port P] [--static-heads]
+
+It also serves the repositories over git's smart HTTP protocol (`git http-backend` as a
+CGI) under /git/WORKSPACE/SLUG.git/, for `git clone` (the benchmark's do-it-yourself
+comparison).
 
 Python 3 standard library only; run with /usr/bin/python3.
 """
@@ -53,11 +58,16 @@ MSG_NO_BRANCH = "Branch not found"          # real wording unknown
 MSG_NO_TAG = "Tag not found"                # real wording unknown
 MSG_NO_RESOURCE = "Resource not found"
 MSG_NO_PATH = "No such file or directory"   # real wording unknown
+MSG_NO_PR = "Pull request not found"        # real wording unknown
+MSG_NO_COMMENT = "Comment not found"        # real wording unknown
+MSG_SCOPE = "Your credentials lack one or more required privilege scopes."
 RATE_LIMIT_BODY = b"Rate limit for this resource has been exceeded"
 
 DEFAULT_PAGELEN = 10
 COMMITS_PAGELEN = 30
 MAX_PAGELEN = 100
+PR_MAX_PAGELEN = 50        # /pullrequests only (bitbucket-api.md §2.2)
+PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 
 CHUNK = 64 * 1024          # bytes per write of a streamed body
 BINARY_PROBE = 8000        # git's rule: a NUL in the first 8000 bytes makes a file binary
@@ -94,6 +104,10 @@ REPO_FIELDS = {"slug", "name", "full_name", "uuid", "description", "language", "
 REF_FIELDS = {"name", "target", "type", "date", "message", "tagger"}
 PROJECT_FIELDS = {"key", "name", "uuid", "description", "is_private", "created_on",
                   "updated_on", "type"}
+PR_FIELDS = {"id", "title", "description", "state", "author", "source", "destination",
+             "merge_commit", "comment_count", "task_count", "close_source_branch", "closed_by",
+             "reason", "created_on", "updated_on", "type", "summary"}
+COMMENT_FIELDS = {"id", "content", "user", "created_on", "updated_on", "deleted", "type"}
 
 
 class ApiError(Exception):
@@ -219,6 +233,8 @@ class GitRepo:
         that builds a bad revision string gets a 404 here as it would from Bitbucket."""
         if not rev:
             return None
+        if _GIT_CACHE is not None and len(rev) == 40 and HEX_RE.fullmatch(rev) and os.path.isdir(self.dir):
+            return self.resolve_full_hash(rev.lower())      # --cache-git: a full hash is a hash
         if branches is None:
             branches, tags = self.refs()
         # exact ref names first: a branch may be called "-dash" or look like a hash
@@ -227,10 +243,25 @@ class GitRepo:
         if rev in tags:
             return tags[rev][2]
         if HEX_RE.fullmatch(rev) and os.path.isdir(self.dir):
+            if _GIT_CACHE is not None and len(rev) == 40:
+                return self.resolve_full_hash(rev.lower())
             rc, out = self.run("rev-parse", "--verify", "--quiet", rev + "^{commit}")
             if rc == 0:
                 return out.decode().strip()
         return None
+
+    def resolve_full_hash(self, sha):
+        """--cache-git: the commit a full hash names (remembered; None is not)."""
+        key = (self.dir, "commit", sha)
+        with _GIT_CACHE_LOCK:
+            if key in _GIT_CACHE:
+                return _GIT_CACHE[key]
+        rc, out = self.run("rev-parse", "--verify", "--quiet", sha + "^{commit}")
+        found = out.decode().strip() if rc == 0 else None
+        if found:
+            with _GIT_CACHE_LOCK:
+                _GIT_CACHE[key] = found
+        return found
 
     def rev_list(self, includes, excludes, path, skip, count):
         """Commit shas newest first in topological order (what /commits pages through)."""
@@ -249,6 +280,8 @@ class GitRepo:
     def ls_tree(self, treeish):
         """[TreeEntry] of one tree (a tree or commit name), in git's tree order; None if it
         is not a tree."""
+        if _GIT_CACHE is not None and re.fullmatch(r"[0-9a-f]{40}", treeish or ""):
+            return self.ls_tree_cached(treeish)
         rc, out = self.run("ls-tree", "-z", "-l", treeish)
         if rc != 0:
             return None
@@ -260,6 +293,37 @@ class GitRepo:
             mode, otype, osha, size = meta.decode().split()
             entries.append(TreeEntry(name, mode, otype, osha, None if size == "-" else int(size)))
         return entries
+
+    def ls_tree_cached(self, sha):
+        """--cache-git: ls_tree of a full object name. A miss reads the whole tree below SHA
+        with one `git ls-tree -r -t` and remembers every directory of it (by tree name)."""
+        key = (self.dir, "tree", sha)
+        with _GIT_CACHE_LOCK:
+            if key in _GIT_CACHE:
+                return _GIT_CACHE[key]
+        rc, out = self.run("ls-tree", "-r", "-t", "-z", "-l", sha)
+        if rc != 0:
+            return None
+        dirs = {b"": []}         # directory path -> its entries, in tree order
+        tree_of = {b"": sha}     # directory path -> its tree name
+        for rec in out.split(b"\0"):
+            if not rec:
+                continue
+            meta, path = rec.split(b"\t", 1)
+            mode, otype, osha, size = meta.decode().split()
+            parent, _, name = path.rpartition(b"/")
+            dirs.setdefault(parent, []).append(
+                TreeEntry(name, mode, otype, osha, None if size == "-" else int(size)))
+            if otype == "tree":
+                dirs.setdefault(path, [])
+                tree_of[path] = osha
+        with _GIT_CACHE_LOCK:
+            if len(_GIT_CACHE) > 1000000:
+                _GIT_CACHE.clear()
+            for path, entries in dirs.items():
+                _GIT_CACHE[(self.dir, "tree", tree_of[path])] = entries
+            _GIT_CACHE[key] = dirs[b""]
+        return dirs[b""]
 
     def lookup(self, commit, segments):
         """The TreeEntry at path SEGMENTS (a list of bytes names) in COMMIT, or None.
@@ -277,9 +341,17 @@ class GitRepo:
         return entry
 
     def blob(self, sha):
+        key = (self.dir, "blob", sha)
+        if _GIT_CACHE is not None:
+            with _GIT_CACHE_LOCK:
+                if key in _GIT_CACHE:
+                    return _GIT_CACHE[key]
         rc, out = self.run("cat-file", "blob", sha)
         if rc != 0:
             raise ApiError(500, "cannot read blob %s" % sha)
+        if _GIT_CACHE is not None and len(out) <= CHUNK:
+            with _GIT_CACHE_LOCK:
+                _GIT_CACHE[key] = out       # --cache-git: small blobs only
         return out
 
     def blob_size(self, sha):
@@ -370,6 +442,9 @@ class GitRepo:
 
 TreeEntry = collections.namedtuple("TreeEntry", "name mode otype sha size")
 _BINARY_CACHE = {}
+# --cache-git: answers addressed by a full object name (a hash's commit, trees), never stale
+_GIT_CACHE = None
+_GIT_CACHE_LOCK = threading.Lock()
 _BINARY_LOCK = threading.Lock()
 
 
@@ -841,6 +916,16 @@ class Api:
         (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/src/(?P<rev>[^/]+)(?P<raw_path>/.*)?", "src"),
         (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/diff/(?P<spec>.+)", "diff"),
         (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/patch/(?P<spec>.+)", "patch"),
+        # pull requests (need the `pullrequest` scope)
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/pullrequests/?", "pullrequests"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/pullrequests/(?P<pr_id>[^/]+)/?", "pullrequest"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/pullrequests/(?P<pr_id>[^/]+)/comments/?",
+         "pullrequest_comments"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/pullrequests/(?P<pr_id>[^/]+)/comments/(?P<comment_id>[^/]+)/?",
+         "pullrequest_comment"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/pullrequests/(?P<pr_id>[^/]+)/(?P<kind>diff|patch)/?",
+         "pullrequest_diff"),
+        (r"/repositories/(?P<ws>[^/]+)/(?P<slug>[^/]+)/pullrequests/(?P<pr_id>[^/]+)/.*", "pullrequest_other"),
     ]
 
     def __init__(self, store, knobs):
@@ -848,6 +933,21 @@ class Api:
         self.knobs = knobs
         self.lfs_port = None       # set by FakeServer once the LFS listener is bound
         self.routes = [(re.compile("^/2\\.0" + rx + "$"), name) for rx, name in self.ROUTES]
+        # --static-heads: {git_dir: main branch}, remembered for the server's lifetime
+        self.head_cache = None
+        self.head_lock = threading.Lock()
+
+    def head_branch(self, git_dir):
+        """The main branch of GIT_DIR (from git every time, unless --static-heads)."""
+        if self.head_cache is None:
+            return GitRepo(git_dir).head_branch()
+        with self.head_lock:
+            if git_dir in self.head_cache:
+                return self.head_cache[git_dir]
+        name = GitRepo(git_dir).head_branch()
+        with self.head_lock:
+            self.head_cache[git_dir] = name
+        return name
 
     def handle(self, method, raw_path, query, headers, host):
         req = Request(self, method, raw_path, query, headers, host)
@@ -920,14 +1020,14 @@ class Request:
         parts.append("page=%s" % page)
         return "http://%s%s?%s" % (self.host, self.raw_path, "&".join(parts))
 
-    def pagelen(self, default):
+    def pagelen(self, default, maximum=MAX_PAGELEN):
         raw = self.param("pagelen")
         n = default
         if raw is not None and raw != "":
             if not re.fullmatch(r"\s*-?\d+\s*", raw):
                 raise ApiError(400, MSG_BAD_PAGELEN)
             n = int(raw)
-            if n < 0 or n > MAX_PAGELEN:
+            if n < 0 or n > maximum:
                 raise ApiError(400, MSG_BAD_PAGELEN)
             if n == 0:          # accepted by the real API; we treat it as "default"
                 n = default
@@ -936,9 +1036,9 @@ class Request:
             n = min(n, cap)
         return n
 
-    def paged(self, items, with_size=True, fill=None):
+    def paged(self, items, with_size=True, fill=None, maximum=MAX_PAGELEN):
         """Page-based envelope (size/page/pagelen/next/previous/values)."""
-        pagelen = self.pagelen(DEFAULT_PAGELEN)
+        pagelen = self.pagelen(DEFAULT_PAGELEN, maximum)
         raw = self.param("page")
         page = 1
         if raw is not None:
@@ -1095,7 +1195,7 @@ class Request:
         return obj
 
     def fill_mainbranch(self, obj, rec):
-        name = GitRepo(rec.get("git_dir")).head_branch()
+        name = self.api.head_branch(rec.get("git_dir"))
         obj["mainbranch"] = {"type": "branch", "name": name} if name else None
 
     def author_obj(self, raw):
@@ -1410,8 +1510,24 @@ class Request:
     def diff_range(self, git, spec):
         """(old, new) commits or trees to compare for a /diff or /patch SPEC: one commit
         against its first parent (the empty tree for a root commit), or Bitbucket's
-        reversed `A..B` = the changes that A brings over B."""
+        reversed `A..B` = the changes that A brings over B.  The form a pull request's /diff
+        redirects to, `WS/SLUG:SRC%0DDST` (%0D = CR; the `WS/SLUG:` prefix is optional on
+        either side and must name this repository), means the same as `SRC..DST`."""
         spec = spec[:-1] if spec.endswith("/") else spec
+        if "\r" in spec:
+            ends = []
+            for end in spec.split("\r", 1):
+                prefix, colon, rev = end.rpartition(":")
+                if colon:           # ":" cannot be part of a ref name, so this is WS/SLUG
+                    pws, _, pslug = prefix.partition("/")
+                    try:
+                        other = self.repo(pws, pslug)[3]
+                    except ApiError:
+                        raise ApiError(404, MSG_NO_COMMIT)
+                    if GitRepo(other.get("git_dir")).dir != git.dir:
+                        raise ApiError(404, MSG_NO_COMMIT)   # forks are not supported
+                ends.append(rev)
+            spec = "..".join(ends)
         if ".." in spec:
             a, _, b = spec.partition("..")
             new, base = git.resolve(a), git.resolve(b.lstrip("."))
@@ -1461,6 +1577,175 @@ class Request:
             f.close()
             raise ApiError(500, "git format-patch failed")
         return Response.from_file(f, "text/plain")
+
+    # ---- pull requests (bitbucket-api.md §2.2, §4, §7.2): data.json's "pullrequests"
+
+    def require_scope(self, scope):
+        """403 unless the token has SCOPE. A token without "scopes" in data.json has every
+        scope; `X:write` implies `X`."""
+        scopes = self.token.get("scopes")
+        if scopes is None or scope in scopes or scope + ":write" in scopes:
+            return
+        raise ApiError(403, MSG_SCOPE, detail={"granted": list(scopes), "required": [scope]})
+
+    def user_obj(self, key):
+        """The user object for KEY (an email listed in data.json's "users", the same object
+        as a commit's author.user); a minimal one for any other string; None for None."""
+        if not key:
+            return None
+        if key in self.users:
+            return self.author_obj("x <%s>" % key)["user"]
+        return {"display_name": key, "links": {}, "type": "user", "uuid": None,
+                "account_id": None, "nickname": key}
+
+    @staticmethod
+    def rendered(raw):
+        """A {raw, markup, html, type} text object; the html is escaped text in <p>s."""
+        raw = raw or ""
+        body = html.escape(raw.strip())
+        return {"type": "rendered", "raw": raw, "markup": "markdown",
+                "html": "<p>%s</p>" % body.replace("\n\n", "</p>\n<p>") if body else ""}
+
+    def branch_tips(self, rec):
+        """{branch: sha} of REC's repository, read once per request (only when a pull
+        request names a branch without a commit)."""
+        cache = self.__dict__.setdefault("_tips", {})
+        key = rec.get("git_dir") or ""
+        if key not in cache:
+            cache[key] = GitRepo(key).refs()[0]
+        return cache[key]
+
+    def short_commit(self, full, sha):
+        """{hash: 12 hex digits, type, links}: how pull requests name commits."""
+        short = sha[:12]
+        return {"hash": short, "type": "commit",
+                "links": {"self": {"href": "%s/repositories/%s/commit/%s" % (self.base, full, short)},
+                          "html": {"href": "https://bitbucket.org/%s/commits/%s" % (full, short)}}}
+
+    def pr_end(self, ws, slug, rec, end):
+        """A pull request's source or destination. Its commit is the one data.json gives,
+        or else the branch's tip now (null when the branch does not exist)."""
+        end = end or {}
+        sha = end.get("commit") or self.branch_tips(rec).get(end.get("branch"))
+        repo = self.repo_min(ws, slug, rec)
+        return {"branch": {"name": end.get("branch")},
+                "commit": self.short_commit(repo["full_name"], sha) if sha else None,
+                "repository": repo}
+
+    def pr_links(self, full, pr_id):
+        pbase = "%s/repositories/%s/pullrequests/%d" % (self.base, full, pr_id)
+        links = {"self": {"href": pbase},
+                 "html": {"href": "https://bitbucket.org/%s/pull-requests/%d" % (full, pr_id)}}
+        for part in ("commits", "approve", "request-changes", "diff", "diffstat", "comments",
+                     "activity", "merge", "decline", "statuses"):
+            links[part] = {"href": "%s/%s" % (pbase, part)}
+        return links
+
+    def pr_obj(self, ws, slug, rec, pr):
+        full = "%s/%s" % (ws, slug)
+        pr_id = int(pr["id"])
+        merge = pr.get("merge_commit")
+        return {
+            "type": "pullrequest",
+            "id": pr_id,
+            "title": pr.get("title", ""),
+            "description": pr.get("description") or "",
+            "rendered": {"title": self.rendered(pr.get("title", "")),
+                         "description": self.rendered(pr.get("description"))},
+            "summary": self.rendered(pr.get("description")),
+            "state": pr.get("state", "OPEN"),
+            "author": self.user_obj(pr.get("author")),
+            "source": self.pr_end(ws, slug, rec, pr.get("source")),
+            "destination": self.pr_end(ws, slug, rec, pr.get("destination")),
+            "merge_commit": self.short_commit(full, merge) if merge else None,
+            "comment_count": sum(1 for c in pr.get("comments") or () if not c.get("deleted")),
+            "task_count": pr.get("task_count", 0),
+            "close_source_branch": bool(pr.get("close_source_branch", False)),
+            "closed_by": self.user_obj(pr.get("closed_by")),
+            "reason": pr.get("reason", ""),
+            "created_on": pr.get("created_on"),
+            "updated_on": pr.get("updated_on", pr.get("created_on")),
+            "links": self.pr_links(full, pr_id),
+        }
+
+    def comment_obj(self, ws, slug, pr, c):
+        full = "%s/%s" % (ws, slug)
+        pr_id, cid = int(pr["id"]), int(c["id"])
+        plinks = self.pr_links(full, pr_id)
+        return {
+            "id": cid,
+            "type": "pullrequest_comment",
+            "created_on": c.get("created_on"),
+            "updated_on": c.get("updated_on", c.get("created_on")),
+            "content": self.rendered(c.get("raw")),
+            "user": self.user_obj(c.get("author")),
+            "deleted": bool(c.get("deleted", False)),
+            "pending": False,
+            "links": {"self": {"href": "%s/comments/%d" % (plinks["self"]["href"], cid)},
+                      "html": {"href": "https://bitbucket.org/%s/pull-requests/%d/_/diff#comment-%d"
+                                       % (full, pr_id, cid)}},
+            "pullrequest": {"type": "pullrequest", "id": pr_id, "title": pr.get("title", ""),
+                            "links": {"self": plinks["self"], "html": plinks["html"]}},
+        }
+
+    def find_pr(self, ws, slug, pr_id):
+        """(ws, slug, repository record, pull request record); the scope is checked first,
+        so a token without it gets 403 even for a repository it cannot see."""
+        self.require_scope("pullrequest")
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        if re.fullmatch(r"\d+", pr_id):
+            for pr in rec.get("pullrequests") or ():
+                if int(pr.get("id", -1)) == int(pr_id):
+                    return ws_slug, rslug, rec, pr
+        raise ApiError(404, MSG_NO_PR)
+
+    def get_pullrequests(self, ws, slug):
+        """List-based pagination (max pagelen 50); state= repeatable, default OPEN only;
+        newest (highest id) first."""
+        self.require_scope("pullrequest")
+        ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
+        states = [s.upper() for s in self.params_all("state") if s]
+        for s in states:
+            if s not in PR_STATES:
+                raise ApiError(400, "Invalid state", "state must be one of %s" % ", ".join(PR_STATES))
+        states = states or ["OPEN"]
+        items = [self.pr_obj(ws_slug, rslug, rec, pr) for pr in rec.get("pullrequests") or ()
+                 if pr.get("state", "OPEN") in states]
+        items = self.filter_sort(items, PR_FIELDS, lambda o: -o["id"])
+        return self.paged(items, maximum=PR_MAX_PAGELEN)
+
+    def get_pullrequest(self, ws, slug, pr_id):
+        ws_slug, rslug, rec, pr = self.find_pr(ws, slug, pr_id)
+        return self.pr_obj(ws_slug, rslug, rec, pr)
+
+    def get_pullrequest_comments(self, ws, slug, pr_id):
+        ws_slug, rslug, rec, pr = self.find_pr(ws, slug, pr_id)
+        items = [self.comment_obj(ws_slug, rslug, pr, c) for c in pr.get("comments") or ()]
+        items = self.filter_sort(items, COMMENT_FIELDS, lambda o: o["id"])
+        return self.paged(items)
+
+    def get_pullrequest_comment(self, ws, slug, pr_id, comment_id):
+        ws_slug, rslug, rec, pr = self.find_pr(ws, slug, pr_id)
+        for c in pr.get("comments") or ():
+            if re.fullmatch(r"\d+", comment_id) and int(c["id"]) == int(comment_id):
+                return self.comment_obj(ws_slug, rslug, pr, c)
+        raise ApiError(404, MSG_NO_COMMENT)
+
+    def get_pullrequest_diff(self, ws, slug, pr_id, kind):
+        """302 to /diff (or /patch) of `WS/SLUG:SRC%0DDST` with 12-digit hashes, as the
+        real API redirects (same host and port here)."""
+        ws_slug, rslug, rec, pr = self.find_pr(ws, slug, pr_id)
+        obj = self.pr_obj(ws_slug, rslug, rec, pr)
+        src, dst = obj["source"]["commit"], obj["destination"]["commit"]
+        if not src or not dst:
+            raise ApiError(404, MSG_NO_COMMIT)
+        url = "%s/repositories/%s/%s/%s/%s/%s:%s%%0D%s?from_pullrequest_id=%d&topic=true" % (
+            self.base, ws_slug, rslug, kind, ws_slug, rslug, src["hash"], dst["hash"], obj["id"])
+        return Response(302, b"", content_type=None, headers=[("Location", url)])
+
+    def get_pullrequest_other(self, ws, slug, pr_id):
+        self.find_pr(ws, slug, pr_id)
+        raise ApiError(404, MSG_NO_RESOURCE)
 
 
 class SrcContext:
@@ -1635,11 +1920,14 @@ class FakeServer(ThreadingHTTPServer):
     block_on_close = False     # idle keep-alive connections must not delay shutdown
     allow_reuse_address = True
 
-    def __init__(self, addr, data_path, log_path=None, latency_ms=0, max_pagelen=None, lfs_port=0):
+    def __init__(self, addr, data_path, log_path=None, latency_ms=0, max_pagelen=None, lfs_port=0,
+                 static_heads=False):
         super().__init__(addr, Handler)
         self.store = Store(data_path)
         self.knobs = Knobs(latency_ms=latency_ms, max_pagelen=max_pagelen)
         self.api = Api(self.store, self.knobs)
+        if static_heads:
+            self.api.head_cache = {}
         self.stopping = threading.Event()
         self.log_lock = threading.Lock()
         self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
@@ -1747,6 +2035,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         hub = self.server.hub
+        if self.kind == "api" and (self.path == "/git" or self.path.startswith("/git/")):
+            return self.git_http(method)
         body = self.read_body()
         split = urlsplit(self.path)
         raw_path, query = split.path, split.query
@@ -1938,6 +2228,137 @@ class Handler(BaseHTTPRequestHandler):
         self.send(Response(status, json_bytes(out)), head=(method == "HEAD"))
 
 
+    # ---- git smart HTTP (git http-backend as a CGI), for `git clone` of a repository
+
+    def read_git_body(self):
+        """The request body, de-chunked (git sends big POSTs with chunked encoding)."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionError("chunked body cut short")
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass                       # trailers
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(65537)         # CRLF after each chunk
+            return b"".join(parts)
+        return self.read_body()
+
+    def git_token(self):
+        """The token of a `Bearer TOKEN` or `Basic x-token-auth:TOKEN` header, or None."""
+        scheme, _, value = self.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return value.strip()
+        if scheme.lower() == "basic":
+            try:
+                user, _, token = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            return token if user == "x-token-auth" else None
+        return None
+
+    def git_http(self, method):
+        """/git/WS/SLUG.git/...: `git http-backend` for the repository's git directory.
+        Read-only (upload-pack only), needs the bearer token or basic auth
+        `x-token-auth:TOKEN` of a token that sees the repository; 401 with a Basic
+        challenge otherwise (so git retries with the credentials of its URL). Logged with
+        "server": "git"; the latency knob applies as it does to /2.0."""
+        hub = self.server.hub
+        split = urlsplit(self.path)
+        raw_path, query = split.path, split.query
+        started = time.time()
+        record = {"time": started, "server": "git", "method": method, "path": raw_path,
+                  "query": query, "status": None, "auth": False,
+                  "conn": "%s:%s" % self.client_address[:2], "bytes": 0}
+        try:
+            body = self.read_git_body()
+        except (ConnectionError, ValueError):
+            self.close_connection = True
+            return
+        latency = hub.knobs.snapshot()["latency_ms"]
+        if latency:
+            hub.stopping.wait(latency / 1000.0)
+        resp = self.git_response(method, raw_path, query, body, record)
+        record["status"] = resp.status
+        self.send(resp, head=(method == "HEAD"), record=record)
+
+    def git_response(self, method, raw_path, query, body, record):
+        text = lambda st, msg, headers=None: Response(st, msg.encode() + b"\n", content_type="text/plain",
+                                                       headers=headers)
+        m = re.fullmatch(r"/git/([^/]+)/([^/]+?)(?:\.git)?(/.*)", raw_path)
+        if method not in ("GET", "POST", "HEAD"):
+            return text(405, "Method not allowed")
+        token = self.git_token()
+        data = self.server.hub.store.get()
+        if token is None or token not in data.get("tokens", {}):
+            return text(401, "Authentication required",
+                        [("WWW-Authenticate", 'Basic realm="fakebb git"')])
+        record["auth"] = True
+        if not m:
+            return text(404, "Not found")
+        req = Request(self.server.hub.api, "GET", raw_path, "", {"Authorization": "Bearer " + token},
+                      self.headers.get("Host") or "")
+        req.authenticate()
+        try:
+            _ws, _wsrec, _slug, rec = req.repo(unquote(m.group(1)), unquote(m.group(2)))
+        except ApiError:
+            return text(404, "Repository not found")
+        git = GitRepo(rec.get("git_dir"))
+        if not git.dir:
+            return text(404, "Repository not found")
+        if "git-receive-pack" in raw_path or "service=git-receive-pack" in query:
+            return text(403, "Read-only")
+        env = dict(_GIT_ENV)
+        env.update({
+            "GIT_PROJECT_ROOT": os.path.abspath(git.dir), "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": unquote(m.group(3)), "QUERY_STRING": query, "REQUEST_METHOD": method,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": self.client_address[0],
+            "GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*",
+            "GIT_CONFIG_KEY_1": "http.receivepack", "GIT_CONFIG_VALUE_1": "false"})
+        for header, var in (("Content-Encoding", "HTTP_CONTENT_ENCODING"),
+                            ("Git-Protocol", "GIT_PROTOCOL")):
+            if self.headers.get(header):
+                env[var] = self.headers[header]
+        f = tempfile.TemporaryFile(prefix="fakebb-git-")
+        try:
+            rc = subprocess.run(["git", "http-backend"], input=body, stdout=f,
+                                stderr=subprocess.DEVNULL, env=env, timeout=600).returncode
+        except (OSError, subprocess.TimeoutExpired) as e:
+            f.close()
+            return text(500, "git http-backend failed: %s" % e)
+        f.seek(0)
+        head = b""
+        while b"\r\n\r\n" not in head and b"\n\n" not in head:
+            more = f.read(4096)
+            if not more:
+                break
+            head += more
+        sep = b"\r\n\r\n" if b"\r\n\r\n" in head else b"\n\n"
+        if rc != 0 or sep not in head:
+            f.close()
+            return text(500, "git http-backend failed")
+        cgi_head, rest = head.split(sep, 1)
+        f.seek(len(cgi_head) + len(sep))
+        status, ctype, headers = 200, None, []
+        for line in cgi_head.decode("latin-1").splitlines():
+            k, _, v = line.partition(":")
+            k, v = k.strip(), v.strip()
+            if k.lower() == "status":
+                status = int(v.split()[0])
+            elif k.lower() == "content-type":
+                ctype = v
+            elif k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                headers.append((k, v))
+        resp = Response.from_file(f, ctype, headers)
+        resp.status = status
+        return resp
+
+
 class LfsHandler(Handler):
     """GET/HEAD /media/<token> on the LFS listener: the blob's bytes, no auth needed."""
     kind = "lfs"
@@ -2002,12 +2423,22 @@ def main(argv=None):
     ap.add_argument("--max-pagelen", type=int, default=None, help="silently cap every page size")
     ap.add_argument("--lfs-port", type=int, default=0,
                     help="port of the LFS media listener (0 picks a free one; see /_fake/health)")
+    ap.add_argument("--cache-git", action="store_true",
+                    help="remember what git says about full object names (the commit of a 40-hex "
+                         "hash, trees): much faster /src on big trees; a 40-hex revision is then "
+                         "always taken as a hash, never as a ref name")
+    ap.add_argument("--static-heads", action="store_true",
+                    help="read each git directory's main branch once and remember it (for big "
+                         "generated data sets whose HEADs never change, such as bench/)")
     args = ap.parse_args(argv)
+    if args.cache_git:
+        global _GIT_CACHE
+        _GIT_CACHE = {}
 
     srv = FakeServer((args.host, args.port), args.data, log_path=args.log,
                      latency_ms=args.latency_ms,
                      max_pagelen=args.max_pagelen if args.max_pagelen and args.max_pagelen > 0 else None,
-                     lfs_port=args.lfs_port)
+                     lfs_port=args.lfs_port, static_heads=args.static_heads)
     port = srv.server_address[1]
     if args.port_file:
         # written atomically: a watcher never reads a half-written number

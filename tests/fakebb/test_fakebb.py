@@ -28,7 +28,7 @@ import fixture  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
-TOKENS = ("demo-token", "pat-token")
+TOKENS = ("demo-token", "pat-token", "nopr-token")
 
 
 class Server:
@@ -423,6 +423,212 @@ def test_fields(srv):
     assert page["values"][0]["links"] == {}
     status, _, r = srv.get("/repositories/acme/empty?fields=slug,mainbranch.name")
     assert r == {"slug": "empty", "mainbranch": None}
+
+
+# ---------------------------------------------------------------------------------- pull requests
+
+PRS = "/repositories/acme/api/pullrequests"
+
+
+def pr_ids(page):
+    return [v["id"] for v in page["values"]]
+
+
+def test_pullrequest_list_states_and_shape(srv):
+    expected = {pr["id"]: pr for pr in fixture.pullrequests(srv.data, "api")}
+    assert sorted(expected) == [1, 2, 3, 4]
+    status, _, page = srv.get(PRS)
+    assert status == 200
+    assert pr_ids(page) == [4, 1] and page["size"] == 2 and page["page"] == 1
+    assert page["pagelen"] == 10 and "next" not in page
+    assert pr_ids(srv.get(PRS + "?state=OPEN")[2]) == [4, 1]
+    assert pr_ids(srv.get(PRS + "?state=MERGED")[2]) == [2]
+    assert pr_ids(srv.get(PRS + "?state=MERGED&state=DECLINED")[2]) == [3, 2]
+    page = srv.get(PRS + "?state=OPEN&state=MERGED&state=DECLINED&state=SUPERSEDED&pagelen=50")[2]
+    assert pr_ids(page) == [4, 3, 2, 1] and page["size"] == 4
+    assert srv.get(PRS + "?state=BOGUS")[0] == 400
+    for v in page["values"]:
+        want = expected[v["id"]]
+        assert v["type"] == "pullrequest" and v["title"] == want["title"] and v["state"] == want["state"]
+        assert v["description"] == want["description"] and v["summary"]["raw"] == want["description"]
+        assert v["comment_count"] == want["comment_count"]
+        for side in ("source", "destination"):
+            assert v[side]["branch"]["name"] == want[side]["branch"]
+            assert v[side]["commit"]["hash"] == want[side]["commit"][:12]
+            assert len(v[side]["commit"]["hash"]) == 12 and v[side]["commit"]["type"] == "commit"
+            assert v[side]["repository"]["full_name"] == "acme/api"
+            assert v[side]["repository"]["type"] == "repository"
+        assert v["links"]["html"]["href"] == "https://bitbucket.org/acme/api/pull-requests/%d" % v["id"]
+        assert v["links"]["self"]["href"] == srv.base + PRS + "/%d" % v["id"]
+        assert v["created_on"].endswith("+00:00") and v["updated_on"] >= v["created_on"]
+        assert v["author"]["type"] == "user" and v["author"]["display_name"]
+        # the listing's values are the objects a single GET gives
+        assert srv.get(PRS + "/%d" % v["id"])[2] == v
+    assert [expected[i]["comment_count"] for i in (1, 2, 3, 4)] == [23, 1, 2, 0]
+    # fields, as on the other collections
+    page = srv.get(PRS + "?pagelen=1&fields=size,page,pagelen,next,values.id,values.source.commit.hash")[2]
+    assert set(page) == {"size", "page", "pagelen", "next", "values"}
+    assert page["values"] == [{"id": 4, "source": {"commit": {"hash": expected[4]["source"]["commit"][:12]}}}]
+    page = srv.get(PRS + "?fields=values.*&state=MERGED")[2]
+    assert set(page) == {"values"} and page["values"][0]["id"] == 2
+    # other repositories
+    web = srv.get("/repositories/acme/web/pullrequests")[2]
+    assert pr_ids(web) == [1] and web["values"][0]["comment_count"] == 2
+    for slug in ("tools", "empty", "docs"):
+        status, _, page = srv.get("/repositories/acme/%s/pullrequests" % slug)
+        assert status == 200 and page["size"] == 0 and page["values"] == [] and page["page"] == 1
+    assert srv.get("/repositories/acme/nope/pullrequests")[0] == 404
+    assert srv.get("/repositories/acme/infra/pullrequests", token="pat-token")[0] == 404
+
+
+def test_pullrequest_pagination(srv):
+    values, pages = srv.walk(PRS + "?pagelen=1&state=OPEN&state=MERGED")
+    assert [v["id"] for v in values] == [4, 2, 1] and len(pages) == 3
+    assert pages[0]["next"] == srv.base + PRS + "?pagelen=1&state=OPEN&state=MERGED&page=2"
+    assert all(p["size"] == 3 and p["pagelen"] == 1 for p in pages)
+    assert srv.get(PRS + "?pagelen=50")[0] == 200
+    for bad in ("51", "100", "-1", "x"):
+        status, _, body = srv.get(PRS + "?pagelen=" + bad)
+        assert status == 400 and body == {"type": "error", "error": {"message": "Invalid pagelen"}}
+    srv.knobs(max_pagelen=1)
+    values, pages = srv.walk(PRS + "?pagelen=50&state=OPEN&state=DECLINED")
+    assert [v["id"] for v in values] == [4, 3, 1] and len(pages) == 3 and pages[0]["pagelen"] == 1
+
+
+def test_single_pullrequest(srv):
+    expected = {pr["id"]: pr for pr in fixture.pullrequests(srv.data, "api")}
+    status, _, pr = srv.get(PRS + "/2")
+    assert status == 200 and pr["state"] == "MERGED" and pr["title"] == "Release 1.0"
+    assert pr["merge_commit"]["hash"] == expected[2]["merge_commit"][:12]
+    assert pr["closed_by"]["display_name"] == "Alice Example"
+    assert pr["source"]["branch"]["name"] == "release-1.0"
+    status, _, pr = srv.get(PRS + "/4")
+    assert pr["title"] == 'Fix "quotes" / slashes\tand tabs' and pr["description"] == ""
+    assert pr["merge_commit"] is None and pr["closed_by"] is None and pr["comment_count"] == 0
+    assert pr["summary"] == {"type": "rendered", "raw": "", "markup": "markdown", "html": ""}
+    assert "\n" in srv.get(PRS + "/1")[2]["description"]
+    assert srv.get(PRS + "/3")[2]["state"] == "DECLINED"
+    for bad in ("99", "0", "abc"):
+        status, _, body = srv.get(PRS + "/" + bad)
+        assert status == 404 and body["type"] == "error" and body["error"]["message"], bad
+    assert srv.get(PRS + "/1/activity")[0] == 404
+
+
+def test_pullrequest_comments(srv):
+    values, pages = srv.walk(PRS + "/1/comments?pagelen=10")
+    assert len(values) == 23 and len(pages) == 3 and [len(p["values"]) for p in pages] == [10, 10, 3]
+    assert all(p["size"] == 23 for p in pages)
+    ids = [c["id"] for c in values]
+    assert ids == sorted(ids) and len(set(ids)) == 23
+    want = fixture.pullrequests(srv.data, "api")[0]["comments"]
+    assert [c["content"]["raw"] for c in values] == [c["raw"] for c in want]
+    for c in values:
+        assert c["type"] == "pullrequest_comment" and c["deleted"] is False
+        assert set(c["content"]) >= {"raw", "markup", "html"} and c["content"]["markup"] == "markdown"
+        assert c["user"]["display_name"] and c["created_on"].endswith("+00:00") and c["updated_on"]
+        assert c["links"]["self"]["href"] == srv.base + PRS + "/1/comments/%d" % c["id"]
+    script = next(c for c in values if "<script>" in c["content"]["raw"])
+    assert "<script>" not in script["content"]["html"]
+    assert srv.get(PRS + "/1/comments/%d" % ids[0])[2] == values[0]
+    assert srv.get(PRS + "/1/comments/1")[0] == 404
+    assert srv.get(PRS + "/1/comments?pagelen=100")[2]["pagelen"] == 100
+    assert srv.get(PRS + "/1/comments?pagelen=101")[0] == 400
+    assert srv.get(PRS + "/4/comments")[2]["values"] == []
+    assert len(srv.walk("/repositories/acme/web/pullrequests/1/comments")[0]) == 2
+    assert srv.get(PRS + "/99/comments")[0] == 404
+
+
+def test_pullrequest_diff_redirect(srv):
+    g = srv.git / "api.git"
+    for pr in fixture.pullrequests(srv.data, "api"):
+        src, dst = pr["source"]["commit"], pr["destination"]["commit"]
+        status, hdrs, body = fetch(srv.base + PRS + "/%d/diff" % pr["id"])
+        assert status == 302 and body == b""
+        assert hdrs["Location"] == "%s/repositories/acme/api/diff/acme/api:%s%%0D%s?from_pullrequest_id=%d&topic=true" % (
+            srv.base, src[:12], dst[:12], pr["id"])
+        status, hdrs, body = fetch(hdrs["Location"])
+        assert status == 200 and hdrs["Content-Type"] == "text/plain"
+        base = gitb(g, "merge-base", dst, src).decode().strip()
+        assert body == gitb(g, "diff", "--full-index", "-M", base, src), pr["id"]
+        assert body == gitb(g, "diff", "--full-index", "-M", "%s...%s" % (dst, src))
+    assert b"+int x_run(void)" in fetch(srv.base + "/repositories/acme/api/diff/acme/api:%s%%0D%s" % (
+        fixture.pullrequests(srv.data, "api")[0]["source"]["commit"][:7],
+        fixture.pullrequests(srv.data, "api")[0]["destination"]["commit"][:7]))[2]
+    # the spec must name this repository; unknown hashes are 404
+    assert fetch(srv.base + "/repositories/acme/api/diff/acme/web:abcdef1%0Dabcdef2")[0] == 404
+    assert fetch(srv.base + "/repositories/acme/api/diff/acme/api:0000000%0D0000000")[0] == 404
+    status, hdrs, _ = fetch(srv.base + "/repositories/acme/web/pullrequests/1/patch")
+    assert status == 302 and "/repositories/acme/web/patch/acme/web:" in hdrs["Location"]
+    assert fetch(srv.base + PRS + "/99/diff")[0] == 404
+
+
+def test_pullrequest_scope(srv):
+    body403 = {"type": "error", "error": {
+        "message": "Your credentials lack one or more required privilege scopes.",
+        "detail": {"granted": ["project", "repository"], "required": ["pullrequest"]}}}
+    for path in (PRS, PRS + "?state=MERGED", PRS + "/1", PRS + "/1/comments", PRS + "/1/diff",
+                 PRS + "/99", "/repositories/acme/web/pullrequests", "/repositories/acme/infra/pullrequests"):
+        status, _, body = srv.get(path, token="nopr-token")
+        assert status == 403 and body == body403, path
+    for path in ("/repositories/acme/api", "/repositories/acme/api/refs/branches",
+                 "/repositories/acme/api/commits", "/repositories/acme?pagelen=100"):
+        assert srv.get(path, token="nopr-token")[0] == 200, path
+    values, _ = srv.walk("/repositories/acme", token="nopr-token")
+    assert sorted(v["slug"] for v in values) == ["api", "docs", "empty", "tools", "web"]
+    assert srv.get("/workspaces/acme", token="nopr-token")[0] == 403
+    for token in ("demo-token", "pat-token"):
+        assert srv.get(PRS, token=token)[0] == 200
+        assert srv.get(PRS + "/1/comments", token=token)[0] == 200
+    assert srv.get(PRS, token="nope")[0] == 401
+
+
+def test_pullrequest_etag_and_log(srv):
+    mark = log_mark(srv)
+    for path in (PRS + "?state=MERGED", PRS + "/1", PRS + "/1/comments?pagelen=5"):
+        status, hdrs, body = srv.get(path, raw=True)
+        assert status == 200 and hdrs["ETag"] == '"%s"' % hashlib.md5(body).hexdigest()
+        status, hdrs2, body2 = srv.get(path, headers={"If-None-Match": hdrs["ETag"]}, raw=True)
+        assert status == 304 and body2 == b"" and hdrs2["ETag"] == hdrs["ETag"]
+    fetch(srv.base + PRS + "/1/diff")
+    srv.get(PRS, token="nopr-token")
+    recs = log_since(srv, mark, 8)
+    assert [(r["path"], r["status"]) for r in recs] == [
+        ("/2.0" + PRS, 200), ("/2.0" + PRS, 304), ("/2.0" + PRS + "/1", 200), ("/2.0" + PRS + "/1", 304),
+        ("/2.0" + PRS + "/1/comments", 200), ("/2.0" + PRS + "/1/comments", 304),
+        ("/2.0" + PRS + "/1/diff", 302), ("/2.0" + PRS, 403)]
+    assert recs[0]["query"] == "state=MERGED" and all(r["auth"] for r in recs)
+
+
+def test_pullrequests_reload_from_data_json(demo, tmp_path):
+    data = json.loads(pathlib.Path(demo.data).read_text())     # absolute git_dir paths
+    fixture.write_data(tmp_path, data)
+    srv = Server(tmp_path / "data.json", tmp_path)
+    try:
+        assert pr_ids(srv.get(PRS)[2]) == [4, 1]
+        data["workspaces"]["acme"]["repositories"]["api"]["pullrequests"].append(
+            {"id": 5, "title": "Late arrival", "state": "OPEN", "author": "alice@acme.example",
+             "source": {"branch": "release-1.0"}, "destination": {"branch": "main"},
+             "created_on": "2024-01-07T08:00:00.000000+00:00",
+             "comments": [{"id": 7, "author": "zoe@acme.example", "raw": "hi",
+                           "created_on": "2024-01-07T09:00:00.000000+00:00"}]})
+        data["workspaces"]["acme"]["repositories"]["tools"]["pullrequests"] = [
+            {"id": 1, "title": "Tools PR", "state": "SUPERSEDED", "author": "Someone Else",
+             "source": {"branch": "gone"}, "destination": {"branch": "trunk"},
+             "created_on": "2024-01-07T08:00:00.000000+00:00"}]
+        fixture.write_data(tmp_path, data)
+        page = srv.get(PRS)[2]
+        assert pr_ids(page) == [5, 4, 1]
+        new = page["values"][0]
+        tips = {b: git(demo.git / "api.git", "rev-parse", b) for b in ("release-1.0", "main")}
+        assert new["source"]["commit"]["hash"] == tips["release-1.0"][:12]   # branch tip, now
+        assert new["destination"]["commit"]["hash"] == tips["main"][:12]
+        assert new["comment_count"] == 1 and new["updated_on"] == new["created_on"]
+        assert fixture.pullrequests(tmp_path / "data.json", "api")[-1]["source"]["commit"] == tips["release-1.0"]
+        tools = srv.get("/repositories/acme/tools/pullrequests?state=SUPERSEDED")[2]["values"][0]
+        assert tools["source"]["commit"] is None and tools["author"]["display_name"] == "Someone Else"
+        assert srv.get("/repositories/acme/tools/pullrequests/1/diff")[0] == 404
+    finally:
+        srv.stop()
 
 
 # ---------------------------------------------------------------------------------- runtime changes
