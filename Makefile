@@ -1,10 +1,12 @@
 # bbfs - build, test and demo.
 #
-#   make            build build/bbfs
+#   make            build build/bbfs and build/git-credential-bbfs
 #   make check      install missing packages, build, run unit and integration tests,
 #                   then all of them again against an ASan+UBSan build (make asan)
 #   make demo       start the fake Bitbucket server with demo data and mount it
 #   make deps       only install missing Debian packages (quiet when none is missing)
+#   make install    install bbfs, git-credential-bbfs and bbfs(1) (PREFIX=/usr/local, DESTDIR=)
+#   make uninstall  remove exactly those files
 
 VERSION := 0.1.0
 CC ?= gcc
@@ -14,7 +16,7 @@ PKGS := fuse3 libcurl jansson openssl
 # Debian packages the build, tests and demo need (checked with dpkg-query).
 DEB_PACKAGES := build-essential pkg-config git fuse3 libfuse3-dev libcurl4-openssl-dev \
 	libjansson-dev libssl-dev libcmocka-dev python3 python3-pytest python3-pytest-timeout \
-	curl attr
+	curl attr groff-base jq
 
 WARNINGS := -std=gnu11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wvla
@@ -28,15 +30,15 @@ ALL_CFLAGS = $(WARNINGS) $(DEFINES) -I. $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -pthrea
 ALL_LDFLAGS = $(LDFLAGS) -pthread
 
 API_SRC := $(wildcard api/*.c)
-FS_SRC := $(filter-out fs/main.c,$(wildcard fs/*.c))
+FS_SRC := $(filter-out fs/main.c fs/credential.c,$(wildcard fs/*.c))
 LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(API_SRC) $(FS_SRC))
 MAIN_OBJ := $(BUILD)/fs/main.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check unit integration asan demo clean layering format
+.PHONY: all deps check unit integration asan demo clean layering format install uninstall
 
-all: $(BUILD)/bbfs
+all: $(BUILD)/bbfs $(BUILD)/git-credential-bbfs
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -61,6 +63,25 @@ $(BUILD)/tests/test_tree: tests/unit/test_tree.c $(TREE_TEST_OBJ) $(BUILD)/api/l
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
 
+# git's credential helper: its own main, only the token loader of fs/.
+$(BUILD)/git-credential-bbfs: $(BUILD)/fs/credential.o $(BUILD)/fs/token.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+# make install [PREFIX=/usr/local] [DESTDIR=]; `mount -t fuse.bbfs` and fstab run
+# bbfs through mount.fuse3 with mount(8)'s default PATH, which has /usr/local/bin.
+PREFIX ?= /usr/local
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+MAN1DIR = $(DESTDIR)$(PREFIX)/share/man/man1
+
+install: $(BUILD)/bbfs $(BUILD)/git-credential-bbfs
+	install -d $(BINDIR) $(MAN1DIR)
+	install -m 755 $(BUILD)/bbfs $(BINDIR)/bbfs
+	install -m 755 $(BUILD)/git-credential-bbfs $(BINDIR)/git-credential-bbfs
+	install -m 644 man/bbfs.1 $(MAN1DIR)/bbfs.1
+
+uninstall:
+	rm -f $(BINDIR)/bbfs $(BINDIR)/git-credential-bbfs $(MAN1DIR)/bbfs.1
+
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
@@ -79,10 +100,10 @@ layering:
 	@! grep -nE '#include *<fuse' api/*.c api/*.h || \
 		{ echo "layering: api/ includes a FUSE header"; exit 1; }
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) fuzz-replay
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: $(BUILD)/bbfs
+integration: $(BUILD)/bbfs $(BUILD)/git-credential-bbfs
 	BBFS_BIN=$(abspath $(BUILD)/bbfs) $(PYTHON) -m pytest -q tests/integration
 
 check: deps
@@ -102,6 +123,91 @@ demo: deps all
 
 format:
 	clang-format -i api/*.[ch] fs/*.[ch] tests/unit/*.c
+
+# Fuzzing (tests/fuzz/README.md). `make fuzz` builds one libFuzzer binary per
+# tests/fuzz/fuzz_*.c with clang into build/fuzz/ (its own clang objects of api/ and fs/)
+# and runs each for FUZZ_SECONDS: new inputs go to build/fuzz/corpus/T, crashes to
+# build/fuzz/crashes/T/ (keep them in tests/fuzz/regressions/T/). fuzz-replay, part of
+# unit, links the same targets with $(CC) to tests/fuzz/replay.c and runs them over
+# tests/fuzz/corpus/T and tests/fuzz/regressions/T.
+FUZZ_SECONDS ?= 30
+FUZZ_DEB_PACKAGES := clang libclang-rt-dev
+FUZZ_CC := clang
+FUZZ_DIR := build/fuzz
+FUZZ_FLAGS := $(WARNINGS) $(DEFINES) -I. $(PKG_CFLAGS) -O1 -g -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all -pthread
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
+FUZZ_OBJ := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(API_SRC) $(FS_SRC))
+REPLAY_BIN := $(patsubst %,$(BUILD)/fuzz-replay/%,$(FUZZ_TARGETS))
+
+.PHONY: fuzz fuzz-deps fuzz-build fuzz-replay valgrind valgrind-deps
+
+# Installs the missing packages among $(1), the way deps does.
+define deb_install
+@missing=""; for p in $(1); do \
+	dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' \
+		|| missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+	echo "installing:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+fi
+endef
+
+# Debian's clang has no libFuzzer runtime: libclang-rt-dev brings libclang_rt.fuzzer.
+fuzz-deps:
+	$(call deb_install,$(FUZZ_DEB_PACKAGES))
+
+fuzz: deps fuzz-deps
+	$(MAKE) fuzz-build
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t; \
+		echo "== $$t ($(FUZZ_SECONDS) s)"; \
+		dict=""; [ -f tests/fuzz/$$t.dict ] && dict="-dict=tests/fuzz/$$t.dict"; \
+		if $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -close_fd_mask=2 \
+			-print_final_stats=1 $$dict -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ \
+			$(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t >$(FUZZ_DIR)/$$t.log 2>&1; then \
+			grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)' $(FUZZ_DIR)/$$t.log; \
+		else \
+			tail -n 60 $(FUZZ_DIR)/$$t.log; failed="$$failed $$t"; \
+			echo "fuzz: $$t failed; keep the input in tests/fuzz/regressions/$$t/"; \
+		fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
+
+fuzz-build: $(patsubst %,$(FUZZ_DIR)/%,$(FUZZ_TARGETS))
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/libbbfs.a: $(FUZZ_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DIR)/libbbfs.a
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
+		$(FUZZ_DIR)/libbbfs.a $(PKG_LIBS)
+
+$(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(BUILD)/libbbfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ tests/fuzz/$*.c tests/fuzz/replay.c \
+		$(BUILD)/libbbfs.a $(PKG_LIBS)
+
+fuzz-replay: $(REPLAY_BIN)
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz-replay $$t"; \
+		$(BUILD)/fuzz-replay/$$t tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t \
+			2>$(BUILD)/fuzz-replay/$$t.err || { cat $(BUILD)/fuzz-replay/$$t.err; exit 1; }; done
+
+# A mount of the demo data under valgrind memcheck (tests/valgrind.py); fails on any error.
+valgrind-deps:
+	$(call deb_install,valgrind)
+
+valgrind: deps valgrind-deps
+	$(MAKE) all
+	$(PYTHON) tests/valgrind.py --bbfs $(abspath $(BUILD)/bbfs)
 
 clean:
 	rm -rf build

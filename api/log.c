@@ -123,7 +123,8 @@ void log_sanitize(char *dst, size_t dstlen, const char *src)
     dst[out] = '\0';
 }
 
-static void log_write(enum log_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_write(enum log_level level, const char *fmt,
+                                                            va_list ap)
 {
     static const char *const prefix[] = {"error: ", "warning: ", "", "debug: "};
     static const int priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
