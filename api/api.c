@@ -607,8 +607,21 @@ out:
  * early when fn returns 1. Any failure fails the whole walk. When the first
  * page says how many there are, the rest are fetched at once.
  */
+static int walk_pages_capped(struct api_client *c, enum api_kind kind, const char *first_url,
+                             size_t max_pages, item_fn fn, void *ctx);
+
 static int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
                       void *ctx)
+{
+    return walk_pages_capped(c, kind, first_url, PAGE_MAX_PAGES, fn, ctx);
+}
+
+/*
+ * walk_pages for at most max_pages pages: -EFBIG, before any later page is
+ * asked for, when the first says there are more.
+ */
+static int walk_pages_capped(struct api_client *c, enum api_kind kind, const char *first_url,
+                             size_t max_pages, item_fn fn, void *ctx)
 {
     struct http_response resp;
     struct page_walk walk;
@@ -619,7 +632,7 @@ static int walk_pages(struct api_client *c, enum api_kind kind, const char *firs
     int rc, cached, stop = 0;
 
     memset(&resp, 0, sizeof(resp));
-    rc = page_walk_init(&walk, c->base, first_url, PAGE_MAX_PAGES);
+    rc = page_walk_init(&walk, c->base, first_url, max_pages);
     if (rc < 0)
         return rc;
     url = strdup(first_url);
@@ -650,7 +663,9 @@ static int walk_pages(struct api_client *c, enum api_kind kind, const char *firs
         url = NULL;
         rc = stop ? 0 : page_walk_next(&walk, next, &url);
         size_t npages = walk.pages == 2 && url ? page_count(root) : 0;
-        if (rc == 0 && npages > 2 && !near_rate_limit(c)) {
+        if (rc == 0 && npages > max_pages)
+            rc = -EFBIG;
+        else if (rc == 0 && npages > 2 && !near_rate_limit(c)) {
             int done;
             rc = walk_rest_at_once(c, url, npages, root, kind, fn, ctx, &done);
             if (rc < 0 || done) {
@@ -1323,6 +1338,213 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
     rc = entries_sort_dedupe(out);
     if (rc < 0)
         api_entry_list_release(out);
+    return rc;
+}
+
+/* ---- a directory and those below it, in one listing ---- */
+
+void api_subtree_release(struct api_subtree *tree)
+{
+    if (!tree)
+        return;
+    for (size_t i = 0; i < tree->count; i++) {
+        free(tree->dirs[i].path);
+        api_entry_list_release(&tree->dirs[i].entries);
+    }
+    free(tree->dirs);
+    memset(tree, 0, sizeof(*tree));
+}
+
+/* One entry of a recursive listing, with the directory it is in. */
+struct subtree_item {
+    char *parent;
+    size_t depth; /* of parent below the directory listed: 0 for the directory itself */
+    size_t index; /* place in the listing */
+    struct api_entry entry;
+};
+
+struct subtree_acc {
+    const char *dir;
+    unsigned max_depth;
+    struct subtree_item *items;
+    size_t count, alloc;
+};
+
+static void subtree_items_release(struct subtree_acc *acc)
+{
+    for (size_t i = 0; i < acc->count; i++) {
+        free(acc->items[i].parent);
+        parse_entry_release(&acc->items[i].entry);
+    }
+    free(acc->items);
+}
+
+/* The depth of path below dir (0 when equal), or -1 when it is not dir or below it. */
+static long depth_below(const char *dir, const char *path)
+{
+    size_t dirlen = strlen(dir);
+    long depth = 0;
+    const char *rest = path;
+
+    if (dirlen > 0) {
+        if (strncmp(path, dir, dirlen) != 0 || (path[dirlen] != '\0' && path[dirlen] != '/'))
+            return -1;
+        rest = path + dirlen;
+    } else if (*path) {
+        depth = 1;
+    }
+    for (; *rest; rest++)
+        depth += *rest == '/';
+    return depth;
+}
+
+static int add_subtree_item(json_t *item, void *ctx)
+{
+    struct subtree_acc *acc = ctx;
+    const char *path = parse_get_ident(item, "path"), *slash;
+    struct subtree_item *it, *items;
+    long depth;
+    int rc;
+
+    slash = path ? strrchr(path, '/') : NULL;
+    char *parent = path ? strndup(path, slash ? (size_t)(slash - path) : 0) : NULL;
+    if (path && !parent)
+        return -ENOMEM;
+    depth = parent ? depth_below(acc->dir, parent) : -1;
+    if (depth < 0 || depth >= (long)acc->max_depth) {
+        free(parent);
+        log_once(LOG_LEVEL_WARN, "api:subtree-entry",
+                 "ignoring an entry of a recursive listing outside the directory listed");
+        return 0;
+    }
+    items = grow_array(acc->items, &acc->alloc, acc->count, sizeof(*acc->items));
+    if (!items) {
+        free(parent);
+        return -ENOMEM;
+    }
+    acc->items = items;
+    it = &acc->items[acc->count];
+    rc = parse_entry(item, parent, &it->entry);
+    if (rc < 0) {
+        free(parent);
+        if (rc == -EINVAL)
+            log_once(LOG_LEVEL_WARN, "api:entry-unusable",
+                     "ignoring a directory entry whose path is not a name in the directory "
+                     "listed, or whose type is unknown");
+        return rc == -EINVAL ? 0 : rc;
+    }
+    it->parent = parent;
+    it->depth = (size_t)depth;
+    it->index = acc->count++;
+    return 0;
+}
+
+static int cmp_subtree_item(const void *a, const void *b)
+{
+    const struct subtree_item *x = a, *y = b;
+    int c = strcmp(x->parent, y->parent);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* Adds the complete directory path, with its entries in listing order, to out. */
+static int add_subtree_dir(struct api_subtree *out, size_t *alloc, const char *path,
+                           struct subtree_item *items, size_t count)
+{
+    struct api_subtree_dir *dirs, *d;
+    size_t lo = 0, hi = count;
+
+    dirs = grow_array(out->dirs, alloc, out->count, sizeof(*out->dirs));
+    if (!dirs)
+        return -ENOMEM;
+    out->dirs = dirs;
+    d = &out->dirs[out->count];
+    memset(d, 0, sizeof(*d));
+    d->path = strdup(path);
+    if (!d->path)
+        return -ENOMEM;
+    out->count++;
+    while (lo < hi) { /* the first item of path */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(items[mid].parent, path) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (hi = lo; hi < count && strcmp(items[hi].parent, path) == 0; hi++)
+        ;
+    if (hi > lo) {
+        d->entries.items = calloc(hi - lo, sizeof(*d->entries.items));
+        if (!d->entries.items)
+            return -ENOMEM;
+        for (size_t i = lo; i < hi; i++) { /* moved: the items no longer own them */
+            d->entries.items[d->entries.count++] = items[i].entry;
+            memset(&items[i].entry, 0, sizeof(items[i].entry));
+        }
+    }
+    return entries_sort_dedupe(&d->entries);
+}
+
+int api_list_subtree(struct api_client *client, const char *workspace, const char *repo,
+                     const char *hash, const char *dir, unsigned max_depth, size_t max_entries,
+                     struct api_subtree *out)
+{
+    struct subtree_acc acc = {.dir = dir, .max_depth = max_depth};
+    size_t alloc = 0, i, ncomplete = 0;
+    char depth[16], **complete = NULL;
+    struct buf u;
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!api_is_full_hash(hash) || !dir || max_depth == 0)
+        return -EINVAL;
+    snprintf(depth, sizeof(depth), "%u", max_depth);
+    url_repo(&u, client, workspace, repo);
+    url_add_segment(&u, "src");
+    url_add_segment(&u, hash);
+    url_add_dir(&u, dir);
+    url_add_query(&u, "pagelen", "100");
+    url_add_query(&u, "max_depth", depth);
+    url_add_query(&u, "fields",
+                  "size,page,pagelen,next,values.path,values.type,values.size,values.attributes");
+    url = url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, add_subtree_item,
+                           &acc);
+    free(url);
+    if (rc < 0)
+        goto out;
+    /*
+     * Grouped by directory; a directory is complete when its own entries were
+     * within reach. The complete ones are named first: grouping moves entries.
+     */
+    qsort(acc.items, acc.count, sizeof(*acc.items), cmp_subtree_item);
+    complete = calloc(acc.count + 1, sizeof(*complete));
+    if (!complete || !(complete[ncomplete++] = strdup(dir))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < acc.count; i++) {
+        const struct subtree_item *it = &acc.items[i];
+        if (it->entry.type != API_ENTRY_DIR || it->depth + 1 >= max_depth)
+            continue;
+        if (asprintf(&complete[ncomplete], "%s%s%s", it->parent, *it->parent ? "/" : "",
+                     it->entry.name) < 0) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        ncomplete++;
+    }
+    for (i = 0; i < ncomplete && rc == 0; i++)
+        rc = add_subtree_dir(out, &alloc, complete[i], acc.items, acc.count);
+out:
+    for (i = 0; i < ncomplete; i++)
+        free(complete[i]);
+    free(complete);
+    subtree_items_release(&acc);
+    if (rc < 0)
+        api_subtree_release(out);
     return rc;
 }
 

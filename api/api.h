@@ -221,6 +221,28 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
                  const char *hash, const char *dir, struct api_entry_list *out);
 
 /*
+ * Directory dir at commit hash and the directories below it, down to
+ * max_depth levels (1: dir alone), from one recursive listing (GET
+ * /src/{hash}/{dir}/?max_depth=N), in as few requests as its pages. Only
+ * complete directories are given: dir and those whose entries were within
+ * max_depth, each like api_list_dir's answer. -EFBIG, after one request, when
+ * the listing holds more than max_entries entries; the API's 555 (too deep to
+ * list in time) is -EIO like any 5xx.
+ */
+struct api_subtree_dir {
+    char *path; /* below the tree root, "" for the root */
+    struct api_entry_list entries;
+};
+struct api_subtree {
+    struct api_subtree_dir *dirs;
+    size_t count;
+};
+int api_list_subtree(struct api_client *client, const char *workspace, const char *repo,
+                     const char *hash, const char *dir, unsigned max_depth, size_t max_entries,
+                     struct api_subtree *out);
+void api_subtree_release(struct api_subtree *tree);
+
+/*
  * Streams a file's raw content at commit hash into fd (which must be
  * seekable): fd is truncated to zero before every attempt, so after a
  * successful return it holds exactly the body. Redirects (LFS) are followed;

@@ -279,6 +279,28 @@ out:
     return rc;
 }
 
+int cache_put(struct cache *cache, const char *key, time_t max_age, void *value,
+              cache_free_fn free_fn)
+{
+    struct cache_ref *unused = NULL;
+    int rc = -EEXIST;
+
+    pthread_mutex_lock(&cache->lock);
+    struct cache_entry *e = find_or_add_locked(cache, key);
+    if (!e) {
+        rc = -ENOMEM;
+    } else if (!e->ref && !e->fetching) {
+        rc = store_result_locked(cache, e, 0, value, free_fn, max_age, &unused);
+        if (unused)
+            ref_put_locked(unused);
+        value = NULL; /* store_result_locked owns it now, even when it failed */
+    }
+    pthread_mutex_unlock(&cache->lock);
+    if (value && free_fn)
+        free_fn(value);
+    return rc;
+}
+
 void *cache_ref_value(const struct cache_ref *ref)
 {
     return ref->value;

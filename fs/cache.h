@@ -46,6 +46,15 @@ void cache_free(struct cache *cache);
  */
 int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_fn fetch,
               cache_free_fn free_fn, void *arg, struct cache_ref **out);
+/*
+ * Offers value for key, as if a fetch had produced it (a fetch that yields
+ * neighbours' values too, e.g. a recursive listing). Taken (0) only when the
+ * key has no value and no fetch in flight; otherwise value is freed and
+ * -EEXIST returned.
+ */
+int cache_put(struct cache *cache, const char *key, time_t max_age, void *value,
+              cache_free_fn free_fn);
+
 void *cache_ref_value(const struct cache_ref *ref);
 void cache_ref_put(struct cache_ref *ref);
 

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,13 @@ struct tree {
     tree_changed_fn changed;
     void *changed_ctx;
     uint64_t files_stored, files_downloaded; /* contents and diffs: from the store or not (atomic) */
+    /* the commit whose directories were listed last, for walk_root */
+    pthread_mutex_t walk_lock;
+    char walk_commit[300];
+    char *walk_ancestor; /* of the directories listed in this burst */
+    time_t walk_last;
+    int walk_misses;
+    int walk_taken; /* a recursive listing was tried for walk_commit */
 };
 
 /* ---- cached objects ---------------------------------------------------- */
@@ -427,19 +435,15 @@ static void dir_index_free(void *value)
     free(index);
 }
 
-/* fa->revision is the commit hash, fa->path the directory below the tree root. */
-static int fetch_dir(void *arg, const void *previous, void **value)
+/* Indexes list, which it takes over (list is left empty). */
+static int dir_index_new(struct api_entry_list *list, struct dir_index **out)
 {
-    (void)previous; /* hash-addressed: never changes */
-    struct fetch_args *fa = arg;
-    int rc;
+    int rc = 0;
     struct dir_index *index = calloc(1, sizeof(*index));
     if (!index)
         return -ENOMEM;
-    rc = api_list_dir(fa->tree->api, fa->tree->workspace, fa->repo, fa->revision, fa->path,
-                      &index->list);
-    if (rc)
-        goto out;
+    index->list = *list;
+    memset(list, 0, sizeof(*list));
     index->exposed = calloc(index->list.count + 1, sizeof(*index->exposed));
     if (!index->exposed) {
         rc = -ENOMEM;
@@ -459,6 +463,132 @@ out:
         dir_index_free(index);
         return rc;
     }
+    *out = index;
+    return 0;
+}
+
+static char *dir_key(const char *repo, const char *hash, const char *dir)
+{
+    char *key;
+    if (asprintf(&key, "src\n%s\n%s\n%s", repo, hash, dir) < 0)
+        return NULL;
+    return key;
+}
+
+/*
+ * A walk (ls -R, find, grep -r, diff -r) lists one directory after another;
+ * one recursive listing then answers them all, in as many requests as it has
+ * pages of 100 entries instead of one or more per directory. It is taken once
+ * per commit, when WALK_MISSES directories of it were listed within
+ * WALK_SECONDS of each other (faster than anyone types), from the deepest
+ * directory holding them all, and given up on when it would be bigger than
+ * WALK_MAX_ENTRIES.
+ */
+#define WALK_MISSES 3
+#define WALK_SECONDS 2
+#define WALK_MAX_ENTRIES 20000
+#define WALK_MAX_DEPTH 64
+
+/* Cuts *ancestor (malloc'd) back to the deepest directory holding both it and dir. */
+static void common_ancestor(char *ancestor, const char *dir)
+{
+    size_t n = 0, cut = 0;
+    while (ancestor[n] && ancestor[n] == dir[n]) {
+        n++;
+        if (ancestor[n] == '/' || (ancestor[n] == '\0' && (dir[n] == '/' || dir[n] == '\0')))
+            cut = n;
+    }
+    if (ancestor[n] == '\0' && (dir[n] == '/' || dir[n] == '\0'))
+        cut = n;
+    ancestor[cut] = '\0';
+}
+
+/*
+ * Counts a listing of dir of repo at hash; when it completes a walk's
+ * pattern, returns the directory to list recursively (malloc'd), else NULL.
+ */
+static char *walk_root(struct tree *tree, const char *repo, const char *hash, const char *dir)
+{
+    char commit[300], *root = NULL;
+    time_t now = time(NULL);
+
+    snprintf(commit, sizeof(commit), "%s\n%s", repo, hash);
+    pthread_mutex_lock(&tree->walk_lock);
+    if (strcmp(tree->walk_commit, commit) != 0) {
+        snprintf(tree->walk_commit, sizeof(tree->walk_commit), "%s", commit);
+        tree->walk_taken = 0;
+        tree->walk_misses = 0;
+    }
+    if (tree->walk_misses == 0 || now - tree->walk_last > WALK_SECONDS) {
+        free(tree->walk_ancestor);
+        tree->walk_ancestor = strdup(dir);
+        tree->walk_misses = 0;
+    } else if (tree->walk_ancestor) {
+        common_ancestor(tree->walk_ancestor, dir);
+    }
+    tree->walk_last = now;
+    if (++tree->walk_misses >= WALK_MISSES && !tree->walk_taken && tree->walk_ancestor) {
+        tree->walk_taken = 1;
+        root = strdup(tree->walk_ancestor);
+    }
+    pthread_mutex_unlock(&tree->walk_lock);
+    return root;
+}
+
+/*
+ * Lists root recursively and offers every complete directory but fa->path
+ * to the cache; fa->path's own entries go to *list. 1 when it did, 0 when
+ * the walk is better served directory by directory.
+ */
+static int list_walk(struct fetch_args *fa, const char *root, struct api_entry_list *list)
+{
+    struct tree *tree = fa->tree;
+    struct api_subtree sub;
+    int found = 0;
+    int rc = api_list_subtree(tree->api, tree->workspace, fa->repo, fa->revision, root,
+                              WALK_MAX_DEPTH, WALK_MAX_ENTRIES, &sub);
+    if (rc) {
+        log_debug("no recursive listing for a walk (%s): listing directories one by one",
+                  strerror(-rc));
+        return 0;
+    }
+    for (size_t i = 0; i < sub.count; i++) {
+        struct api_subtree_dir *d = &sub.dirs[i];
+        if (strcmp(d->path, fa->path) == 0 && !found) {
+            *list = d->entries;
+            memset(&d->entries, 0, sizeof(d->entries));
+            found = 1;
+            continue;
+        }
+        struct dir_index *index;
+        char *key = dir_key(fa->repo, fa->revision, d->path);
+        if (key && dir_index_new(&d->entries, &index) == 0)
+            cache_put(tree->cache, key, CACHE_FOREVER, index, dir_index_free);
+        free(key);
+    }
+    api_subtree_release(&sub);
+    return found;
+}
+
+/* fa->revision is the commit hash, fa->path the directory below the tree root. */
+static int fetch_dir(void *arg, const void *previous, void **value)
+{
+    (void)previous; /* hash-addressed: never changes */
+    struct fetch_args *fa = arg;
+    struct api_entry_list list = {0};
+    struct dir_index *index;
+    int rc = 0;
+
+    char *root = fa->tree->offline ? NULL : walk_root(fa->tree, fa->repo, fa->revision, fa->path);
+    if (!(root && list_walk(fa, root, &list)))
+        rc = api_list_dir(fa->tree->api, fa->tree->workspace, fa->repo, fa->revision, fa->path,
+                          &list);
+    free(root);
+    if (rc == 0)
+        rc = dir_index_new(&list, &index);
+    api_entry_list_release(&list);
+    if (rc)
+        return rc;
     *value = index;
     return 0;
 }
@@ -682,8 +812,8 @@ static int get_doc(struct tree *tree, const char *name, struct cache_ref **ref)
 static int get_dir(struct tree *tree, const char *repo, const char *hash, const char *dir,
                    struct cache_ref **ref)
 {
-    char *key;
-    if (asprintf(&key, "src\n%s\n%s\n%s", repo, hash, dir) < 0)
+    char *key = dir_key(repo, hash, dir);
+    if (!key)
         return -ENOMEM;
     struct fetch_args fa = {.tree = tree, .repo = repo, .revision = hash, .path = dir};
     int rc = cache_get(tree->cache, key, CACHE_FOREVER, fetch_dir, dir_index_free, &fa, ref);
@@ -1406,6 +1536,7 @@ int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree 
     tree->workspace = strdup(cfg->workspace);
     tree->project = cfg->project ? strdup(cfg->project) : NULL;
     tree->cache = cache_new();
+    pthread_mutex_init(&tree->walk_lock, NULL);
     if (!tree->workspace || (cfg->project && !tree->project) || !tree->cache) {
         tree_free(tree);
         return -ENOMEM;
@@ -1427,6 +1558,8 @@ void tree_free(struct tree *tree)
     if (!tree)
         return;
     cache_free(tree->cache);
+    pthread_mutex_destroy(&tree->walk_lock);
+    free(tree->walk_ancestor);
     free(tree->workspace);
     free(tree->project);
     free(tree);

@@ -8,6 +8,7 @@ and no token. Request counts come from the fake server's request log.
 """
 
 import os
+import re
 import stat
 import subprocess
 import time
@@ -27,9 +28,11 @@ def walk(m):
 
 
 def immutable(entry):
-    """A request for something addressed by a commit hash (kept forever, never revalidated)."""
+    """A request for something addressed by a commit hash (kept forever, never revalidated);
+    a pull request's diff is kept under the two commits it is between."""
     p = entry["path"]
-    return "/commit/" in p or "/src/" in p or "/diff/" in p
+    return ("/commit/" in p or "/src/" in p or "/diff/" in p
+            or re.search(r"/pullrequests/\d+/diff$", p) is not None)
 
 
 def url_of(entry):

@@ -14,6 +14,7 @@ fake server's answer for the same URL, never from hard-coded hashes.
 """
 
 import hashlib
+import math
 import os
 import re
 import stat
@@ -337,6 +338,35 @@ def test_sizes_types_and_cost_before_any_read(mount_factory, files_server, repo)
     # and everything else that was asked for belongs to this commit
     others = [e for e in reqs if e not in [x for _, x in listings] + [x for _, x in raw]]
     assert all(sha in e["path"] for e in others), describe(others)
+
+
+def test_a_walk_is_answered_by_one_recursive_listing(mount_factory, files_server, repo):
+    """
+    ls -lR lists directory after directory: after the first few, bbfs lists
+    the rest of the tree recursively (max_depth), 100 entries a request, and
+    shows exactly what git has.
+    """
+    sha = repo.main()
+    want = repo.entries(sha)
+    m = mount_factory(files_server, target="acme")
+    tree = tree_of(m, sha)
+    errno_of("stat", commit_dir(m, sha))
+    mark = files_server.log.mark()
+    got = find_entries(tree)
+    assert set(got) == set(want), sorted(set(got) ^ set(want))
+    reqs = files_server.log.since(mark)
+    recursive = [e for e in reqs if "max_depth=" in e.get("query", "")]
+    assert recursive, describe(reqs)
+    dirs = [p for p, e in want.items() if e[1] == "tree"]
+    listings = [e for e in reqs if "/src/" in e["path"] and e["path"].endswith("/")]
+    # a few directories one by one, then the pages of one recursive listing
+    bound = 3 + math.ceil(len(want) / 100)
+    assert len(listings) <= bound < len(dirs), describe(listings)
+    # everything below was answered from it: ls -lR costs no listing at all
+    mark = files_server.log.mark()
+    run(["ls", "-lR", tree], check=True, timeout=BIG_TIMEOUT)
+    again = [e for e in files_server.log.since(mark) if e["path"].endswith("/")]
+    assert again == [], describe(again)
 
 
 def test_modes_mtimes_and_symlinks(mount_factory, files_server, repo):

@@ -490,6 +490,52 @@ static void test_pullrequest_comments_and_hashes(void **state)
                         "/2.0/repositories/acme/api/commit/1111111?fields=hash");
 }
 
+static void test_list_subtree_groups_complete_directories(void **state)
+{
+    struct canned script[2];
+    struct api_subtree sub;
+    char t[512];
+
+    (void)state;
+    listen_srv();
+    /* src/ listed 2 deep: src/a and src/b are complete, src/a/deep is not */
+    script[0] = (struct canned){
+        CANNED_REPLY,
+        page("{\"size\": 6, \"page\": 1, \"pagelen\": 100, \"values\": ["
+             "{\"path\": \"src/main.c\", \"type\": \"commit_file\", \"size\": 5},"
+             "{\"path\": \"src/a\", \"type\": \"commit_directory\"},"
+             "{\"path\": \"src/b\", \"type\": \"commit_directory\"},"
+             "{\"path\": \"src/a/deep\", \"type\": \"commit_directory\"},"
+             "{\"path\": \"src/a/x.c\", \"type\": \"commit_file\", \"size\": 1},"
+             "{\"path\": \"elsewhere/y\", \"type\": \"commit_file\"}]}"),
+        0, 0, 0};
+    script[1] = (struct canned){
+        CANNED_REPLY, page("{\"size\": 100000, \"page\": 1, \"pagelen\": 100, \"values\": [], \"next\": "
+                           "\"http://127.0.0.1:%d/2.0/repositories/acme/api/src/x/?page=2\"}"), 0,
+        0, 0};
+    run_srv(script, 2);
+    connect_client(5000);
+    assert_int_equal(api_list_subtree(client, "acme", "api", H1, "src", 2, 1000, &sub), 0);
+    assert_int_equal(sub.count, 3);
+    assert_string_equal(sub.dirs[0].path, "src");
+    assert_int_equal(sub.dirs[0].entries.count, 3);
+    assert_string_equal(sub.dirs[0].entries.items[2].name, "main.c"); /* sorted by name */
+    assert_string_equal(sub.dirs[1].path, "src/a");
+    assert_int_equal(sub.dirs[1].entries.count, 2);
+    assert_string_equal(sub.dirs[2].path, "src/b");
+    assert_int_equal(sub.dirs[2].entries.count, 0);
+    api_subtree_release(&sub);
+    /* too big: refused after the first page */
+    assert_int_equal(api_list_subtree(client, "acme", "api", H1, "", 64, 20000, &sub), -EFBIG);
+    assert_int_equal(sub.count, 0);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 2);
+    assert_string_equal(target(0, t, sizeof(t)),
+                        "/2.0/repositories/acme/api/src/" H1 "/src/?pagelen=100&max_depth=2"
+                        "&fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.path%2Cvalues.type%2C"
+                        "values.size%2Cvalues.attributes");
+}
+
 static void test_list_commits_stops_at_limit(void **state)
 {
     struct canned script[3];
@@ -1641,6 +1687,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_branches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_tags_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pullrequests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_subtree_groups_complete_directories, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pullrequest_comments_and_hashes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_commits_stops_at_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_commits_short_history, setup, teardown),

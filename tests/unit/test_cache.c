@@ -106,6 +106,25 @@ static void test_refresh_sees_the_value_it_replaces(void **state)
     cache_free(c);
 }
 
+static void test_put_offers_a_value_without_fetching(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
+    int *offered = malloc(sizeof(*offered)), *again = malloc(sizeof(*again)), v;
+    (void)state;
+    *offered = 42;
+    *again = 43;
+    assert_int_equal(cache_put(c, "k", 60, offered, free), 0);
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(src.calls, 0);
+    /* a key that has a value keeps it; the offer is freed */
+    assert_int_equal(cache_put(c, "k", 60, again, free), -EEXIST);
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(v, 42);
+    cache_free(c);
+}
+
 static void test_negative_is_remembered_errors_are_not(void **state)
 {
     struct cache *c = cache_new();
@@ -211,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_fresh_value_is_reused),
         cmocka_unit_test(test_expired_value_is_refetched),
         cmocka_unit_test(test_refresh_sees_the_value_it_replaces),
+        cmocka_unit_test(test_put_offers_a_value_without_fetching),
         cmocka_unit_test(test_negative_is_remembered_errors_are_not),
         cmocka_unit_test(test_stale_served_when_refresh_fails),
         cmocka_unit_test(test_single_flight),

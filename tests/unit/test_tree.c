@@ -35,7 +35,7 @@ static struct {
         list_dir, get_file, get_diff;
     int fail_repos; /* errno the next repo listings return */
     size_t branches_shown; /* how many of branches[] the listing has; 0: all */
-    int list_prs, get_pr, get_comments, get_pr_diff, expand_hash;
+    int list_prs, get_pr, get_comments, get_pr_diff, expand_hash, list_subtree;
     int pr_scope_missing; /* pull request calls answer -EACCES */
     int workspace_error;
 } fake;
@@ -402,6 +402,23 @@ int api_expand_hash(struct api_client *client, const char *workspace, const char
         return -ENOENT;
     strcpy(full, abbrev[0] == 'b' ? HASH_B : HASH_A);
     return 0;
+}
+
+/* Too big, always: the tree falls back to listing directories one by one. */
+int api_list_subtree(struct api_client *client, const char *workspace, const char *repo,
+                     const char *hash, const char *dir, unsigned max_depth, size_t max_entries,
+                     struct api_subtree *out)
+{
+    (void)client, (void)workspace, (void)repo, (void)hash, (void)dir, (void)max_depth;
+    (void)max_entries;
+    memset(out, 0, sizeof(*out));
+    fake.list_subtree++;
+    return -EFBIG;
+}
+
+void api_subtree_release(struct api_subtree *tree)
+{
+    (void)tree;
 }
 
 /* Not SHA-256, but distinct enough for distinct keys in a test. */
