@@ -292,6 +292,11 @@ class Demo:
             res[name] = self.git(slug, "rev-parse", f"{ln}^{{commit}}").strip()
         return res
 
+    def pullrequests(self, slug):
+        """The pull requests of slug as the fake server serves them (fixture.pullrequests)."""
+        import fixture
+        return fixture.pullrequests(self.data_path, slug)
+
     def head_branch(self, slug):
         return self.git(slug, "symbolic-ref", "--short", "HEAD").strip()
 
