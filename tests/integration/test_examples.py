@@ -330,3 +330,27 @@ def test_systemd_unit_mounts_and_stops(server, tmp_path):
     finally:
         force_unmount(mnt, proc)
     assert not scan_stderr(errf.read_text(errors="replace"))
+
+
+# --------------------------------------------------------------------------
+# open-pullrequests.sh
+
+
+def test_open_pullrequests_oldest_first(mount, demo, server):
+    expected = []
+    for repo in plat_repos(server):
+        slug = repo["slug"]
+        for p in demo.pullrequests(slug):
+            if p["state"] != "OPEN":
+                continue
+            status, obj = server.get(f"repositories/acme/{slug}/pullrequests/{p['id']}")
+            assert status == 200, obj
+            title = re.sub(r"[\t\n]", " ", obj["title"])
+            author = (obj.get("author") or {}).get("display_name", "")
+            expected.append([obj["created_on"], slug, str(p["id"]), author, title])
+    assert len(expected) >= 2, "the demo should have open pull requests in two repositories"
+    r = example("open-pullrequests.sh", mount.ws)
+    assert r.returncode == 0, r.stderr
+    got = rows(r.stdout)
+    assert got == sorted(expected), r.stdout
+    assert [g[0] for g in got] == sorted(g[0] for g in got)
