@@ -1519,7 +1519,8 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
      * Grouped by directory; a directory is complete when its own entries were
      * within reach. The complete ones are named first: grouping moves entries.
      */
-    qsort(acc.items, acc.count, sizeof(*acc.items), cmp_subtree_item);
+    if (acc.count > 1)
+        qsort(acc.items, acc.count, sizeof(*acc.items), cmp_subtree_item);
     complete = calloc(acc.count + 1, sizeof(*complete));
     if (!complete || !(complete[ncomplete++] = strdup(dir))) {
         rc = -ENOMEM;
@@ -1704,7 +1705,8 @@ int api_list_pullrequests(struct api_client *client, const char *workspace, cons
         return rc;
     }
     /* Sorted by id, and an id the pages gave twice (a list changing under us) kept once. */
-    qsort(out->items, out->count, sizeof(*out->items), cmp_pr_id);
+    if (out->count > 1)
+        qsort(out->items, out->count, sizeof(*out->items), cmp_pr_id);
     for (size_t i = 0; i < out->count; i++) {
         if (kept > 0 && out->items[kept - 1].id == out->items[i].id) {
             api_pullrequest_release(&out->items[i]);

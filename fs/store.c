@@ -337,7 +337,8 @@ static void evict(struct store *store, const char *keep)
     rc = fd < 0 ? fd : scan_entries(fd, NULL, &list);
     if (rc)
         goto out;
-    qsort(list.v, list.n, sizeof(*list.v), by_mtime);
+    if (list.n > 1)
+        qsort(list.v, list.n, sizeof(*list.v), by_mtime);
     for (size_t i = 0; i < list.n; i++) {
         const struct entry *e = &list.v[i];
         struct stat st;
