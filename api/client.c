@@ -583,6 +583,12 @@ out:
  * early when fn returns 1. Any failure fails the whole walk. When the first
  * page says how many there are, the rest are fetched at once.
  */
+/* A page that came from the network, waiting for the rest of its listing. */
+struct fetched_page {
+    char *url;
+    struct http_response resp;
+};
+
 int client_walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
                       void *ctx)
 {
@@ -600,8 +606,9 @@ int client_walk_pages_capped(struct api_client *c, enum api_kind kind, const cha
     struct page_walk walk;
     json_t *root = NULL, *values, *item;
     const char *next;
-    char *url = NULL;
-    size_t i;
+    char *url = NULL, *next_url = NULL;
+    struct fetched_page *pending = NULL;
+    size_t i, npending = 0, pending_alloc = 0;
     int rc, cached, stop = 0;
 
     memset(&resp, 0, sizeof(resp));
@@ -629,12 +636,25 @@ int client_walk_pages_capped(struct api_client *c, enum api_kind kind, const cha
                 break;
             }
         }
-        /* Kept only now that its entries were all taken: never a page fn refused. */
-        keep_body(c, kind, url, cached, &resp);
+        rc = stop ? 0 : page_walk_next(&walk, next, &next_url);
+        if (rc == 0 && !cached) {
+            /* Kept when the whole walk succeeds: pages of a broken chain would be replayed. */
+            struct fetched_page *grown =
+                client_grow_array(pending, &pending_alloc, npending, sizeof(*pending));
+            if (!grown) {
+                rc = -ENOMEM;
+            } else {
+                pending = grown;
+                pending[npending].url = url;
+                pending[npending++].resp = resp;
+                memset(&resp, 0, sizeof(resp));
+                url = NULL;
+            }
+        }
         http_response_release(&resp);
         free(url);
-        url = NULL;
-        rc = stop ? 0 : page_walk_next(&walk, next, &url);
+        url = next_url;
+        next_url = NULL;
         size_t npages = walk.pages == 2 && url ? page_count(root) : 0;
         if (rc == 0 && npages > max_pages)
             rc = -EFBIG;
@@ -653,6 +673,13 @@ int client_walk_pages_capped(struct api_client *c, enum api_kind kind, const cha
     }
     rc = 0;
 out:
+    for (i = 0; i < npending; i++) {
+        if (rc == 0)
+            keep_body(c, kind, pending[i].url, 0, &pending[i].resp);
+        http_response_release(&pending[i].resp);
+        free(pending[i].url);
+    }
+    free(pending);
     json_decref(root);
     http_response_release(&resp);
     free(url);

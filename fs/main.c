@@ -28,18 +28,28 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static int check_mountpoint(const char *mountpoint)
 {
     struct stat st;
-    if (stat(mountpoint, &st) == 0) {
+    struct statfs sfs;
+    int err;
+    /*
+     * A mount whose daemon died may still answer stat from the kernel's
+     * cached attributes; statfs has to ask the daemon, and cannot.
+     */
+    if (stat(mountpoint, &st) == 0 && statfs(mountpoint, &sfs) != 0 && errno == ENOTCONN) {
+        err = ENOTCONN;
+    } else if (stat(mountpoint, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             return 0;
         fprintf(stderr, "bbfs: mountpoint '%s' is not a directory\n", mountpoint);
         return -ENOTDIR;
+    } else {
+        err = errno;
     }
-    int err = errno;
     if (err == ENOTCONN)
         fprintf(stderr,
                 "bbfs: mountpoint '%s' is a dead mount (transport endpoint is not connected) "
