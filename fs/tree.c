@@ -14,6 +14,7 @@
 #include "fs/cache.h"
 #include "fs/names.h"
 #include "fs/store.h"
+#include "fs/workers.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,6 +25,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Reading ahead the files of a directory: see read_ahead. */
+#define READAHEAD_THREADS 4
+#define READAHEAD_MAX 64
+#define READAHEAD_MAX_SIZE ((uint64_t)16 << 20)
+#define READAHEAD_SECONDS 2
 
 #define MODE_DIR (S_IFDIR | 0555)
 #define MODE_FILE (S_IFREG | 0444)
@@ -56,6 +63,12 @@ struct tree {
     time_t walk_last;
     int walk_misses;
     int walk_taken; /* a recursive listing was tried for walk_commit */
+    /* reading ahead (under walk_lock): the directory whose files were opened last */
+    struct workers *readahead; /* NULL until first needed */
+    char *readahead_dir;
+    char readahead_name[NAME_MAX + 1];
+    time_t readahead_last;
+    int readahead_opens;
 };
 
 /* ---- cached objects ---------------------------------------------------- */
@@ -1557,9 +1570,11 @@ void tree_free(struct tree *tree)
 {
     if (!tree)
         return;
+    workers_free(tree->readahead); /* its jobs use the cache: first */
     cache_free(tree->cache);
     pthread_mutex_destroy(&tree->walk_lock);
     free(tree->walk_ancestor);
+    free(tree->readahead_dir);
     free(tree->workspace);
     free(tree->project);
     free(tree);
@@ -1580,6 +1595,127 @@ int tree_stat(struct tree *tree, const char *path, struct tree_stat *out)
     return rc;
 }
 
+/*
+ * Reading ahead: a reader going through the files of a directory (grep -r,
+ * cat *, tar) opens one after the other, each a round trip to the API.
+ * When a second file of a directory is opened within READAHEAD_SECONDS of
+ * the first, the files after it in the listing (at most READAHEAD_MAX, none
+ * over READAHEAD_MAX_SIZE) are downloaded by the workers while the reader works;
+ * its own opens then wait for those downloads or find them stored. Never
+ * offline, and not while the API says the rate limit is nearly used up
+ * (READAHEAD_* are defined at the top).
+ */
+struct readahead_job {
+    struct tree *tree;
+    char *repo;
+    char *hash;
+    char *path;
+};
+
+static void readahead_run(void *arg)
+{
+    struct readahead_job *job = arg;
+    uint64_t size;
+    int fd;
+    if (open_blob(job->tree, BLOB_FILE, job->repo, job->hash, job->path, &fd, &size) == 0)
+        close(fd);
+}
+
+static void readahead_free(void *arg)
+{
+    struct readahead_job *job = arg;
+    free(job->repo);
+    free(job->hash);
+    free(job->path);
+    free(job);
+}
+
+/*
+ * Whether opening file name of dir (repo\nhash\ndir) should read ahead: it
+ * is the second file of dir opened within READAHEAD_SECONDS of another, or
+ * the reader is half-way through the files read ahead last.
+ */
+static int reading_through(struct tree *tree, const char *dir, const char *name)
+{
+    time_t now = time(NULL);
+    int ahead = 0;
+    pthread_mutex_lock(&tree->walk_lock);
+    if (tree->readahead_dir && strcmp(tree->readahead_dir, dir) == 0 &&
+        now - tree->readahead_last <= READAHEAD_SECONDS) {
+        /* the same file again (cat then cat) is not reading through */
+        if (strcmp(tree->readahead_name, name) != 0) {
+            int opens = ++tree->readahead_opens;
+            /* the second, then every half window, so reading never outruns it */
+            ahead = opens >= 2 && (opens - 2) % (READAHEAD_MAX / 2) == 0;
+        }
+    } else {
+        free(tree->readahead_dir);
+        tree->readahead_dir = strdup(dir);
+        tree->readahead_opens = 1;
+    }
+    snprintf(tree->readahead_name, sizeof(tree->readahead_name), "%s", name);
+    tree->readahead_last = now;
+    pthread_mutex_unlock(&tree->walk_lock);
+    return ahead;
+}
+
+static void read_ahead(struct tree *tree, const struct node *n)
+{
+    struct api_stats stats;
+    const char *slash = strrchr(n->tree_path, '/');
+    size_t dirlen = slash ? (size_t)(slash - n->tree_path) : 0;
+    char *key;
+
+    if (tree->offline || !n->dir_ref)
+        return;
+    if (asprintf(&key, "%s\n%s\n%.*s", n->repo->slug, n->hash, (int)dirlen, n->tree_path) < 0)
+        return;
+    int ahead = reading_through(tree, key, n->entry->name);
+    free(key);
+    if (!ahead)
+        return;
+    api_get_stats(tree->api, &stats);
+    if (stats.ratelimit_near)
+        return;
+    /*
+     * The threads start at the first need, not with the tree: bbfs goes to
+     * the background (fork) after the tree is made, and threads do not survive that.
+     */
+    pthread_mutex_lock(&tree->walk_lock);
+    if (!tree->readahead && workers_new(READAHEAD_THREADS, 2 * READAHEAD_MAX, &tree->readahead))
+        tree->readahead = NULL;
+    struct workers *pool = tree->readahead;
+    pthread_mutex_unlock(&tree->walk_lock);
+    if (!pool)
+        return; /* reading ahead is an optimisation */
+    /* The files after this one in listing order, as readdir hands them to the reader. */
+    const struct dir_index *index = cache_ref_value(n->dir_ref);
+    size_t from = 0;
+    while (from < index->count && index->exposed[from] != n->entry)
+        from++;
+    for (size_t i = from + 1, queued = 0; i < index->count && queued < READAHEAD_MAX; i++) {
+        const struct api_entry *e = index->exposed[i];
+        if (e->type != API_ENTRY_FILE || e->size > READAHEAD_MAX_SIZE)
+            continue;
+        struct readahead_job *job = calloc(1, sizeof(*job));
+        if (!job)
+            return;
+        job->tree = tree;
+        job->repo = strdup(n->repo->slug);
+        job->hash = strdup(n->hash);
+        if (asprintf(&job->path, "%.*s%s%s", (int)dirlen, n->tree_path, dirlen ? "/" : "",
+                     e->name) < 0)
+            job->path = NULL;
+        if (!job->repo || !job->hash || !job->path) {
+            readahead_free(job);
+            return;
+        }
+        if (workers_submit(pool, readahead_run, readahead_free, job) != 0)
+            return;
+        queued++;
+    }
+}
+
 int tree_open(struct tree *tree, const char *path, struct tree_file *out)
 {
     struct node n;
@@ -1594,6 +1730,7 @@ int tree_open(struct tree *tree, const char *path, struct tree_file *out)
         goto out;
     switch (n.kind) {
     case NODE_TREE_FILE:
+        read_ahead(tree, &n);
         rc = open_blob(tree, BLOB_FILE, n.repo->slug, n.hash, n.tree_path, &out->fd, &size);
         goto out;
     case NODE_DIFF:

@@ -369,6 +369,34 @@ def test_a_walk_is_answered_by_one_recursive_listing(mount_factory, files_server
     assert again == [], describe(again)
 
 
+def test_reading_through_a_directory_reads_ahead(mount_factory, files_server, repo):
+    """
+    grep -r opens file after file: from the second file of a directory on,
+    bbfs downloads the directory's other files with a few threads while grep
+    works, each exactly once, and grep sees git's bytes.
+    """
+    sha = repo.main()
+    want = {p: e for p, e in repo.entries(sha).items()
+            if p.startswith("many/") and e[1] == "blob"}
+    assert len(want) > 100
+    m = mount_factory(files_server, target="acme")
+    tree = tree_of(m, sha)
+    ls(tree / "many")
+    files_server.knobs(latency_ms=100)
+    mark = files_server.log.mark()
+    r = run(["grep", "-r", "-c", "file number", tree / "many"], timeout=BIG_TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    counts = dict(ln.rsplit(":", 1) for ln in r.stdout.split("\n") if ln)
+    assert {os.path.relpath(p, tree) for p in counts} == set(want)
+    assert all(c == "1" for c in counts.values()), r.stdout
+    raw = raw_requests(files_server.log.since(mark), repo, sha)
+    assert sorted(p for p, _ in raw) == sorted(want), "each file exactly once"
+    # downloads overlapped: some started before an earlier one was answered
+    spans = sorted((e["time"], e["time"] + e["duration_ms"] / 1000) for _, e in raw)
+    overlapping = sum(1 for a, b in zip(spans, spans[1:]) if b[0] < a[1])
+    assert overlapping > len(spans) // 2, spans[:10]
+
+
 def test_modes_mtimes_and_symlinks(mount_factory, files_server, repo):
     sha = repo.main()
     want = repo.entries(sha)

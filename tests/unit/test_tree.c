@@ -259,6 +259,7 @@ static const struct {
     {"", "link", API_ENTRY_LINK, 9, 0},       {"", "vendor", API_ENTRY_SUBMODULE, 0, 0},
     {"", "src", API_ENTRY_DIR, 0, 0},         {"", "..", API_ENTRY_DIR, 0, 0},
     {"", "", API_ENTRY_FILE, 1, 0},           {"src", "main.c", API_ENTRY_FILE, 22, 0},
+    {"src", "util.c", API_ENTRY_FILE, 22, 0}, {"src", "io.h", API_ENTRY_FILE, 20, 0},
 };
 
 int api_list_dir(struct api_client *client, const char *workspace, const char *repo,
@@ -300,7 +301,7 @@ int api_get_file(struct api_client *client, const char *workspace, const char *r
 {
     char text[256];
     (void)client, (void)workspace, (void)repo, (void)hash;
-    fake.get_file++;
+    __atomic_fetch_add(&fake.get_file, 1, __ATOMIC_SEQ_CST); /* readahead threads too */
     if (strcmp(path, "link") == 0)
         return write_all(fd, "README.md", size);
     snprintf(text, sizeof(text), "content of %s\n", path);
@@ -715,6 +716,33 @@ static void test_files_at_a_commit(void **state)
     assert_int_equal(fake.get_file, downloads);
 }
 
+static void test_reading_through_a_directory_reads_ahead(void **state)
+{
+    struct tree *tree = *state;
+    const char *dir = "acme/api/commits/" HASH_C "/tree/src";
+    char path[256], *data;
+    size_t len;
+    int before = __atomic_load_n(&fake.get_file, __ATOMIC_SEQ_CST);
+
+    /* listing order: io.h main.c util.c */
+    snprintf(path, sizeof(path), "%s/io.h", dir);
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    free(data);
+    assert_int_equal(read_all(tree, path, &data, &len), 0); /* the same file: no reading through */
+    free(data);
+    snprintf(path, sizeof(path), "%s/main.c", dir);
+    assert_int_equal(read_all(tree, path, &data, &len), 0); /* the second file: util.c follows */
+    free(data);
+    for (int i = 0; i < 200 && __atomic_load_n(&fake.get_file, __ATOMIC_SEQ_CST) < before + 3; i++)
+        usleep(10000);
+    assert_int_equal(__atomic_load_n(&fake.get_file, __ATOMIC_SEQ_CST), before + 3);
+    snprintf(path, sizeof(path), "%s/util.c", dir);
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    assert_memory_equal(data, "content of src/util.c\n", len);
+    free(data);
+    assert_int_equal(__atomic_load_n(&fake.get_file, __ATOMIC_SEQ_CST), before + 3);
+}
+
 static void test_store_survives_remount(void **state)
 {
     struct tree *tree = *state;
@@ -935,6 +963,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreadable_workspace_is_absent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_files_at_a_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reading_through_a_directory_reads_ahead, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_store_survives_remount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_has_its_size_before_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_reports_names_that_came_and_went, setup,
