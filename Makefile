@@ -16,7 +16,7 @@ PKGS := fuse3 libcurl jansson openssl
 # Debian packages the build, tests and demo need (checked with dpkg-query).
 DEB_PACKAGES := build-essential pkg-config git fuse3 libfuse3-dev libcurl4-openssl-dev \
 	libjansson-dev libssl-dev libcmocka-dev python3 python3-pytest python3-pytest-timeout \
-	curl attr groff-base jq
+	curl attr groff-base jq openssl
 
 WARNINGS := -std=gnu11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wvla
@@ -36,7 +36,7 @@ MAIN_OBJ := $(BUILD)/fs/main.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check unit integration asan demo clean layering format install uninstall
+.PHONY: all deps check unit integration asan demo clean layering format install uninstall bench
 
 all: $(BUILD)/bbfs $(BUILD)/git-credential-bbfs
 
@@ -120,6 +120,19 @@ asan: deps
 
 demo: deps all
 	$(PYTHON) tests/fakebb/demo.py --bbfs $(abspath $(BUILD)/bbfs)
+
+# Benchmark (issue 5): generates its data set once (build/bench-data), mounts bbfs against the
+# fake server with 50 ms latency and prints one table. `make bench BENCH_ARGS=--quick` for one
+# run of everything; see bench/run.py --help.
+bench: deps all
+	$(PYTHON) bench/run.py --bbfs $(abspath $(BUILD)/bbfs) $(BENCH_ARGS)
+
+# Load test (issue 6; not part of check): 16 readers for LOAD_SECONDS against the fake server
+# while faults come and go; every byte is compared with git. See tests/load.py --help.
+LOAD_SECONDS ?= 120
+.PHONY: load
+load: deps all
+	$(PYTHON) tests/load.py --bbfs $(abspath $(BUILD)/bbfs) --duration $(LOAD_SECONDS)
 
 format:
 	clang-format -i api/*.[ch] fs/*.[ch] tests/unit/*.c

@@ -14,6 +14,7 @@ broken JSON, hung requests, cut connections and slow bodies.
 
 Usage: server.py --data DATA.json [--host H] [--port P] [--port-file F] [--log F]
                  [--latency-ms N] [--max-pagelen N] [--lfs-port P] [--static-heads]
+                 [--tls-cert PEM [--tls-key PEM]]
 
 It also serves the repositories over git's smart HTTP protocol (`git http-backend` as a
 CGI) under /git/WORKSPACE/SLUG.git/, for `git clone` (the benchmark's do-it-yourself
@@ -35,6 +36,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -704,7 +706,7 @@ class Store:
 
 # --------------------------------------------------------------------------- fault knobs
 
-FAULT_KNOBS = ("hang", "reset", "fail", "malformed", "wrong_shape")
+FAULT_KNOBS = ("hang", "reset", "fail", "malformed", "wrong_shape", "next_loop", "huge")
 FAULT_KEYS = {
     "fail": {"status", "count", "skip", "path_contains", "retry_after", "message"},
     "malformed": {"count", "skip", "path_contains"},
@@ -712,7 +714,11 @@ FAULT_KEYS = {
     "hang": {"count", "skip", "path_contains"},
     "reset": {"count", "skip", "path_contains"},
     "slow_body": {"bytes_per_second", "count", "skip", "path_contains"},
+    "next_loop": {"to", "count", "skip", "path_contains"},
+    "huge": {"bytes", "count", "skip", "path_contains"},
 }
+HUGE_DEFAULT = 70 << 20    # `huge` answers: more than bbfs's 64 MiB cap on JSON
+
 
 
 class Knobs:
@@ -789,6 +795,12 @@ class Knobs:
             if not isinstance(st, int) or not 100 <= st <= 599:
                 raise ValueError("fail.status must be an HTTP status code")
             value.setdefault("retry_after", None)
+        if key == "next_loop" and value.setdefault("to", "previous") not in ("previous", "self"):
+            raise ValueError('next_loop.to must be "previous" or "self"')
+        if key == "huge":
+            n = value.setdefault("bytes", HUGE_DEFAULT)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 64:
+                raise ValueError("huge.bytes must be an integer >= 64")
         if key == "slow_body":
             bps = value.get("bytes_per_second")
             if not isinstance(bps, int) or isinstance(bps, bool) or bps < 1:
@@ -932,6 +944,7 @@ class Api:
         self.store = store
         self.knobs = knobs
         self.lfs_port = None       # set by FakeServer once the LFS listener is bound
+        self.scheme = "http"       # "https" with --tls-cert (links and redirects follow it)
         self.routes = [(re.compile("^/2\\.0" + rx + "$"), name) for rx, name in self.ROUTES]
         # --static-heads: {git_dir: main branch}, remembered for the server's lifetime
         self.head_cache = None
@@ -992,7 +1005,7 @@ class Request:
         self.params = parse_qsl(query, keep_blank_values=True)
         self.headers = headers
         self.host = host
-        self.base = "http://%s/2.0" % host
+        self.base = "%s://%s/2.0" % (api.scheme, host)
         self.data = api.store.get()
         self.token = None
         self.users = self.data.get("users", {})
@@ -1018,7 +1031,7 @@ class Request:
         parameters kept exactly as the client sent them) with page= replaced."""
         parts = [p for p in self.query.split("&") if p and p.split("=", 1)[0] != "page"]
         parts.append("page=%s" % page)
-        return "http://%s%s?%s" % (self.host, self.raw_path, "&".join(parts))
+        return "%s://%s%s?%s" % (self.api.scheme, self.host, self.raw_path, "&".join(parts))
 
     def pagelen(self, default, maximum=MAX_PAGELEN):
         raw = self.param("pagelen")
@@ -1832,7 +1845,7 @@ class SrcContext:
         if self.is_lfs(path, entry):
             host = self.req.api.knobs.snapshot().get("lfs_host") or host_name(self.req.host)
             token = lfs_token(self.ws, self.slug, entry.sha)
-            url = "http://%s:%d/media/%s" % (host, self.req.api.lfs_port, token)
+            url = "%s://%s:%d/media/%s" % (self.req.api.scheme, host, self.req.api.lfs_port, token)
             return Response(302, b"", content_type=None, headers=[("Location", url)])
         if entry.size <= CHUNK:
             return Response(200, self.git.blob(entry.sha), content_type=ctype, headers=headers)
@@ -1921,8 +1934,9 @@ class FakeServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, addr, data_path, log_path=None, latency_ms=0, max_pagelen=None, lfs_port=0,
-                 static_heads=False):
+                 static_heads=False, tls=None):
         super().__init__(addr, Handler)
+        self.tls = tls             # an ssl.SSLContext (--tls-cert): both listeners speak HTTPS
         self.store = Store(data_path)
         self.knobs = Knobs(latency_ms=latency_ms, max_pagelen=max_pagelen)
         self.api = Api(self.store, self.knobs)
@@ -1935,10 +1949,15 @@ class FakeServer(ThreadingHTTPServer):
         self.active = {}                                 # GET /_fake/active
         self.lfs = LfsServer((addr[0], lfs_port), self)
         self.api.lfs_port = self.lfs.server_address[1]
+        if tls is not None:
+            self.api.scheme = "https"
 
     @property
     def hub(self):
         return self
+
+    def finish_request(self, request, client_address):
+        tls_finish_request(self, super().finish_request, request, client_address)
 
     def log_request_record(self, record):
         # Never the token or the Authorization header: only these fields are written.
@@ -1969,6 +1988,30 @@ class LfsServer(ThreadingHTTPServer):
     def __init__(self, addr, hub):
         self.hub = hub
         super().__init__(addr, LfsHandler)
+
+    def finish_request(self, request, client_address):
+        tls_finish_request(self, super().finish_request, request, client_address)
+
+
+def tls_finish_request(server, finish, request, client_address):
+    """With --tls-cert, the TLS handshake runs here, in the connection's own thread (a client
+    that refuses the certificate, or never speaks, costs only its thread); then the handler
+    reads and writes through the TLS socket, which is closed when the connection ends."""
+    ctx = server.hub.tls
+    if ctx is None:
+        return finish(request, client_address)
+    try:
+        request.settimeout(30)
+        conn = ctx.wrap_socket(request, server_side=True)
+    except (OSError, ValueError):       # ssl.SSLError is an OSError: the client said no
+        return None
+    try:
+        return finish(conn, client_address)
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -2116,6 +2159,41 @@ class Handler(BaseHTTPRequestHandler):
             resp.cut = True
             resp.limit = resp.length // 2
             return resp
+        if kind == "next_loop":
+            # The real page without `size` (so a client can only follow `next`), and `next`
+            # points back: to "previous" (the page before; the first page keeps its `next`,
+            # so page 1 -> 2 -> 1) or to "self" (the page's own URL, for cursor listings).
+            # A JSON page without `next` is unchanged.
+            try:
+                obj = json.loads(resp.body) if resp.stream is None and resp.status == 200 else None
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict) and obj.get("next"):
+                obj.pop("size", None)
+                if spec["to"] == "self":
+                    obj["next"] = "%s://%s%s" % (self.server.hub.api.scheme,
+                                                 self.headers.get("Host") or "", self.path)
+                elif obj.get("previous"):
+                    obj["next"] = obj["previous"]
+                resp.close()
+                return Response(200, json_bytes(obj), headers=resp.headers)
+            return resp
+        if kind == "huge":
+            # 200 with a valid JSON object of spec["bytes"] bytes, streamed from one buffer.
+            resp.close()
+            head, tail = b'{"pagelen":10,"values":[],"pad":"', b'"}'
+            total = spec["bytes"]
+            pad = b"x" * CHUNK
+
+            def chunks():
+                yield head
+                left = total - len(head) - len(tail)
+                while left > 0:
+                    yield pad[:left]
+                    left -= min(left, CHUNK)
+                yield tail
+            headers = [h for h in resp.headers if h[0].lower().startswith("x-ratelimit")]
+            return Response(200, headers=headers + [("ETag", '"huge"')], stream=chunks, length=total)
         return resp
 
     def send(self, resp, head=False, record=None):
@@ -2430,7 +2508,13 @@ def main(argv=None):
     ap.add_argument("--static-heads", action="store_true",
                     help="read each git directory's main branch once and remember it (for big "
                          "generated data sets whose HEADs never change, such as bench/)")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", help="the private key of --tls-cert (default: in the same file)")
     args = ap.parse_args(argv)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     if args.cache_git:
         global _GIT_CACHE
         _GIT_CACHE = {}
@@ -2438,7 +2522,7 @@ def main(argv=None):
     srv = FakeServer((args.host, args.port), args.data, log_path=args.log,
                      latency_ms=args.latency_ms,
                      max_pagelen=args.max_pagelen if args.max_pagelen and args.max_pagelen > 0 else None,
-                     lfs_port=args.lfs_port, static_heads=args.static_heads)
+                     lfs_port=args.lfs_port, static_heads=args.static_heads, tls=tls)
     port = srv.server_address[1]
     if args.port_file:
         # written atomically: a watcher never reads a half-written number
@@ -2452,7 +2536,7 @@ def main(argv=None):
         signal.signal(sig, lambda *_: stop.set())
     for server in (srv, srv.lfs):
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-    print("listening on http://%s:%d/2.0" % (args.host, port), flush=True)
+    print("listening on %s://%s:%d/2.0" % (srv.api.scheme, args.host, port), flush=True)
     while not stop.wait(0.1):     # short: a signal does not cut a wait short (PEP 475)
         pass
     srv.stopping.set()          # releases hung and sleeping handlers

@@ -383,8 +383,9 @@ def describe(entries):
 
 
 class FakeServer:
-    def __init__(self, demo, workdir):
+    def __init__(self, demo, workdir, extra_args=()):
         self.demo = demo
+        self.extra_args = [str(a) for a in extra_args]   # e.g. --tls-cert F --tls-key F
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port_file = self.workdir / "port"
@@ -397,17 +398,18 @@ class FakeServer:
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(
             [PYTHON, str(FAKEBB / "server.py"), "--data", str(self.demo.data_path),
-             "--port", "0", "--port-file", str(self.port_file), "--log", str(self.log.path)],
+             "--port", "0", "--port-file", str(self.port_file), "--log", str(self.log.path),
+             *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
             env=user_env(PYTHONUNBUFFERED="1"), start_new_session=True,
         )
         end = time.monotonic() + SERVER_DEADLINE
         while time.monotonic() < end:
             text = self.out_path.read_text(errors="replace")
-            m = re.search(r"listening on (http://\S+)", text)
+            m = re.search(r"listening on (https?://\S+)", text)
             if m:
                 self.url = m.group(1).rstrip("/")
-                self.base = re.match(r"(http://[^/]+)", self.url).group(1)
+                self.base = re.match(r"(https?://[^/]+)", self.url).group(1)
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"fake server exited ({self.proc.returncode}):\n{text}")
@@ -487,8 +489,8 @@ class FakeServer:
 def fakebb_factory(tmp_path):
     servers = []
 
-    def start(demo, name="server"):
-        s = FakeServer(demo, tmp_path / f"{name}{len(servers)}")
+    def start(demo, name="server", extra_args=()):
+        s = FakeServer(demo, tmp_path / f"{name}{len(servers)}", extra_args)
         servers.append(s)
         return s.start()
 

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from conftest import (EXIT_DEADLINE, MOUNT_DEADLINE, bbfs_binary, force_unmount, free_closed_port,
-                      ls, mountinfo_has, one_clear_line, run_bbfs_expect_failure, scan_stderr,
+from conftest import (EXIT_DEADLINE, MOUNT_DEADLINE, bbfs_binary, cat, errno_of, force_unmount,
+                      free_closed_port, ls, mountinfo_has, one_clear_line, run_bbfs_expect_failure, scan_stderr,
                       user_env, write_token_file)
 
 
@@ -222,12 +222,38 @@ def test_token_option_is_refused(server, tmp_path):
     assert server.log.since(mark) == []
 
 
-def test_token_never_logged_in_debug_mode(mount_factory, server):
-    m = mount_factory(server, args=["-d"], allow=[r".*"])
+def test_token_never_logged_in_debug_mode(mount_factory, server, demo):
+    """A walk in debug mode (-d) with a file read, a diff, a pull request and failing
+    requests: the token is nowhere in bbfs's stderr, its cache directory, or the fake
+    server's request log and output."""
+    m = mount_factory(server, args=["-d"], allow=[r".*"], options=["timeout=3"])
     assert "api" in ls(m.ws)
-    ls(m.ws / "api" / "branches")
-    ls(m.ws / "api" / "commits")
+    api = m.ws / "api"
+    ls(api / "branches")
+    ls(api / "commits")
+    tip = demo.branches("api")["main"]
+    assert cat(api / "commits" / tip / "tree" / "README.md") == \
+        demo.git("api", "show", f"{tip}:README.md").encode()
+    assert cat(api / "commits" / tip / "diff")
+    cat(api / "pullrequests" / "1" / "title")
+    assert cat(api / "pullrequests" / "1" / "diff")
+    # failures: a 503 for good, an unknown commit (404)
+    server.knobs(fail={"status": 503, "count": -1, "path_contains": "/refs/tags"})
+    assert errno_of("listdir", api / "tags") == "EIO"
+    server.knobs(fail=None)
+    assert errno_of("stat", api / "commits" / ("0" * 40)) in ("ENOENT", "EIO")
     assert m.unmount() == []
-    assert "demo-token" not in m.stderr()
+    token = b"demo-token"
     with open(m.stderr_path, "rb") as f:
-        assert b"demo-token" not in f.read()
+        assert token not in f.read()
+    server.stop()     # flushes and closes its log
+    places = [m.cache, server.log.path, server.out_path]
+    nfiles = 0
+    for place in places:
+        for d, _, names in os.walk(place) if os.path.isdir(place) else [(os.path.dirname(place),
+                                                                       [], [os.path.basename(place)])]:
+            for n in names:
+                with open(os.path.join(d, n), "rb") as f:
+                    assert token not in f.read(), f"the token is in {os.path.join(d, n)}"
+                nfiles += 1
+    assert nfiles >= 5, nfiles
