@@ -244,18 +244,13 @@ static int repos_dedupe_sort(struct api_repo_list *list)
     return 0;
 }
 
-int api_list_repos(struct api_client *client, const char *workspace, const char *project_key,
-                   struct api_repo_list *out)
+/* The first page's URL of the repositories of workspace (in project_key when not NULL). */
+static char *repos_url(struct api_client *client, const char *workspace, const char *project_key,
+                       int *rc)
 {
-    struct collector acc = {.parse = repo_from,
-                            .elem = sizeof(*out->items),
-                            .skip_key = "api:repo-without-slug",
-                            .skip_message = "ignoring a repository entry without a usable slug"};
     struct buf u, qb;
-    char *url, *q = NULL;
-    int rc;
+    char *q = NULL;
 
-    memset(out, 0, sizeof(*out));
     client_url_repo(&u, client, workspace, NULL);
     url_add_query(&u, "pagelen", "100");
     url_add_query(&u, "sort", "slug");
@@ -263,7 +258,8 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
         /* BBQL string literal: a key never holds '"' or '\', refuse one that does */
         if (strpbrk(project_key, "\"\\")) {
             buf_release(&u);
-            return -EINVAL;
+            *rc = -EINVAL;
+            return NULL;
         }
         buf_init(&qb, 4096);
         buf_appends(&qb, "project.key=\"");
@@ -272,12 +268,69 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
         q = buf_take(&qb, NULL);
         if (!q) {
             buf_release(&u);
-            return qb.err == -ENOMEM ? -ENOMEM : -EINVAL;
+            *rc = qb.err == -ENOMEM ? -ENOMEM : -EINVAL;
+            return NULL;
         }
         url_add_query(&u, "q", q);
         free(q);
     }
+    return client_url_finish(&u, rc);
+}
+
+int api_repos_are_stored(struct api_client *client, const char *workspace,
+                         const char *project_key)
+{
+    int rc;
+    char *url = repos_url(client, workspace, project_key, &rc);
+    int stored = url && client_is_stored(client, url);
+    free(url);
+    return stored;
+}
+
+static int repo_object_from(json_t *root, void *ctx)
+{
+    return parse_repo(root, ctx) == -EINVAL ? -EIO : 0;
+}
+
+int api_get_repo(struct api_client *client, const char *workspace, const char *slug,
+                 struct api_repo *out)
+{
+    struct buf u;
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    client_url_repo(&u, client, workspace, slug);
     url = client_url_finish(&u, &rc);
+    if (!url)
+        return rc;
+    rc = client_get_object(client, API_KIND_REPOS, url, repo_object_from, out);
+    free(url);
+    if (rc == 0 && strcmp(out->slug, slug) != 0) {
+        /* an answer about another repository (a rename redirects) is not this one */
+        api_repo_release(out);
+        rc = -ENOENT;
+    }
+    return rc;
+}
+
+void api_repo_release(struct api_repo *repo)
+{
+    parse_repo_release(repo);
+}
+
+int api_list_repos(struct api_client *client, const char *workspace, const char *project_key,
+                   struct api_repo_list *out)
+{
+    struct collector acc = {.parse = repo_from,
+                            .elem = sizeof(*out->items),
+                            .skip_key = "api:repo-without-slug",
+                            .skip_message = "ignoring a repository entry without a usable slug"};
+    char *url;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    url = repos_url(client, workspace, project_key, &rc);
     if (!url)
         return rc;
     rc = client_walk_pages(client, API_KIND_REPOS, url, client_collect, &acc);

@@ -118,16 +118,29 @@ struct api_repo {
     char *description;  /* "" when absent */
     char *mainbranch;   /* NULL for an empty repository */
     char *html_url;     /* links.html.href, or NULL */
+    char *project_key;  /* project.key, or NULL */
     int64_t created_on; /* seconds since the epoch, 0 when absent */
     int64_t updated_on;
     struct api_doc doc; /* the repository object as the API sent it */
 };
+
+/* GET /repositories/{ws}/{slug}: one repository, without the whole listing. */
+int api_get_repo(struct api_client *client, const char *workspace, const char *slug,
+                 struct api_repo *out);
+void api_repo_release(struct api_repo *repo);
 
 struct api_repo_list {
     struct api_repo *items;
     size_t count;
 };
 void api_repo_list_release(struct api_repo_list *list);
+
+/*
+ * Whether api_list_repos would answer without a request now: its first page
+ * is stored and fresh (or, offline, stored at all).
+ */
+int api_repos_are_stored(struct api_client *client, const char *workspace,
+                         const char *project_key);
 
 /*
  * Every repository of the workspace the token can see, restricted to one

@@ -237,6 +237,18 @@ static void use_stored(struct http_response *resp, char *body, size_t len, char 
     resp->etag = etag;
 }
 
+int client_is_stored(struct api_client *c, const char *url)
+{
+    char *body = NULL, *etag = NULL;
+    int64_t fetched = 0;
+    size_t len = 0;
+    int have = c->responses.load_mutable &&
+               c->responses.load_mutable(c->responses.ctx, url, &body, &len, &etag, &fetched) == 0;
+    free(body);
+    free(etag);
+    return have && (c->offline || is_fresh(c, fetched, (int64_t)time(NULL)));
+}
+
 /*
  * GET a mutable URL's body through the stored answer, if any: fresh, it is
  * used as it is; stale, it is revalidated (a 304 refreshes its time) or

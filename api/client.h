@@ -43,6 +43,9 @@ void client_url_repo(struct buf *u, struct api_client *c, const char *workspace,
 /* The built URL, or NULL with *rc set (-EINVAL for a bad name, -ENOMEM). */
 char *client_url_finish(struct buf *u, int *rc);
 
+/* Whether a mutable answer for url is stored and may be used without a request now. */
+int client_is_stored(struct api_client *c, const char *url);
+
 /* Logs, once a line, an answer from url that was not what was asked for. */
 void client_log_bad_json(const char *url, const char *why);
 /* -EIO (logged once) when offline: the caller may not make a request. */

@@ -198,6 +198,7 @@ void parse_repo_release(struct api_repo *repo)
     free(repo->description);
     free(repo->mainbranch);
     free(repo->html_url);
+    free(repo->project_key);
     api_doc_release(&repo->doc);
     memset(repo, 0, sizeof(*repo));
 }
@@ -225,6 +226,8 @@ int parse_repo(json_t *obj, struct api_repo *out)
         rc = dup_or(&out->mainbranch, get_ident2(obj, "mainbranch", "name"), NULL);
     if (!rc)
         rc = dup_or(&out->html_url, get_ident2(links, "html", "href"), NULL);
+    if (!rc)
+        rc = dup_or(&out->project_key, get_ident2(obj, "project", "key"), NULL);
     if (!rc)
         rc = parse_doc(obj, &out->doc);
     if (rc < 0) {

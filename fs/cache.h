@@ -46,6 +46,9 @@ void cache_free(struct cache *cache);
  */
 int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_fn fetch,
               cache_free_fn free_fn, void *arg, struct cache_ref **out);
+/* Like cache_get, but only a value younger than its max_age: -ENOENT rather than a fetch. */
+int cache_peek(struct cache *cache, const char *key, struct cache_ref **out);
+
 /*
  * Offers value for key, as if a fetch had produced it (a fetch that yields
  * neighbours' values too, e.g. a recursive listing). Taken (0) only when the

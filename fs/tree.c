@@ -652,6 +652,36 @@ done:
     return 0;
 }
 
+static void repo_free(void *value)
+{
+    api_repo_release(value);
+    free(value);
+}
+
+/* One repository (fa->repo), asked for alone; absent when outside the mounted project. */
+static int fetch_repo(void *arg, const void *previous, void **value)
+{
+    (void)previous; /* one repository, not a listing */
+    struct fetch_args *fa = arg;
+    struct tree *tree = fa->tree;
+    struct api_repo *repo = calloc(1, sizeof(*repo));
+    int rc;
+    if (!repo)
+        return -ENOMEM;
+    rc = api_get_repo(tree->api, tree->workspace, fa->repo, repo);
+    if (rc == -EACCES)
+        rc = -ENOENT; /* a token that may not see it: for this mount it is not there */
+    if (rc == 0 && tree->project &&
+        (!repo->project_key || strcmp(repo->project_key, tree->project) != 0))
+        rc = -ENOENT;
+    if (rc) {
+        repo_free(repo);
+        return rc;
+    }
+    *value = repo;
+    return 0;
+}
+
 /* The open pull requests of a repository, sorted by id. */
 static void pr_list_free(void *value)
 {
@@ -771,6 +801,14 @@ static int get_commit_list(struct tree *tree, const struct api_repo *repo, struc
     snprintf(key, sizeof(key), "commits/%s", repo->slug);
     struct fetch_args fa = {.tree = tree, .repo = repo->slug, .revision = repo->mainbranch};
     return cache_get(tree->cache, key, tree->ttl, fetch_commit_list, commit_list_free, &fa, ref);
+}
+
+static int get_repo(struct tree *tree, const char *slug, struct cache_ref **ref)
+{
+    char key[300];
+    snprintf(key, sizeof(key), "repo/%s", slug);
+    struct fetch_args fa = {.tree = tree, .repo = slug};
+    return cache_get(tree->cache, key, tree->ttl, fetch_repo, repo_free, &fa, ref);
 }
 
 static int get_prs(struct tree *tree, const char *repo, struct cache_ref **ref)
@@ -956,6 +994,7 @@ struct node {
 
     struct cache_ref *doc_ref;
     struct cache_ref *repos_ref;
+    struct cache_ref *repo_ref; /* the repository asked for alone, when the listing was not at hand */
     const struct api_repo *repo;
     enum ref_kind ref_kind;
     struct cache_ref *refs_ref;
@@ -979,6 +1018,7 @@ static void node_release(struct node *n)
 {
     cache_ref_put(n->doc_ref);
     cache_ref_put(n->repos_ref);
+    cache_ref_put(n->repo_ref);
     cache_ref_put(n->refs_ref);
     cache_ref_put(n->commit_ref);
     cache_ref_put(n->dir_ref);
@@ -1219,6 +1259,33 @@ static int resolve_repo_child(struct tree *tree, struct node *n)
     return -ENOENT;
 }
 
+/*
+ * The repository called name: from the listing when it is at hand (in
+ * memory, or stored and fresh), else asked for alone. In a workspace of
+ * thousands of repositories, going straight to one costs one request rather
+ * than every page of the listing; a name that is not there (a shell probing
+ * .git) costs one request, then is remembered for ttl.
+ */
+static int find_repo(struct tree *tree, struct node *n, const char *name)
+{
+    int rc = 0;
+    if (cache_peek(tree->cache, "repos", &n->repos_ref) == 0 || tree->offline ||
+        api_repos_are_stored(tree->api, tree->workspace, tree->project)) {
+        if (!n->repos_ref)
+            rc = get_repos(tree, &n->repos_ref);
+        if (rc)
+            return rc;
+        const struct repo_index *repos = cache_ref_value(n->repos_ref);
+        n->repo = find_named((const void *const *)repos->exposed, repos->count, name, repo_slug);
+        return n->repo ? 0 : -ENOENT;
+    }
+    rc = get_repo(tree, name, &n->repo_ref);
+    if (rc)
+        return rc;
+    n->repo = cache_ref_value(n->repo_ref);
+    return 0;
+}
+
 static int resolve(struct tree *tree, const char *path, struct node *n)
 {
     int rc;
@@ -1252,13 +1319,9 @@ static int resolve(struct tree *tree, const char *path, struct node *n)
         n->kind = NODE_DOC;
         return get_doc(tree, name, &n->doc_ref);
     }
-    rc = get_repos(tree, &n->repos_ref);
+    rc = find_repo(tree, n, name);
     if (rc)
         return rc;
-    const struct repo_index *repos = cache_ref_value(n->repos_ref);
-    n->repo = find_named((const void *const *)repos->exposed, repos->count, name, repo_slug);
-    if (!n->repo)
-        return -ENOENT;
     if (n->nparts == 2) {
         n->kind = NODE_REPO;
         return 0;

@@ -72,6 +72,40 @@ def test_pages_after_the_first_are_fetched_at_once(mount_factory, server):
     assert all(e["time"] < earliest_end for e in rest), describe(pages)
 
 
+def test_a_repository_reached_by_path_costs_one_request_not_the_listing(mount_factory, server,
+                                                                      demo):
+    """cd into one repository of a big workspace: GET that repository, never every page."""
+    m = mount_factory(server, target="acme")
+    server.knobs(max_pagelen=1)     # the listing would cost one request per repository
+    mark = server.log.mark()
+    tip = demo.branches("api")["main"]
+    assert out(["readlink", m.ws / "api" / "branches" / "main"]).strip().endswith(tip)
+    reqs = server.log.since(mark)
+    assert not [e for e in reqs if is_repo_list(e)], describe(reqs)
+    repo = [e for e in reqs if e["path"].rstrip("/").endswith("/repositories/acme/api")]
+    assert len(repo) == 1, describe(reqs)
+    # a probe for a name that is not there: one request, then remembered
+    mark = server.log.mark()
+    assert errno_of("lstat", m.ws / ".git") == "ENOENT"
+    assert errno_of("lstat", m.ws / ".git") == "ENOENT"
+    assert len(server.log.since(mark)) == 1, describe(server.log.since(mark))
+    # once listed, the workspace answers from the listing
+    assert "web" in ls(m.ws)
+    mark = server.log.mark()
+    assert errno_of("lstat", m.ws / "nothing-here") == "ENOENT"
+    assert errno_of("lstat", m.ws / "web" / "HEAD") == "OK"
+    assert server.log.since(mark) == [] or all(
+        "/repositories/acme/web/" in e["path"] for e in server.log.since(mark))
+
+
+def test_a_repository_of_another_project_is_not_there(mount, server):
+    """Mounted acme/PLAT, a repository of OPS reached by its path is absent."""
+    others = set(server.repo_slugs()) - set(server.repo_slugs(project="PLAT"))
+    assert others
+    for slug in sorted(others):
+        assert errno_of("stat", mount.ws / slug / "HEAD") == "ENOENT", slug
+
+
 def test_ls_l_costs_no_request_per_entry(mount, server):
     slugs = server.repo_slugs(project="PLAT")
     mark = server.log.mark()

@@ -35,7 +35,8 @@ static struct {
         list_dir, get_file, get_diff;
     int fail_repos; /* errno the next repo listings return */
     size_t branches_shown; /* how many of branches[] the listing has; 0: all */
-    int list_prs, get_pr, get_comments, get_pr_diff, expand_hash, list_subtree;
+    int list_prs, get_pr, get_comments, get_pr_diff, expand_hash, list_subtree, get_repo;
+    int listing_not_stored; /* api_repos_are_stored says no: repositories are asked for alone */
     int pr_scope_missing; /* pull request calls answer -EACCES */
     int workspace_error;
 } fake;
@@ -136,6 +137,41 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
         set_doc(&r->doc, json);
     }
     return 0;
+}
+
+int api_repos_are_stored(struct api_client *client, const char *workspace,
+                         const char *project_key)
+{
+    (void)client, (void)workspace, (void)project_key;
+    return !fake.listing_not_stored;
+}
+
+int api_get_repo(struct api_client *client, const char *workspace, const char *slug,
+                 struct api_repo *out)
+{
+    (void)client, (void)workspace;
+    fake.get_repo++;
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < sizeof(repos) / sizeof(repos[0]); i++) {
+        if (strcmp(repos[i].slug, slug) != 0)
+            continue;
+        out->slug = strdup(repos[i].slug);
+        out->mainbranch = dup_or_null(repos[i].mainbranch);
+        out->description = strdup(repos[i].description);
+        out->project_key = strdup(strcmp(slug, "web") == 0 ? "OPS" : "PLAT");
+        set_doc(&out->doc, "{}\n");
+        return 0;
+    }
+    return -ENOENT;
+}
+
+void api_repo_release(struct api_repo *repo)
+{
+    free(repo->slug);
+    free(repo->mainbranch);
+    free(repo->description);
+    free(repo->project_key);
+    api_doc_release(&repo->doc);
 }
 
 void api_repo_list_release(struct api_repo_list *list)
@@ -743,6 +779,30 @@ static void test_reading_through_a_directory_reads_ahead(void **state)
     assert_int_equal(__atomic_load_n(&fake.get_file, __ATOMIC_SEQ_CST), before + 3);
 }
 
+static void test_a_repository_without_the_listing(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    fake.listing_not_stored = 1;
+    /* going straight into a repository asks for it alone, not for every page of the listing */
+    assert_string_equal(list_names(tree, "acme/api/branches"), "feature-z feature main");
+    assert_int_equal(tree_stat(tree, "acme/api/HEAD", &st), 0);
+    assert_int_equal(fake.get_repo, 1);
+    assert_int_equal(fake.list_repos, 0);
+    /* one outside the mounted project (PLAT) is not there; a probe is remembered */
+    assert_int_equal(tree_stat(tree, "acme/web", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/.git", &st), -ENOENT);
+    assert_int_equal(tree_stat(tree, "acme/.git", &st), -ENOENT);
+    assert_int_equal(fake.get_repo, 3);
+    /* once the listing is at hand, it answers */
+    assert_non_null(list_names(tree, "acme"));
+    assert_int_equal(fake.list_repos, 1);
+    assert_int_equal(tree_stat(tree, "acme/empty", &st), 0);
+    assert_int_equal(tree_stat(tree, "acme/nothing", &st), -ENOENT);
+    assert_int_equal(fake.get_repo, 3);
+    fake.listing_not_stored = 0;
+}
+
 static void test_store_survives_remount(void **state)
 {
     struct tree *tree = *state;
@@ -965,6 +1025,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_files_at_a_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reading_through_a_directory_reads_ahead, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_repository_without_the_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_survives_remount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_has_its_size_before_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_reports_names_that_came_and_went, setup,
