@@ -433,9 +433,17 @@ static void reply_xattr_value(fuse_req_t req, size_t size, const char *value, si
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     struct ops_context *ctx = ctx_of(req);
-    char *path = inode_path(ctx->inodes, ino), *value = NULL;
+    char *path = NULL, *value = NULL;
     size_t len = 0;
-    int rc = path ? tree_getxattr(ctx->tree, path, name, &value, &len) : -ESTALE;
+    int rc;
+
+    /* ls -l asks every file for its ACLs and security label: answered before any look-up. */
+    if (!tree_xattr_known(name)) {
+        fuse_reply_err(req, ENODATA);
+        return;
+    }
+    path = inode_path(ctx->inodes, ino);
+    rc = path ? tree_getxattr(ctx->tree, path, name, &value, &len) : -ESTALE;
 
     if (rc)
         fuse_reply_err(req, -rc);

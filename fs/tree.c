@@ -1885,6 +1885,11 @@ static char *html_url(const struct tree *tree, const struct node *n)
     return printed < 0 ? NULL : url;
 }
 
+int tree_xattr_known(const char *name)
+{
+    return strcmp(name, HTML_URL_XATTR) == 0;
+}
+
 int tree_listxattr(struct tree *tree, const char *path, char **out, size_t *len)
 {
     struct node n;

@@ -91,6 +91,8 @@ int tree_readlink(struct tree *tree, const char *path, char **target);
  * -ENODATA. Both malloc *out for the caller.
  */
 int tree_listxattr(struct tree *tree, const char *path, char **out, size_t *len);
+/* Whether name is an attribute some node may have (ls -l asks every file for ACLs). */
+int tree_xattr_known(const char *name);
 int tree_getxattr(struct tree *tree, const char *path, const char *name, char **out, size_t *len);
 
 /* Forget every mutable answer so the next look asks the API again. */
