@@ -274,6 +274,7 @@ int main(int argc, char *argv[])
         goto err_out6;
     ctx.tree = tree;
     ctx.ttl = (double)opts.ttl;
+    ops_context_init(&ctx);
 
     if (add_mount_options(&args, &opts) != 0)
         goto err_out7;
@@ -301,6 +302,7 @@ int main(int argc, char *argv[])
     notify_free(notify);
     notify = NULL;
     fuse_session_unmount(se);
+    ops_context_release(&ctx);
 err_out9:
     fuse_remove_signal_handlers(se);
 err_out8:

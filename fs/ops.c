@@ -26,7 +26,14 @@
 /* Hash-addressed data never changes: let the kernel keep it for a day. */
 #define IMMUTABLE_TIMEOUT 86400.0
 
+/* What an open file or directory starts with: its place in the context's list. */
+struct ops_handle {
+    struct ops_handle *prev, *next;
+    int is_dir;
+};
+
 struct open_dir {
+    struct ops_handle handle; /* first: a handle is its open_dir */
     char *path;
     struct tree_dir dir;
 };
@@ -37,9 +44,42 @@ struct open_dir {
  * fuse_reply_buf (and a sanitizer still reading the buffer it wrote).
  */
 struct open_file {
+    struct ops_handle handle; /* first: a handle is its open_file */
     atomic_uint refs;
     struct tree_file file;
 };
+
+/* Listed before the open is answered: a RELEASE may follow the answer at once. */
+static void handle_add(struct ops_context *ctx, struct ops_handle *h, int is_dir)
+{
+    h->is_dir = is_dir;
+    pthread_mutex_lock(&ctx->handles_lock);
+    h->prev = NULL;
+    h->next = ctx->handles;
+    if (h->next)
+        h->next->prev = h;
+    ctx->handles = h;
+    pthread_mutex_unlock(&ctx->handles_lock);
+}
+
+static void handle_remove(struct ops_context *ctx, struct ops_handle *h)
+{
+    pthread_mutex_lock(&ctx->handles_lock);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        ctx->handles = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&ctx->handles_lock);
+}
+
+static void open_dir_free(struct open_dir *od)
+{
+    tree_dir_release(&od->dir);
+    free(od->path);
+    free(od);
+}
 
 static void open_file_put(struct open_file *of)
 {
@@ -47,6 +87,25 @@ static void open_file_put(struct open_file *of)
         return;
     tree_file_release(&of->file);
     free(of);
+}
+
+void ops_context_init(struct ops_context *ctx)
+{
+    pthread_mutex_init(&ctx->handles_lock, NULL);
+    ctx->handles = NULL;
+}
+
+void ops_context_release(struct ops_context *ctx)
+{
+    while (ctx->handles) {
+        struct ops_handle *h = ctx->handles;
+        ctx->handles = h->next;
+        if (h->is_dir)
+            open_dir_free((struct open_dir *)h);
+        else
+            open_file_put((struct open_file *)h); /* no read runs once the loop is over */
+    }
+    pthread_mutex_destroy(&ctx->handles_lock);
 }
 
 static struct ops_context *ctx_of(fuse_req_t req)
@@ -214,16 +273,16 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fi->keep_cache = 1;
     }
     fi->fh = (uint64_t)(uintptr_t)od;
+    handle_add(ctx, &od->handle, 1);
     if (fuse_reply_open(req, fi) == 0)
         od = NULL;
+    else
+        handle_remove(ctx, &od->handle);
 out:
     if (rc)
         fuse_reply_err(req, -rc);
-    if (od) {
-        tree_dir_release(&od->dir);
-        free(od->path);
-        free(od);
-    }
+    if (od)
+        open_dir_free(od);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -269,9 +328,8 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
     struct open_dir *od = (struct open_dir *)(uintptr_t)fi->fh;
     (void)ino;
-    tree_dir_release(&od->dir);
-    free(od->path);
-    free(od);
+    handle_remove(ctx_of(req), &od->handle);
+    open_dir_free(od);
     fuse_reply_err(req, 0);
 }
 
@@ -307,8 +365,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->keep_cache = ts.immutable;
     /* Reads of a live file go to its content at open, not to a stale page cache or size. */
     fi->direct_io = ts.live;
+    handle_add(ctx, &of->handle, 0);
     if (fuse_reply_open(req, fi) == 0)
         of = NULL;
+    else
+        handle_remove(ctx, &of->handle);
 out:
     if (rc)
         fuse_reply_err(req, -rc);
@@ -342,8 +403,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
     (void)ino;
-    open_file_put((struct open_file *)(uintptr_t)fi->fh);
+    handle_remove(ctx_of(req), &of->handle);
+    open_file_put(of);
     fuse_reply_err(req, 0);
 }
 

@@ -14,13 +14,26 @@
 struct tree;
 struct inode_table;
 
+#include <pthread.h>
+
+struct ops_handle;
+
 struct ops_context {
     struct tree *tree;
     struct inode_table *inodes;
     double ttl; /* kernel cache timeout for mutable entries, seconds */
+    /* open files and directories the kernel has not released (it may never, when the
+     * session ends under a reader): freed by ops_context_release */
+    pthread_mutex_t handles_lock;
+    struct ops_handle *handles;
 };
 
 /* The operations table; fuse_session_new's userdata must be a struct ops_context. */
 const struct fuse_lowlevel_ops *ops_table(void);
+
+/* Before the session: the handle list. */
+void ops_context_init(struct ops_context *ctx);
+/* After the session loop: frees what the kernel left open. */
+void ops_context_release(struct ops_context *ctx);
 
 #endif
