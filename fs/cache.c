@@ -281,14 +281,14 @@ out:
 
 int cache_peek(struct cache *cache, const char *key, struct cache_ref **out)
 {
-    int rc = -ENOENT;
+    int rc = -EAGAIN;
 
     *out = NULL;
     pthread_mutex_lock(&cache->lock);
     size_t b = hash_key(key) & (cache->nbuckets - 1);
     for (struct cache_entry *e = cache->buckets[b]; e; e = e->next)
         if (strcmp(e->key, key) == 0) {
-            if (e->ref && !e->negative && is_fresh(e, now_seconds())) {
+            if (is_fresh(e, now_seconds())) {
                 cache->hits++;
                 rc = serve_locked(e, out);
             }

@@ -46,7 +46,10 @@ void cache_free(struct cache *cache);
  */
 int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_fn fetch,
               cache_free_fn free_fn, void *arg, struct cache_ref **out);
-/* Like cache_get, but only a value younger than its max_age: -ENOENT rather than a fetch. */
+/*
+ * Like cache_get, but without fetching: 0 with a fresh value, -ENOENT for a
+ * fresh "not found", -EAGAIN when nothing fresh is there.
+ */
 int cache_peek(struct cache *cache, const char *key, struct cache_ref **out);
 
 /*

@@ -267,11 +267,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (rc)
         goto out;
     /* A directory addressed by a commit hash never changes: the kernel may keep its listing. */
-    struct tree_stat ts;
-    if (tree_stat(ctx->tree, od->path, &ts) == 0 && ts.immutable) {
-        fi->cache_readdir = 1;
-        fi->keep_cache = 1;
-    }
+    fi->cache_readdir = fi->keep_cache = od->dir.immutable;
     fi->fh = (uint64_t)(uintptr_t)od;
     handle_add(ctx, &od->handle, 1);
     if (fuse_reply_open(req, fi) == 0)

@@ -1268,7 +1268,20 @@ static int resolve_repo_child(struct tree *tree, struct node *n)
  */
 static int find_repo(struct tree *tree, struct node *n, const char *name)
 {
+    char key[300];
     int rc = 0;
+    /*
+     * Every request resolves its path anew: what is in memory is asked first,
+     * so that looking at the stored listing (a read of the disk) is done only
+     * when a repository is first reached.
+     */
+    snprintf(key, sizeof(key), "repo/%s", name);
+    rc = cache_peek(tree->cache, key, &n->repo_ref);
+    if (rc == 0)
+        n->repo = cache_ref_value(n->repo_ref);
+    if (rc != -EAGAIN)
+        return rc; /* known, or known not to be there */
+    rc = 0;
     if (cache_peek(tree->cache, "repos", &n->repos_ref) == 0 || tree->offline ||
         api_repos_are_stored(tree->api, tree->workspace, tree->project)) {
         if (!n->repos_ref)
@@ -2199,6 +2212,7 @@ int tree_list(struct tree *tree, const char *path, struct tree_dir *out)
     int rc = resolve(tree, path, &n);
     if (rc == 0)
         rc = list_node(tree, &n, &l, path);
+    out->immutable = rc == 0 && n.kind >= NODE_COMMIT;
     node_release(&n);
     if (rc)
         tree_dir_release(out);

@@ -55,6 +55,7 @@ struct tree_dirent {
 struct tree_dir {
     struct tree_dirent *entries;
     size_t count;
+    int immutable; /* the directory is addressed by a commit hash: it never changes */
 };
 
 /* api is borrowed and must outlive the tree. */

@@ -125,6 +125,27 @@ static void test_put_offers_a_value_without_fetching(void **state)
     cache_free(c);
 }
 
+static void test_peek_never_fetches(void **state)
+{
+    struct cache *c = cache_new();
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 4};
+    struct cache_ref *ref;
+    int v;
+    (void)state;
+    assert_int_equal(cache_peek(c, "k", &ref), -EAGAIN);
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(cache_peek(c, "k", &ref), 0);
+    assert_int_equal(*(int *)cache_ref_value(ref), 4);
+    cache_ref_put(ref);
+    cache_expire_all(c);
+    assert_int_equal(cache_peek(c, "k", &ref), -EAGAIN); /* stale: not fresh */
+    src.result = -ENOENT;
+    assert_int_equal(get_int(c, &src, 60, &v), -ENOENT);
+    assert_int_equal(cache_peek(c, "k", &ref), -ENOENT); /* a remembered "not found" */
+    assert_int_equal(src.calls, 2);
+    cache_free(c);
+}
+
 static void test_negative_is_remembered_errors_are_not(void **state)
 {
     struct cache *c = cache_new();
@@ -231,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_expired_value_is_refetched),
         cmocka_unit_test(test_refresh_sees_the_value_it_replaces),
         cmocka_unit_test(test_put_offers_a_value_without_fetching),
+        cmocka_unit_test(test_peek_never_fetches),
         cmocka_unit_test(test_negative_is_remembered_errors_are_not),
         cmocka_unit_test(test_stale_served_when_refresh_fails),
         cmocka_unit_test(test_single_flight),
