@@ -16,10 +16,10 @@
 struct inode_table;
 struct notify;
 
-/* inodes is borrowed. Names queued before notify_start wait for it. */
+/* inodes is borrowed. Names that change before notify_start are not passed on (nothing is mounted). */
 int notify_new(struct inode_table *inodes, struct notify **out);
 
-/* Starts passing names on to the kernel through se (borrowed). */
+/* Starts passing names on to the kernel through se (borrowed): after fuse_daemonize. */
 int notify_start(struct notify *n, struct fuse_session *se);
 
 /* Stops the thread if it runs (dropping what is still queued) and frees n. */
