@@ -195,7 +195,8 @@ int redis_lease_take(struct redis_client *c, const struct shared_key *key, long 
     memset(lease, 0, sizeof(*lease));
     if (ttl_ms <= 0)
         return -EINVAL;
-    if (getrandom(random, sizeof(random), 0) != (ssize_t)sizeof(random))
+    /* Never blocks (an fstab mount at boot): without randomness, no lease, the caller fetches. */
+    if (getrandom(random, sizeof(random), GRND_NONBLOCK) != (ssize_t)sizeof(random))
         return -EAGAIN;
     for (size_t i = 0; i < sizeof(random); i++) {
         lease->token[2 * i] = hex[random[i] >> 4];

@@ -47,7 +47,8 @@
 #define REDIS_DOWN_PAUSE_MS 10000
 #define REDIS_DEFAULT_MAX_VALUE ((size_t)32 << 20)
 #define REDIS_POOL_MAX 8
-#define REDIS_QUEUE_MAX_JOBS 1024
+/* A tree brought by git is a burst of thousands of small writes; bytes bound the memory. */
+#define REDIS_QUEUE_MAX_JOBS 16384
 #define REDIS_QUEUE_MAX_BYTES ((size_t)128 << 20)
 /* How long redis_client_free goes on writing what is queued. */
 #define REDIS_CLOSE_FLUSH_MS 2000
@@ -74,7 +75,10 @@ struct redis_options {
  */
 int redis_client_new(const struct redis_options *opts, struct redis_client **out, char *errbuf,
                      size_t errlen);
-/* Writes what is queued for up to REDIS_CLOSE_FLUSH_MS, drops the rest, closes. NULL is fine. */
+/*
+ * Writes what is queued for up to REDIS_CLOSE_FLUSH_MS, drops the rest, closes.
+ * No other call may be running. NULL is fine.
+ */
 void redis_client_free(struct redis_client *c);
 
 /* "redis://host:port/db" or "redis+unix:///path?db=N", for messages: never a credential. */

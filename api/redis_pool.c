@@ -143,7 +143,7 @@ static int authenticate(struct call *call, const struct redis_target *t)
     size_t lens[] = {4, strlen(argv[1]), strlen(t->password)};
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, t->user ? 3 : 2, argv, lens), rc = 0;
-    redisReply *r;
+    redisReply *r = NULL;
     ssize_t n;
 
     if (len < 0) {

@@ -42,7 +42,7 @@ struct redis_server {
     char password[64]; /* requirepass, "" for none */
 };
 
-static long long mono_ms(void)
+static inline long long mono_ms(void)
 {
     struct timespec ts;
 
@@ -50,7 +50,7 @@ static long long mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void pause_ms(long ms)
+static inline void pause_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
 
@@ -58,7 +58,7 @@ static void pause_ms(long ms)
 }
 
 /* A port nobody listens on now (the kernel's choice for port 0). */
-static int free_port(void)
+static inline int free_port(void)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sa);
@@ -73,7 +73,7 @@ static int free_port(void)
 }
 
 /* A connection of the test's own, authenticated when the server has a password. */
-static redisContext *redis_raw(const struct redis_server *s)
+static inline redisContext *redis_raw(const struct redis_server *s)
 {
     struct timeval tv = {.tv_sec = 5};
     redisContext *ctx = redisConnectWithTimeout("127.0.0.1", s->port, tv);
@@ -92,7 +92,7 @@ static redisContext *redis_raw(const struct redis_server *s)
 }
 
 /* 1 when the server answers PING (or refuses it for want of a password). */
-static int redis_server_answers(const struct redis_server *s)
+static inline int redis_server_answers(const struct redis_server *s)
 {
     struct timeval tv = {.tv_sec = 1};
     redisContext *ctx = redisConnectWithTimeout("127.0.0.1", s->port, tv);
@@ -110,7 +110,7 @@ static int redis_server_answers(const struct redis_server *s)
     return up;
 }
 
-static void redis_server_exec(const struct redis_server *s, const char *const *extra)
+static inline void redis_server_exec(const struct redis_server *s, const char *const *extra)
 {
     char port[16], logfile[160];
     const char *argv[40] = {"redis-server", "--port",       port,      "--bind",
@@ -135,7 +135,7 @@ static void redis_server_exec(const struct redis_server *s, const char *const *e
 }
 
 /* Starts (or, with s->port and s->dir already set, restarts) the server: 0 or -1. */
-static int redis_server_spawn(struct redis_server *s, const char *const *extra)
+static inline int redis_server_spawn(struct redis_server *s, const char *const *extra)
 {
     long long deadline = mono_ms() + REDIS_SERVER_START_MS;
     int status;
@@ -160,8 +160,8 @@ static int redis_server_spawn(struct redis_server *s, const char *const *extra)
     return -1;
 }
 
-static int redis_server_start(struct redis_server *s, const char *password,
-                              const char *const *extra)
+static inline int redis_server_start(struct redis_server *s, const char *password,
+                                     const char *const *extra)
 {
     memset(s, 0, sizeof(*s));
     snprintf(s->dir, sizeof(s->dir), "/tmp/bbfs-redis-test-XXXXXX");
@@ -178,7 +178,7 @@ static int redis_server_start(struct redis_server *s, const char *password,
 }
 
 /* Redis dies at once, as in a crash: its connections are reset. */
-static void redis_server_kill(struct redis_server *s)
+static inline void redis_server_kill(struct redis_server *s)
 {
     int status;
 
@@ -189,7 +189,7 @@ static void redis_server_kill(struct redis_server *s)
     s->pid = 0;
 }
 
-static void redis_server_stop(struct redis_server *s)
+static inline void redis_server_stop(struct redis_server *s)
 {
     char path[200];
     int status;
@@ -210,7 +210,7 @@ static void redis_server_stop(struct redis_server *s)
 }
 
 /* A number from INFO (e.g. "total_connections_received"), or -1. */
-static long long redis_info(redisContext *raw, const char *field)
+static inline long long redis_info(redisContext *raw, const char *field)
 {
     redisReply *r = redisCommand(raw, "INFO");
     long long value = -1;
@@ -226,7 +226,7 @@ static long long redis_info(redisContext *raw, const char *field)
 }
 
 /* Listens on a free port and never accepts, reads or answers: returns the fd. */
-static int silent_listener(int *port)
+static inline int silent_listener(int *port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sa);
@@ -248,7 +248,7 @@ struct capture {
     char path[64];
 };
 
-static void capture_begin(struct capture *c)
+static inline void capture_begin(struct capture *c)
 {
     int fd;
 
@@ -261,7 +261,7 @@ static void capture_begin(struct capture *c)
 }
 
 /* The captured text (malloc'd), and the lines it has in *lines. */
-static char *capture_end(struct capture *c, int *lines)
+static inline char *capture_end(struct capture *c, int *lines)
 {
     FILE *f;
     char *text = calloc(1, 65536);
