@@ -63,11 +63,12 @@ void redis_value_release(struct redis_value *v)
 }
 
 /*
- * Turns a value read from Redis into *out: 0; -ENOENT when absent, over the
- * cap, or damaged (then counted and deleted); -ENOMEM.
+ * Turns a value read from Redis into *out, taking raw's bytes over: 0;
+ * -ENOENT when absent, over the cap, or damaged (then counted and deleted);
+ * -ENOMEM.
  */
 static int accept_value(struct redis_client *c, const struct shared_key *key,
-                        const struct pool_reply *raw, struct redis_value *out)
+                        struct pool_reply *raw, struct redis_value *out)
 {
     struct shared_entry e;
     int rc;
@@ -88,16 +89,16 @@ static int accept_value(struct redis_client *c, const struct shared_key *key,
         pool_del(c->pool, key->name);
         return -ENOENT;
     }
-    out->body = malloc(e.len + 1);
     out->etag = e.etag_len ? strndup(e.etag, e.etag_len) : NULL;
-    if (!out->body || (e.etag_len && !out->etag)) {
-        redis_value_release(out);
+    if (e.etag_len && !out->etag)
         return -ENOMEM;
-    }
-    memcpy(out->body, e.body, e.len);
-    out->body[e.len] = '\0';
-    out->len = e.len;
     out->fetched_at = e.fetched_at;
+    out->len = e.len;
+    out->body = pool_reply_take(raw, (size_t)(e.body - raw->data), e.len);
+    if (!out->body) { /* e points into raw: cannot happen */
+        redis_value_release(out);
+        return -ENOENT;
+    }
     return 0;
 }
 

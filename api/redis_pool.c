@@ -59,6 +59,7 @@ struct conn {
 struct call {
     redisContext *ctx;
     int closed;      /* the server closed the connection (EOF, reset) */
+    int retire;      /* close it after use: it read a big reply */
     char cause[200]; /* why it failed, for the one log line */
 };
 
@@ -247,8 +248,11 @@ static void mark_down(struct redis_pool *p, const char *cause, redisContext **cl
     }
 }
 
-/* Gives a connection back; cause is NULL on success, else why Redis failed. */
-static void conn_give(struct redis_pool *p, struct conn *conn, const char *cause)
+/*
+ * Gives a connection back; cause is NULL on success, else why Redis failed.
+ * retire: close it even so.
+ */
+static void conn_give(struct redis_pool *p, struct conn *conn, const char *cause, int retire)
 {
     redisContext *closing[REDIS_POOL_MAX + 1];
     size_t n_closing = 0;
@@ -261,7 +265,7 @@ static void conn_give(struct redis_pool *p, struct conn *conn, const char *cause
         p->stats.down = 0;
         p->probing = 0;
     }
-    if (conn->ctx && !cause && !p->stats.down && conn->generation == p->generation &&
+    if (conn->ctx && !cause && !retire && !p->stats.down && conn->generation == p->generation &&
         p->n_idle < REDIS_POOL_MAX) {
         p->idle[p->n_idle++] = conn->ctx;
     } else {
@@ -318,7 +322,7 @@ static int conn_take(struct redis_pool *p, struct conn *conn, struct call *call)
     conn->generation = p->generation;
     pthread_mutex_unlock(&p->lock);
     if (conn_open(p, call) < 0) {
-        conn_give(p, conn, call->cause);
+        conn_give(p, conn, call->cause, 0);
         return -EAGAIN;
     }
     conn->ctx = call->ctx;
@@ -352,7 +356,7 @@ static int run(struct redis_pool *p, int (*op)(struct call *, void *), void *arg
             rc = op(&call, arg);
         }
     }
-    conn_give(p, &conn, rc == -EIO ? call.cause : NULL);
+    conn_give(p, &conn, rc == -EIO ? call.cause : NULL, call.retire);
     return rc == -EIO ? -EAGAIN : rc;
 }
 
@@ -418,6 +422,7 @@ static int read_op(struct call *call, void *arg)
         freeReplyObject(r);
         return rc;
     }
+    call->retire = r->len > POOL_KEEP_REPLY;
     a->value = r;
     return 0;
 }
@@ -445,6 +450,22 @@ void pool_reply_release(struct pool_reply *r)
         freeReplyObject(r->handle);
     if (r)
         memset(r, 0, sizeof(*r));
+}
+
+char *pool_reply_take(struct pool_reply *r, size_t offset, size_t len)
+{
+    redisReply *reply = r->handle;
+    char *bytes;
+
+    if (!reply || offset > reply->len || len > reply->len - offset)
+        return NULL;
+    /* hiredis 0.14 allocates a reply's string with malloc(3) and frees it with free(3). */
+    bytes = reply->str;
+    memmove(bytes, bytes + offset, len);
+    bytes[len] = '\0';
+    reply->str = NULL;
+    pool_reply_release(r);
+    return bytes;
 }
 
 struct write_args {

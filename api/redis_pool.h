@@ -8,7 +8,9 @@
  * down for the pause (logged once, counted, idle connections closed); until
  * it ends every call answers -EAGAIN without the network, then one call at a
  * time tries again. A reused connection that the server had closed is
- * replaced once before that counts as a failure.
+ * replaced once before that counts as a failure. A connection that read a
+ * reply over POOL_KEEP_REPLY bytes is closed after use rather than kept:
+ * hiredis keeps its read buffer as big as the biggest reply until the next.
  *
  * Every function answers -EAGAIN when Redis is down, busy (every connection
  * taken for REDIS_OP_TIMEOUT_MS) or failed.
@@ -20,6 +22,8 @@
 #include <stdint.h>
 
 #include "api/redis_url.h"
+
+#define POOL_KEEP_REPLY ((size_t)1 << 20)
 
 struct redis_pool;
 
@@ -44,6 +48,12 @@ struct pool_reply {
     void *handle;
 };
 void pool_reply_release(struct pool_reply *r);
+/*
+ * Hands over bytes [offset, offset + len) of the reply as a NUL-terminated
+ * buffer the caller frees (moved within the reply's own, not copied: a big
+ * value is not held twice), and releases the reply. NULL for a bad range.
+ */
+char *pool_reply_take(struct pool_reply *r, size_t offset, size_t len);
 
 /*
  * Reads at most bound bytes of name's value (GETRANGE) and, when lease_name
