@@ -2,14 +2,15 @@
  * redis.h - the client of the cache a fleet of machines shares in Redis
  * (issue 17), on hiredis. Plain C: no hiredis type crosses this header.
  *
- * Faults cost only speed. Every call answers at once or within
- * REDIS_OP_TIMEOUT_MS (a new connection: REDIS_CONNECT_TIMEOUT_MS more).
- * Any failure (refused, timed out, reset, a wrong password, an error reply
- * such as LOADING or OOM) marks Redis down for down_pause_ms: it is logged
- * once with its cause and counted, and meanwhile every call answers "miss"
- * or "not written" without touching the network. After the pause the next
- * call tries again (one at a time); its success is logged and Redis is up.
- * No call ever returns anything a caller must handle beyond "miss".
+ * Faults cost only speed. Each read or write on a socket is bounded by
+ * REDIS_OP_TIMEOUT_MS and a new connection by REDIS_CONNECT_TIMEOUT_MS, so a
+ * call meeting a fault returns within about their sum (a call finding every
+ * connection taken waits at most REDIS_OP_TIMEOUT_MS, then misses). Any failure (refused, timed
+ * out, reset, a wrong password, an error reply such as LOADING or OOM) marks Redis down for
+ * down_pause_ms: it is logged once with its cause and counted, and meanwhile every call answers
+ * "miss" or "not written" without touching the network. After the pause the next call tries again
+ * (one at a time); its success is logged and Redis is up. No call ever returns anything a caller
+ * must handle beyond "miss".
  *
  * Connections: a pool of at most REDIS_POOL_MAX, taken by one call and given
  * back, so any number of threads may call at once. Every new connection
@@ -21,6 +22,9 @@
  *
  * Values are checked on every read (shared.h): a damaged one is a miss,
  * counted and deleted. A body over max_value is neither written nor read.
+ *
+ * Keys all start with "bbfs:". An ACL user needs "~bbfs:* +auth +select +ping
+ * +getrange +exists +set +del +eval +get" (get inside the lease's script).
  *
  * Writes off the reader's path: redis_put_async() queues the write for a
  * writer thread (started by the first such call, so open before fork(),
