@@ -5,12 +5,13 @@
  * Faults cost only speed. Each read or write on a socket is bounded by
  * REDIS_OP_TIMEOUT_MS and a new connection by REDIS_CONNECT_TIMEOUT_MS, so a
  * call meeting a fault returns within about their sum (a call finding every
- * connection taken waits at most REDIS_OP_TIMEOUT_MS, then misses). Any failure (refused, timed
- * out, reset, a wrong password, an error reply such as LOADING or OOM) marks Redis down for
- * down_pause_ms: it is logged once with its cause and counted, and meanwhile every call answers
- * "miss" or "not written" without touching the network. After the pause the next call tries again
- * (one at a time); its success is logged and Redis is up. No call ever returns anything a caller
- * must handle beyond "miss".
+ * connection taken waits at most REDIS_OP_TIMEOUT_MS, then misses). Any
+ * failure (refused, timed out, reset, a wrong password, an error reply such
+ * as LOADING or OOM) marks Redis down for down_pause_ms: it is logged once
+ * with its cause and counted, and meanwhile every call answers "miss" or
+ * "not written" without touching the network. After the pause the next call
+ * tries again (one at a time); its success is logged and Redis is up. No
+ * call ever returns anything a caller must handle beyond "miss".
  *
  * Connections: a pool of at most REDIS_POOL_MAX, taken by one call and given
  * back, so any number of threads may call at once. Every new connection
