@@ -64,6 +64,46 @@ static void test_killed_mid_use(void **state)
     redis_client_free(c);
 }
 
+/*
+ * An error reply from a live Redis (a write refused for maxmemory) is a
+ * failure like any other: logged with its cause, down, then used again.
+ */
+static void test_error_reply_marks_down(void **state)
+{
+    struct redis_server *s = *state;
+    struct redis_client *c = tcp_client(s, NULL, 300);
+    struct shared_key key = key_for("refused");
+    struct redis_stats st;
+    struct capture cap;
+    redisContext *raw = redis_raw(s);
+    long long started;
+    char *log;
+    int lines, rc;
+
+    freeReplyObject(redisCommand(raw, "CONFIG SET maxmemory-policy noeviction"));
+    freeReplyObject(redisCommand(raw, "CONFIG SET maxmemory 1"));
+    capture_begin(&cap);
+    assert_int_equal(redis_put(c, &key, &(struct redis_entry){.body = "x", .len = 1}, 0), -EAGAIN);
+    log = capture_end(&cap, &lines);
+    assert_int_equal(lines, 1);
+    assert_non_null(strstr(log, "OOM"));
+    free(log);
+    redis_get_stats(c, &st);
+    assert_int_equal(st.down, 1);
+    assert_int_equal(st.errors, 1);
+    assert_int_equal(st.writes, 0);
+
+    freeReplyObject(redisCommand(raw, "CONFIG SET maxmemory 0"));
+    started = mono_ms();
+    while ((rc = redis_put(c, &key, &(struct redis_entry){.body = "x", .len = 1}, 0)) == -EAGAIN &&
+           mono_ms() - started < 60000) /* hang guard */
+        pause_ms(50);
+    assert_int_equal(rc, 0);
+    assert_text(c, &key, "x");
+    redisFree(raw);
+    redis_client_free(c);
+}
+
 /* A pooled connection the server closed while idle is replaced: no failure. */
 static void test_idle_connection_closed_by_server(void **state)
 {
@@ -461,6 +501,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         WITH_SERVER(test_killed_mid_use),
+        WITH_SERVER(test_error_reply_marks_down),
         WITH_SERVER(test_idle_connection_closed_by_server),
         cmocka_unit_test(test_silent_server),
         cmocka_unit_test(test_close_with_silent_server),
