@@ -59,6 +59,7 @@ static inline int teardown_server(void **state)
 {
     struct redis_server *s = *state;
 
+    capture_abandon();
     if (s) {
         redis_server_stop(s);
         free(s);
@@ -118,6 +119,13 @@ static inline void assert_text(struct redis_client *c, const struct shared_key *
     assert_int_equal(v.len, strlen(text));
     assert_string_equal(v.body, text);
     redis_value_release(&v);
+}
+
+static inline int teardown_capture(void **state)
+{
+    (void)state;
+    capture_abandon();
+    return 0;
 }
 
 #define WITH_SERVER(t) cmocka_unit_test_setup_teardown(t, setup_server, teardown_server)

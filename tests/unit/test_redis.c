@@ -425,7 +425,6 @@ static void test_wrong_password(void **state)
     struct redis_value v;
     struct redis_stats st;
     struct redis_lease lease;
-    struct capture cap;
     redisContext *raw = redis_raw(s);
     long long connections, started = mono_ms();
     char *log;
@@ -433,14 +432,14 @@ static void test_wrong_password(void **state)
 
     connections = redis_info(raw, "total_connections_received");
     assert_true(connections > 0);
-    capture_begin(&cap);
+    capture_begin();
     assert_int_equal(redis_check(c), -EAGAIN);
     for (int i = 0; i < 10; i++)
         assert_int_equal(redis_get(c, &key, &v), -EAGAIN);
     assert_int_equal(redis_put(c, &key, &(struct redis_entry){.body = "x", .len = 1}, 0), -EAGAIN);
     assert_int_equal(redis_lease_take(c, &key, 1000, &lease), -EAGAIN);
     assert_int_equal(redis_wait(c, &key, 1000, &v), -EAGAIN);
-    log = capture_end(&cap, &lines);
+    log = capture_end(&lines);
     assert_true(mono_ms() - started < FAULT_GUARD_MS); /* hang guard */
     assert_int_equal(lines, 1);
     assert_non_null(strstr(log, "authentication failed"));
@@ -463,13 +462,12 @@ static void test_missing_password(void **state)
 {
     struct redis_server *s = *state;
     struct redis_client *c = tcp_client(s, NULL, 60000);
-    struct capture cap;
     char *log;
     int lines;
 
-    capture_begin(&cap);
+    capture_begin();
     assert_int_equal(redis_check(c), -EAGAIN);
-    log = capture_end(&cap, &lines);
+    log = capture_end(&lines);
     assert_int_equal(lines, 1);
     assert_non_null(strstr(log, "NOAUTH"));
     free(log);

@@ -25,13 +25,12 @@ static void test_killed_mid_use(void **state)
     struct redis_lease lease;
     struct redis_value v;
     struct redis_stats st;
-    struct capture cap;
     long long started;
     char *log;
     int lines, rc;
 
     put_text(c, &key, "before");
-    capture_begin(&cap);
+    capture_begin();
     redis_server_kill(s);
     started = mono_ms();
     assert_int_equal(redis_get(c, &key, &v), -EAGAIN);
@@ -51,7 +50,7 @@ static void test_killed_mid_use(void **state)
     started = mono_ms();
     while ((rc = redis_get(c, &key, &v)) == -EAGAIN && mono_ms() - started < 60000)
         pause_ms(50);
-    log = capture_end(&cap, &lines);
+    log = capture_end(&lines);
     assert_int_equal(rc, -ENOENT); /* Redis is back, empty: it kept nothing */
     assert_int_equal(lines, 2);
     assert_non_null(strstr(log, "unavailable"));
@@ -74,7 +73,6 @@ static void test_error_reply_marks_down(void **state)
     struct redis_client *c = tcp_client(s, NULL, 300);
     struct shared_key key = key_for("refused");
     struct redis_stats st;
-    struct capture cap;
     redisContext *raw = redis_raw(s);
     long long started;
     char *log;
@@ -82,9 +80,9 @@ static void test_error_reply_marks_down(void **state)
 
     freeReplyObject(redisCommand(raw, "CONFIG SET maxmemory-policy noeviction"));
     freeReplyObject(redisCommand(raw, "CONFIG SET maxmemory 1"));
-    capture_begin(&cap);
+    capture_begin();
     assert_int_equal(redis_put(c, &key, &(struct redis_entry){.body = "x", .len = 1}, 0), -EAGAIN);
-    log = capture_end(&cap, &lines);
+    log = capture_end(&lines);
     assert_int_equal(lines, 1);
     assert_non_null(strstr(log, "OOM"));
     free(log);
@@ -133,7 +131,6 @@ static void test_silent_server(void **state)
     struct shared_key key = key_for("silent");
     struct redis_value v;
     struct redis_stats st;
-    struct capture cap;
     long long started;
     char *log;
     int lines;
@@ -142,12 +139,12 @@ static void test_silent_server(void **state)
     assert_true(fd >= 0);
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
     c = open_client(url, NULL, TOKEN, 0, 60000);
-    capture_begin(&cap);
+    capture_begin();
     started = mono_ms();
     assert_int_equal(redis_get(c, &key, &v), -EAGAIN);
     assert_true(mono_ms() - started < FAULT_GUARD_MS); /* hang guard */
     assert_int_equal(redis_get(c, &key, &v), -EAGAIN);
-    log = capture_end(&cap, &lines);
+    log = capture_end(&lines);
     assert_int_equal(lines, 1);
     assert_non_null(strstr(log, "no answer within"));
     free(log);
@@ -503,8 +500,8 @@ int main(void)
         WITH_SERVER(test_killed_mid_use),
         WITH_SERVER(test_error_reply_marks_down),
         WITH_SERVER(test_idle_connection_closed_by_server),
-        cmocka_unit_test(test_silent_server),
-        cmocka_unit_test(test_close_with_silent_server),
+        cmocka_unit_test_teardown(test_silent_server, teardown_capture),
+        cmocka_unit_test_teardown(test_close_with_silent_server, teardown_capture),
         WITH_SERVER(test_lease_one_taker_wins),
         WITH_SERVER(test_wait_returns_the_value),
         WITH_SERVER(test_wait_ends_when_lease_released),
