@@ -11,12 +11,12 @@
 VERSION := 0.1.0
 CC ?= gcc
 PYTHON := /usr/bin/python3
-PKGS := fuse3 libcurl jansson openssl
+PKGS := fuse3 libcurl jansson openssl hiredis
 
 # Debian packages the build, tests and demo need (checked with dpkg-query).
 DEB_PACKAGES := build-essential pkg-config git fuse3 libfuse3-dev libcurl4-openssl-dev \
 	libjansson-dev libssl-dev libcmocka-dev python3 python3-pytest python3-pytest-timeout \
-	curl attr groff-base jq openssl
+	curl attr groff-base jq openssl libhiredis-dev redis-server
 
 WARNINGS := -std=gnu11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wvla
@@ -93,10 +93,10 @@ deps:
 			apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# fs/ must never see curl, jansson or OpenSSL; api/ must never see FUSE.
+# fs/ must never see curl, jansson, OpenSSL or hiredis; api/ must never see FUSE.
 layering:
-	@! grep -nE '#include *<(curl|jansson|openssl)' fs/*.c fs/*.h || \
-		{ echo "layering: fs/ includes an HTTP/JSON/TLS header"; exit 1; }
+	@! grep -nE '#include *<(curl|jansson|openssl|hiredis)' fs/*.c fs/*.h || \
+		{ echo "layering: fs/ includes an HTTP/JSON/TLS/Redis header"; exit 1; }
 	@! grep -nE '#include *<fuse' api/*.c api/*.h || \
 		{ echo "layering: api/ includes a FUSE header"; exit 1; }
 
