@@ -1,6 +1,6 @@
 /*
  * api.c - the workspace, project, repository, ref and commit calls of api.h
- * (the client and its requests: client.c).
+ * (the client and its requests: client.c; listings: walk.c).
  */
 #include "api/api.h"
 
@@ -13,7 +13,9 @@
 #include "api/client.h"
 #include "api/log.h"
 #include "api/parse.h"
+#include "api/stored.h"
 #include "api/url.h"
+#include "api/walk.h"
 
 /* ---- workspace, project, access check ---- */
 
@@ -277,12 +279,11 @@ static char *repos_url(struct api_client *client, const char *workspace, const c
     return client_url_finish(&u, rc);
 }
 
-int api_repos_are_stored(struct api_client *client, const char *workspace,
-                         const char *project_key)
+int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key)
 {
     int rc;
     char *url = repos_url(client, workspace, project_key, &rc);
-    int stored = url && client_is_stored(client, url);
+    int stored = url && stored_is_usable(client, url);
     free(url);
     return stored;
 }
@@ -333,7 +334,7 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
     url = repos_url(client, workspace, project_key, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(client, API_KIND_REPOS, url, client_collect, &acc);
+    rc = walk_pages(client, API_KIND_REPOS, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     if (rc == 0)
@@ -375,11 +376,11 @@ static int cmp_ref_name(const void *a, const void *b)
 static int list_refs(struct api_client *c, const char *workspace, const char *repo,
                      enum api_kind kind, struct api_ref_list *out)
 {
-    struct collector acc = {
-        .parse = ref_from,
-        .elem = sizeof(*out->items),
-        .skip_key = "api:ref-without-hash",
-        .skip_message = "ignoring a branch or tag without a name or a full commit hash"};
+    struct collector acc = {.parse = ref_from,
+                            .elem = sizeof(*out->items),
+                            .skip_key = "api:ref-without-hash",
+                            .skip_message =
+                                "ignoring a branch or tag without a name or a full commit hash"};
     struct buf u;
     size_t i, kept;
     char *url;
@@ -392,11 +393,12 @@ static int list_refs(struct api_client *c, const char *workspace, const char *re
     url_add_query(&u, "pagelen", "100");
     url_add_query(&u, "sort", "name");
     /* include-only mode: next must be named or the pagination link is dropped */
-    url_add_query(&u, "fields", "size,page,pagelen,next,values.name,values.target.hash,values.target.date");
+    url_add_query(&u, "fields",
+                  "size,page,pagelen,next,values.name,values.target.hash,values.target.date");
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(c, kind, url, client_collect, &acc);
+    rc = walk_pages(c, kind, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -475,7 +477,7 @@ int api_list_commits(struct api_client *client, const char *workspace, const cha
         api_commit_list_release(out);
         return rc;
     }
-    rc = client_walk_pages(client, API_KIND_COMMITS, url, client_collect, &acc);
+    rc = walk_pages(client, API_KIND_COMMITS, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     free(url);

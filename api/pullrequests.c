@@ -14,6 +14,7 @@
 #include "api/log.h"
 #include "api/parse.h"
 #include "api/url.h"
+#include "api/walk.h"
 
 /* ---- pull requests ---- */
 
@@ -78,7 +79,7 @@ int api_list_pullrequests(struct api_client *client, const char *workspace, cons
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(client, API_KIND_PULLREQUESTS, url, client_collect, &acc);
+    rc = walk_pages(client, API_KIND_PULLREQUESTS, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -143,8 +144,8 @@ static int add_to_array(json_t *item, void *ctx)
     return json_array_append(ctx, item) == 0 ? 0 : -ENOMEM;
 }
 
-int api_get_pullrequest_comments(struct api_client *client, const char *workspace,
-                                 const char *repo, uint64_t id, struct api_doc *out)
+int api_get_pullrequest_comments(struct api_client *client, const char *workspace, const char *repo,
+                                 uint64_t id, struct api_doc *out)
 {
     json_t *all = json_array();
     struct buf u;
@@ -159,7 +160,7 @@ int api_get_pullrequest_comments(struct api_client *client, const char *workspac
     url = client_url_finish(&u, &rc);
     if (!url)
         goto out;
-    rc = client_walk_pages(client, API_KIND_COMMENTS, url, add_to_array, all);
+    rc = walk_pages(client, API_KIND_COMMENTS, url, add_to_array, all);
     if (rc == 0)
         rc = parse_doc(all, out);
 out:

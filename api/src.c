@@ -14,6 +14,7 @@
 #include "api/log.h"
 #include "api/parse.h"
 #include "api/url.h"
+#include "api/walk.h"
 
 /* ---- directory listings ---- */
 
@@ -88,8 +89,9 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
                             .arg = dir,
                             .elem = sizeof(*out->items),
                             .skip_key = "api:entry-unusable",
-                            .skip_message = "ignoring a directory entry whose path is not a name in "
-                                            "the directory listed, or whose type is unknown"};
+                            .skip_message =
+                                "ignoring a directory entry whose path is not a name in "
+                                "the directory listed, or whose type is unknown"};
     struct buf u;
     char *url;
     int rc;
@@ -103,11 +105,12 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
     url_add_dir(&u, dir); /* the root needs its trailing '/': /src/{hash}/ */
     url_add_query(&u, "pagelen", "100");
     /* include-only mode: next must be named or the pagination link is dropped */
-    url_add_query(&u, "fields", "size,page,pagelen,next,values.path,values.type,values.size,values.attributes");
+    url_add_query(&u, "fields",
+                  "size,page,pagelen,next,values.path,values.type,values.size,values.attributes");
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(client, API_KIND_TREE, url, client_collect, &acc);
+    rc = walk_pages(client, API_KIND_TREE, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -290,7 +293,7 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, add_subtree_item,
+    rc = walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, add_subtree_item,
                            &acc);
     free(url);
     if (rc < 0)
