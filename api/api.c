@@ -288,14 +288,31 @@ int api_repos_are_stored(struct api_client *client, const char *workspace, const
     return stored;
 }
 
+struct repo_args {
+    const char *url;
+    struct api_repo *out;
+};
+
+/*
+ * The repository object. One without a usable slug is a bad answer (-EIO),
+ * and like any failure of parse_repo (-ENOMEM) leaves nothing to keep.
+ */
 static int repo_object_from(json_t *root, void *ctx)
 {
-    return parse_repo(root, ctx) == -EINVAL ? -EIO : 0;
+    struct repo_args *args = ctx;
+    int rc = parse_repo(root, args->out);
+
+    if (rc == -EINVAL) {
+        client_log_bad_json(args->url, "a repository without a usable slug");
+        rc = -EIO;
+    }
+    return rc;
 }
 
 int api_get_repo(struct api_client *client, const char *workspace, const char *slug,
                  struct api_repo *out)
 {
+    struct repo_args args = {NULL, out};
     struct buf u;
     char *url;
     int rc;
@@ -305,7 +322,8 @@ int api_get_repo(struct api_client *client, const char *workspace, const char *s
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_get_object(client, API_KIND_REPOS, url, repo_object_from, out);
+    args.url = url;
+    rc = client_get_object(client, API_KIND_REPOS, url, repo_object_from, &args);
     free(url);
     if (rc == 0 && strcmp(out->slug, slug) != 0) {
         /* an answer about another repository (a rename redirects) is not this one */

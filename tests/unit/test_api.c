@@ -16,6 +16,7 @@
 #include "canned_server.h"
 
 #include <errno.h>
+#include <jansson.h> /* json_set_alloc_funcs: allocation failures on demand */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1631,6 +1632,152 @@ static char *capture_end(struct capture *c)
     return text;
 }
 
+/* ---- one repository ---- */
+
+static const char *repo_url(char *dst, size_t len, const char *slug)
+{
+    snprintf(dst, len, "http://127.0.0.1:%d/2.0/repositories/acme/%s", srv.port, slug);
+    return dst;
+}
+
+static void test_get_repo(void **state)
+{
+    struct canned script[2];
+    struct api_repo r;
+    char t[256];
+
+    (void)state;
+    listen_srv();
+    script[0] = (struct canned){CANNED_REPLY, reply("200 OK", REPO("api", "a")), 0, 0, 0};
+    script[1] = (struct canned){CANNED_REPLY, reply("200 OK", REPO("renamed", "a")), 0, 0, 0};
+    run_srv(script, 2);
+    connect_client(5000);
+    assert_int_equal(api_get_repo(client, "acme", "api", &r), 0);
+    assert_string_equal(r.slug, "api");
+    assert_string_equal(r.uuid, "{a}");
+    assert_string_equal(r.full_name, "acme/api");
+    assert_string_equal(r.mainbranch, "main");
+    assert_non_null(strstr(r.doc.text, "\"slug\": \"api\""));
+    api_repo_release(&r);
+    /* an answer about another repository (a rename redirects) is not this one */
+    assert_int_equal(api_get_repo(client, "acme", "old", &r), -ENOENT);
+    assert_null(r.slug);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 2);
+    assert_string_equal(target(0, t, sizeof(t)), "/2.0/repositories/acme/api");
+    assert_string_equal(target(1, t, sizeof(t)), "/2.0/repositories/acme/old");
+}
+
+static void test_get_repo_without_slug_is_not_kept(void **state)
+{
+    static const char *const bodies[] = {
+        "{\"type\":\"repository\",\"uuid\":\"{a}\",\"full_name\":\"acme/api\"}",
+        "{\"type\":\"repository\",\"slug\":\"\",\"uuid\":\"{a}\"}",
+        "{\"type\":\"repository\",\"slug\":42,\"uuid\":\"{a}\"}",
+        "{\"type\":\"repository\",\"slug\":\"api\\u0000\",\"uuid\":\"{a}\"}",
+    };
+    enum { N = sizeof(bodies) / sizeof(bodies[0]) };
+    struct canned script[N + 1];
+    struct capture cap;
+    struct api_repo r;
+    char url[128], *logged;
+    int rc;
+
+    (void)state;
+    listen_srv();
+    for (size_t i = 0; i < N; i++)
+        script[i] = (struct canned){CANNED_REPLY, reply("200 OK", bodies[i]), 0, 0, 0};
+    script[N] = (struct canned){CANNED_REPLY, reply("200 OK", REPO("api", "a")), 0, 0, 0};
+    run_srv(script, N + 1);
+    connect_cached(60, 0);
+    repo_url(url, sizeof(url), "api");
+    for (size_t i = 0; i < N; i++) {
+        capture_start(&cap);
+        rc = api_get_repo(client, "acme", "api", &r);
+        logged = capture_end(&cap);
+        if (rc != -EIO || r.slug || !strstr(logged, "a repository without a usable slug"))
+            fail_msg("case %zu: %d, logged '%s'", i, rc, logged);
+        free(logged);
+        assert_int_equal(fake_saves, 0);
+        assert_null(fake_find(url));
+    }
+    /* A stored one without a slug (damaged, or kept by an older bbfs) is asked for again. */
+    fake_put(url, bodies[0], strlen(bodies[0]), NULL, time(NULL));
+    capture_start(&cap);
+    rc = api_get_repo(client, "acme", "api", &r);
+    free(capture_end(&cap));
+    assert_int_equal(rc, 0);
+    assert_string_equal(r.slug, "api");
+    api_repo_release(&r);
+    assert_int_equal(fake_saves, 1);
+    assert_string_equal(fake_find(url)->body, REPO("api", "a"));
+    assert_int_equal(requests_sent(), N + 1);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, N + 1);
+}
+
+/* jansson's allocator for the test below: allocation number json_fail_at fails (0: none). */
+static size_t json_allocs, json_fail_at;
+
+static void *failing_json_malloc(size_t size)
+{
+    if (json_fail_at && ++json_allocs == json_fail_at)
+        return NULL;
+    return malloc(size);
+}
+
+/*
+ * Every allocation jansson makes for api_get_repo fails in turn (the body's
+ * parse, the document's text): each is an error, never a repository
+ * without a slug, and never kept.
+ */
+static void test_get_repo_out_of_memory_is_not_kept(void **state)
+{
+    enum { MAX_CALLS = 200 };
+    struct canned script[MAX_CALLS];
+    size_t n, nomem = 0, saves;
+    struct capture cap;
+    struct api_repo r;
+    char *logged;
+    int rc;
+
+    (void)state;
+    listen_srv();
+    script[0] = (struct canned){CANNED_REPLY, reply("200 OK", REPO("api", "a")), 0, 0, 0};
+    for (n = 1; n < MAX_CALLS; n++)
+        script[n] = script[0];
+    run_srv(script, MAX_CALLS);
+    connect_cached(0, 0); /* ttl 0: every call asks the API */
+    for (n = 1; n < MAX_CALLS; n++) {
+        saves = fake_saves;
+        json_allocs = 0;
+        json_fail_at = n;
+        json_set_alloc_funcs(failing_json_malloc, free);
+        capture_start(&cap); /* a body jansson could not parse is logged as not JSON */
+        rc = api_get_repo(client, "acme", "api", &r);
+        logged = capture_end(&cap);
+        json_set_alloc_funcs(malloc, free);
+        json_fail_at = 0;
+        free(logged);
+        assert_int_equal(requests_sent(), n); /* nothing retried */
+        if (rc == 0) {
+            assert_string_equal(r.slug, "api");
+            api_repo_release(&r);
+            if (json_allocs < n)
+                break; /* nothing failed: every allocation has had its turn */
+            continue;
+        }
+        if (rc != -ENOMEM && rc != -EIO)
+            fail_msg("allocation %zu: %d", n, rc);
+        nomem += rc == -ENOMEM;
+        assert_null(r.slug);
+        assert_int_equal(fake_saves, saves);
+    }
+    assert_true(n < MAX_CALLS);
+    assert_true(nomem > 0);
+    assert_true(fake_saves > 0);
+}
+
 static void test_get_diff(void **state)
 {
     static const char diff[] = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n";
@@ -1718,6 +1865,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_file_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_file_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_file_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_repo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_repo_without_slug_is_not_kept, setup,
+                                        fake_teardown),
+        cmocka_unit_test_setup_teardown(test_get_repo_out_of_memory_is_not_kept, setup,
+                                        fake_teardown),
         cmocka_unit_test_setup_teardown(test_get_diff, setup, teardown),
     };
     int rc;
