@@ -390,7 +390,8 @@ static void test_list_branches(void **state)
     assert_int_equal(srv.nrequests, 2);
     assert_string_equal(target(0, t, sizeof(t)),
                         "/2.0/repositories/acme/api/refs/branches?pagelen=100&sort=name"
-                        "&fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.name%2Cvalues.target.hash%2Cvalues.target.date");
+                        "&fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.name"
+                        "%2Cvalues.target.hash%2Cvalues.target.date");
     assert_string_equal(target(1, t, sizeof(t)), "/2.0/repositories/acme/api/refs/branches?page=2");
 }
 
@@ -501,20 +502,21 @@ static void test_list_subtree_groups_complete_directories(void **state)
     (void)state;
     listen_srv();
     /* src/ listed 2 deep: src/a and src/b are complete, src/a/deep is not */
-    script[0] = (struct canned){
-        CANNED_REPLY,
-        page("{\"size\": 6, \"page\": 1, \"pagelen\": 100, \"values\": ["
-             "{\"path\": \"src/main.c\", \"type\": \"commit_file\", \"size\": 5},"
-             "{\"path\": \"src/a\", \"type\": \"commit_directory\"},"
-             "{\"path\": \"src/b\", \"type\": \"commit_directory\"},"
-             "{\"path\": \"src/a/deep\", \"type\": \"commit_directory\"},"
-             "{\"path\": \"src/a/x.c\", \"type\": \"commit_file\", \"size\": 1},"
-             "{\"path\": \"elsewhere/y\", \"type\": \"commit_file\"}]}"),
-        0, 0, 0};
+    script[0] =
+        (struct canned){CANNED_REPLY,
+                        page("{\"size\": 6, \"page\": 1, \"pagelen\": 100, \"values\": ["
+                             "{\"path\": \"src/main.c\", \"type\": \"commit_file\", \"size\": 5},"
+                             "{\"path\": \"src/a\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/b\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/a/deep\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/a/x.c\", \"type\": \"commit_file\", \"size\": 1},"
+                             "{\"path\": \"elsewhere/y\", \"type\": \"commit_file\"}]}"),
+                        0, 0, 0};
     script[1] = (struct canned){
-        CANNED_REPLY, page("{\"size\": 100000, \"page\": 1, \"pagelen\": 100, \"values\": [], \"next\": "
-                           "\"http://127.0.0.1:%d/2.0/repositories/acme/api/src/x/?page=2\"}"), 0,
-        0, 0};
+        CANNED_REPLY,
+        page("{\"size\": 100000, \"page\": 1, \"pagelen\": 100, \"values\": [], \"next\": "
+             "\"http://127.0.0.1:%d/2.0/repositories/acme/api/src/x/?page=2\"}"),
+        0, 0, 0};
     run_srv(script, 2);
     connect_client(5000);
     assert_int_equal(api_list_subtree(client, "acme", "api", H1, "src", 2, 1000, &sub), 0);
@@ -1071,7 +1073,9 @@ static void test_refused_answer_is_not_kept(void **state)
 
 /* ---- directory listings ---- */
 
-#define SRC_FIELDS "fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.path%2Cvalues.type%2Cvalues.size%2Cvalues.attributes"
+#define SRC_FIELDS                                                                                 \
+    "fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.path%2Cvalues.type%2Cvalues.size"                \
+    "%2Cvalues.attributes"
 
 static void test_list_dir_pages(void **state)
 {
