@@ -120,7 +120,7 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
     struct stored_answer a;
     int rc, have = load_mutable(c, url, &a);
 
-    *from_store = 1;
+    *from_store = have;
     if (have && (c->offline || is_fresh(c, a.fetched_at, now))) {
         client_count(&c->stored.used);
         use_stored(resp, &a);
@@ -157,14 +157,12 @@ static int get_body(struct api_client *c, enum api_kind kind, const char *url,
     memset(resp, 0, sizeof(*resp));
     if (!client_is_immutable(kind))
         return get_mutable(c, kind, url, resp, from_store);
-    *from_store = 1;
-    if (cache->load && cache->load(cache->ctx, url, &resp->body, &resp->len) == 0) {
-        client_count(&c->stored.used);
-        resp->status = 200;
-        return 0;
-    }
-    *from_store = 0;
-    return client_fetch(c, kind, url, NULL, resp);
+    *from_store = cache->load && cache->load(cache->ctx, url, &resp->body, &resp->len) == 0;
+    if (!*from_store)
+        return client_fetch(c, kind, url, NULL, resp);
+    client_count(&c->stored.used);
+    resp->status = 200;
+    return 0;
 }
 
 int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url,

@@ -279,7 +279,8 @@ out:
 
 /*
  * After the first page: -EFBIG when it promises more than max_pages pages,
- * else the rest at once when it says how many (more than one) there are.
+ * else the rest at once when it says how many there are and more than one
+ * follows.
  * *url (page 2's link) becomes NULL when nothing is left to follow.
  */
 static int after_first_page(struct walk *w, json_t *first, char **url)
