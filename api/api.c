@@ -534,9 +534,7 @@ int api_get_commit(struct api_client *client, const char *workspace, const char 
     memset(out, 0, sizeof(*out));
     if (!api_is_full_hash(hash))
         return -EINVAL;
-    client_url_repo(&u, client, workspace, repo);
-    url_add_segment(&u, "commit");
-    url_add_segment(&u, hash);
+    client_url_at(&u, client, workspace, repo, "commit", hash);
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;

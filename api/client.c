@@ -155,6 +155,14 @@ void client_url_repo(struct buf *u, struct api_client *c, const char *workspace,
         url_add_segment(u, repo);
 }
 
+void client_url_at(struct buf *u, struct api_client *c, const char *workspace, const char *repo,
+                   const char *what, const char *rev)
+{
+    client_url_repo(u, c, workspace, repo);
+    url_add_segment(u, what);
+    url_add_segment(u, rev);
+}
+
 char *client_url_finish(struct buf *u, int *rc)
 {
     char *url = buf_take(u, NULL);
@@ -182,30 +190,41 @@ int client_refuse_offline(struct api_client *c, const char *url)
     return -EIO;
 }
 
+/* Whether a request for url may go out (-EIO offline, logged), counted as kind if so. */
+static int begin_request(struct api_client *c, enum api_kind kind, const char *url,
+                         struct http_response *resp)
+{
+    int rc;
+
+    memset(resp, 0, sizeof(*resp));
+    rc = client_refuse_offline(c, url);
+    if (rc == 0)
+        client_count(&c->by_kind[kind]);
+    return rc;
+}
+
 int client_fetch(struct api_client *c, enum api_kind kind, const char *url, const char *etag,
                  struct http_response *resp)
 {
-    int rc;
+    int rc = begin_request(c, kind, url, resp);
 
-    memset(resp, 0, sizeof(*resp));
-    rc = client_refuse_offline(c, url);
-    if (rc < 0)
-        return rc;
-    client_count(&c->by_kind[kind]);
-    return http_get(c->http, url, etag, HTTP_MAX_JSON, 0, resp);
+    return rc < 0 ? rc : http_get(c->http, url, etag, HTTP_MAX_JSON, 0, resp);
 }
 
-int client_download(struct api_client *c, enum api_kind kind, const char *url, int fd,
-                    unsigned flags, struct http_response *resp, uint64_t *size)
+int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int fd, unsigned flags,
+                    struct http_response *resp, uint64_t *size)
 {
     int rc;
+    char *url = client_url_finish(u, &rc);
 
     memset(resp, 0, sizeof(*resp));
-    rc = client_refuse_offline(c, url);
-    if (rc < 0)
+    if (!url)
         return rc;
-    client_count(&c->by_kind[kind]);
-    return http_download(c->http, url, fd, flags, resp, size);
+    rc = begin_request(c, kind, url, resp);
+    if (rc == 0)
+        rc = http_download(c->http, url, fd, flags, resp, size);
+    free(url);
+    return rc;
 }
 
 /* ---- single objects ---- */

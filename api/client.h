@@ -42,6 +42,9 @@ void client_count(uint64_t *counter);
 
 /* Starts u as the base URL + "/repositories/{ws}/{repo}" (repo may be NULL). */
 void client_url_repo(struct buf *u, struct api_client *c, const char *workspace, const char *repo);
+/* Starts u as client_url_repo() + "/{what}/{rev}": a resource at a commit ("src", "diff"...). */
+void client_url_at(struct buf *u, struct api_client *c, const char *workspace, const char *repo,
+                   const char *what, const char *rev);
 /* The built URL, or NULL with *rc set (-EINVAL for a bad name, -ENOMEM). */
 char *client_url_finish(struct buf *u, int *rc);
 
@@ -72,11 +75,12 @@ int client_get_object(struct api_client *c, enum api_kind kind, const char *url,
 int client_get_doc(struct api_client *c, enum api_kind kind, char *url, struct api_doc *out);
 
 /*
- * http_download() of url into fd, counted as kind; offline, -EIO. resp is
+ * http_download() into fd of the URL built in u (released here), counted as
+ * kind; -EINVAL for a URL that could not be built, offline -EIO. resp is
  * the caller's to release either way.
  */
-int client_download(struct api_client *c, enum api_kind kind, const char *url, int fd,
-                    unsigned flags, struct http_response *resp, uint64_t *size);
+int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int fd, unsigned flags,
+                    struct http_response *resp, uint64_t *size);
 
 /*
  * Makes room for one more element in an array of count elements of elem

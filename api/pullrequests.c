@@ -174,7 +174,6 @@ int api_get_pullrequest_diff(struct api_client *client, const char *workspace, c
 {
     struct http_response resp;
     struct buf u;
-    char *url;
     int rc;
 
     if (size)
@@ -182,12 +181,8 @@ int api_get_pullrequest_diff(struct api_client *client, const char *workspace, c
     if (id == 0 || fd < 0)
         return -EINVAL;
     pullrequest_url(client, workspace, repo, id, "diff", &u);
-    url = client_url_finish(&u, &rc);
-    if (!url)
-        return rc;
-    rc = client_download(client, API_KIND_DIFF, url, fd, 0, &resp, size);
+    rc = client_download(client, API_KIND_DIFF, &u, fd, 0, &resp, size);
     http_response_release(&resp);
-    free(url);
     return rc;
 }
 
@@ -223,9 +218,7 @@ int api_expand_hash(struct api_client *client, const char *workspace, const char
         memcpy(full, abbrev, API_HASH_LEN + 1);
         return 0;
     }
-    client_url_repo(&u, client, workspace, repo);
-    url_add_segment(&u, "commit");
-    url_add_segment(&u, abbrev);
+    client_url_at(&u, client, workspace, repo, "commit", abbrev);
     url_add_query(&u, "fields", "hash");
     url = client_url_finish(&u, &rc);
     if (!url)
