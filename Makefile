@@ -142,7 +142,7 @@ format:
 # and runs each for FUZZ_SECONDS: new inputs go to build/fuzz/corpus/T, crashes to
 # build/fuzz/crashes/T/ (keep them in tests/fuzz/regressions/T/). fuzz-replay, part of
 # unit, links the same targets with $(CC) to tests/fuzz/replay.c and runs them over
-# tests/fuzz/corpus/T and tests/fuzz/regressions/T.
+# tests/fuzz/corpus/T, which must hold inputs, and tests/fuzz/regressions/T when it exists.
 FUZZ_SECONDS ?= 30
 FUZZ_DEB_PACKAGES := clang libclang-rt-dev
 FUZZ_CC := clang
@@ -211,7 +211,8 @@ $(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(B
 
 fuzz-replay: $(REPLAY_BIN)
 	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz-replay $$t"; \
-		$(BUILD)/fuzz-replay/$$t tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t \
+		regressions=tests/fuzz/regressions/$$t; [ -d $$regressions ] || regressions=; \
+		$(BUILD)/fuzz-replay/$$t tests/fuzz/corpus/$$t $$regressions \
 			2>$(BUILD)/fuzz-replay/$$t.err || { cat $(BUILD)/fuzz-replay/$$t.err; exit 1; }; done
 
 # A mount of the demo data under valgrind memcheck (tests/valgrind.py); fails on any error.

@@ -1,6 +1,6 @@
 /*
  * api.c - the workspace, project, repository, ref and commit calls of api.h
- * (the client and its requests: client.c).
+ * (the client and its requests: client.c; listings: walk.c).
  */
 #include "api/api.h"
 
@@ -13,7 +13,9 @@
 #include "api/client.h"
 #include "api/log.h"
 #include "api/parse.h"
+#include "api/stored.h"
 #include "api/url.h"
+#include "api/walk.h"
 
 /* ---- workspace, project, access check ---- */
 
@@ -277,24 +279,40 @@ static char *repos_url(struct api_client *client, const char *workspace, const c
     return client_url_finish(&u, rc);
 }
 
-int api_repos_are_stored(struct api_client *client, const char *workspace,
-                         const char *project_key)
+int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key)
 {
     int rc;
     char *url = repos_url(client, workspace, project_key, &rc);
-    int stored = url && client_is_stored(client, url);
+    int stored = url && stored_is_usable(client, url);
     free(url);
     return stored;
 }
 
+struct repo_args {
+    const char *url;
+    struct api_repo *out;
+};
+
+/*
+ * The repository object. One without a usable slug is a bad answer (-EIO),
+ * and like any failure of parse_repo (-ENOMEM) leaves nothing to keep.
+ */
 static int repo_object_from(json_t *root, void *ctx)
 {
-    return parse_repo(root, ctx) == -EINVAL ? -EIO : 0;
+    struct repo_args *args = ctx;
+    int rc = parse_repo(root, args->out);
+
+    if (rc == -EINVAL) {
+        client_log_bad_json(args->url, "a repository without a usable slug");
+        rc = -EIO;
+    }
+    return rc;
 }
 
 int api_get_repo(struct api_client *client, const char *workspace, const char *slug,
                  struct api_repo *out)
 {
+    struct repo_args args = {NULL, out};
     struct buf u;
     char *url;
     int rc;
@@ -304,7 +322,8 @@ int api_get_repo(struct api_client *client, const char *workspace, const char *s
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_get_object(client, API_KIND_REPOS, url, repo_object_from, out);
+    args.url = url;
+    rc = client_get_object(client, API_KIND_REPOS, url, repo_object_from, &args);
     free(url);
     if (rc == 0 && strcmp(out->slug, slug) != 0) {
         /* an answer about another repository (a rename redirects) is not this one */
@@ -333,7 +352,7 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
     url = repos_url(client, workspace, project_key, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(client, API_KIND_REPOS, url, client_collect, &acc);
+    rc = walk_pages(client, API_KIND_REPOS, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     if (rc == 0)
@@ -375,11 +394,11 @@ static int cmp_ref_name(const void *a, const void *b)
 static int list_refs(struct api_client *c, const char *workspace, const char *repo,
                      enum api_kind kind, struct api_ref_list *out)
 {
-    struct collector acc = {
-        .parse = ref_from,
-        .elem = sizeof(*out->items),
-        .skip_key = "api:ref-without-hash",
-        .skip_message = "ignoring a branch or tag without a name or a full commit hash"};
+    struct collector acc = {.parse = ref_from,
+                            .elem = sizeof(*out->items),
+                            .skip_key = "api:ref-without-hash",
+                            .skip_message =
+                                "ignoring a branch or tag without a name or a full commit hash"};
     struct buf u;
     size_t i, kept;
     char *url;
@@ -392,11 +411,12 @@ static int list_refs(struct api_client *c, const char *workspace, const char *re
     url_add_query(&u, "pagelen", "100");
     url_add_query(&u, "sort", "name");
     /* include-only mode: next must be named or the pagination link is dropped */
-    url_add_query(&u, "fields", "size,page,pagelen,next,values.name,values.target.hash,values.target.date");
+    url_add_query(&u, "fields",
+                  "size,page,pagelen,next,values.name,values.target.hash,values.target.date");
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(c, kind, url, client_collect, &acc);
+    rc = walk_pages(c, kind, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -475,7 +495,7 @@ int api_list_commits(struct api_client *client, const char *workspace, const cha
         api_commit_list_release(out);
         return rc;
     }
-    rc = client_walk_pages(client, API_KIND_COMMITS, url, client_collect, &acc);
+    rc = walk_pages(client, API_KIND_COMMITS, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -514,9 +534,7 @@ int api_get_commit(struct api_client *client, const char *workspace, const char 
     memset(out, 0, sizeof(*out));
     if (!api_is_full_hash(hash))
         return -EINVAL;
-    client_url_repo(&u, client, workspace, repo);
-    url_add_segment(&u, "commit");
-    url_add_segment(&u, hash);
+    client_url_at(&u, client, workspace, repo, "commit", hash);
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;

@@ -1,16 +1,17 @@
 /*
- * http.c - the libcurl side of the Bitbucket client: one authenticated GET
- * with retries, backoff and a deadline, the response captured into a capped
- * buffer or streamed into a file, and the single table that turns HTTP
- * statuses into errno values.
+ * http.c - the policy of the Bitbucket client's requests (see http.h):
+ * which failures are worth another attempt and how long to wait before it,
+ * the deadline of a whole call, the single table that turns HTTP statuses
+ * into errno values, what a failure's message says and how it is logged,
+ * and the counters of http_stats. Each attempt itself is a transfer
+ * (transfer.h).
  *
- * Thread model: the share handle is the only curl object used by several
- * threads, under its lock callbacks; easy handles live inside one
- * http_get() call. See http.h for the retry policy.
+ * Thread model: an http_client is shared by every thread; its counters
+ * are under one mutex and the transfer_share guards curl's shared data.
+ * Each call has a transfer of its own.
  */
 #include "api/http.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,26 +22,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/buf.h"
 #include "api/log.h"
 #include "api/parse.h"
+#include "api/transfer.h"
 #include "api/url.h"
-
-#ifndef BBFS_VERSION
-#define BBFS_VERSION "unknown"
-#endif
 
 #define LOG_KEY_TRANSPORT "http:transport"
 #define LOG_KEY_STATUS "http:status"
 #define LOG_KEY_NEARLIMIT "http:nearlimit"
 
 struct http_client {
-    char *token;
-    char *ca_file;
+    struct transfer_share *share;
     long timeout_ms;
-    long connect_timeout_ms;
-    CURLSH *share;
-    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
     pthread_mutex_t stats_lock;
     struct http_stats stats;
     /* attempts per minute of the last hour: minute_count[m % 60] counts minute m */
@@ -49,22 +42,13 @@ struct http_client {
     int outage; /* a failure was logged with log_once: successes must forget keys */
 };
 
-/*
- * What one attempt captured from the response headers and body. In memory
- * mode (fd < 0) the whole body goes into body; in download mode only a 2xx
- * body goes to fd, and body keeps the start of an error answer for its
- * message.
- */
-struct attempt {
-    struct buf body;
-    int fd;
-    uint64_t written; /* bytes of a 2xx body written to fd */
-    int write_errno;  /* the write() failure that aborted the transfer, or 0 */
-    long status;      /* of the response being received, from its status line */
-    char etag[256];
-    char content_type[128];
-    long ratelimit_limit; /* -1 when absent */
-    int ratelimit_near;   /* -1 when absent */
+/* What one http_get() or http_download() call asks for. */
+struct request {
+    const char *url;
+    const char *etag; /* sent as If-None-Match, or NULL */
+    size_t max_body;  /* in memory: the cap on the body */
+    int fd;           /* a download's file, or -1: the body into memory */
+    unsigned flags;
 };
 
 int http_global_init(void)
@@ -76,6 +60,8 @@ void http_global_cleanup(void)
 {
     curl_global_cleanup();
 }
+
+/* ---- the policy: statuses, retries, backoff ---- */
 
 int http_status_errno(long status)
 {
@@ -101,6 +87,7 @@ int http_status_retryable(long status)
            status == 555;
 }
 
+/* The transport failures worth another attempt: the server may answer next time. */
 static int curl_retryable(CURLcode cc)
 {
     switch (cc) {
@@ -163,101 +150,64 @@ static void sleep_ms(long ms)
         ;
 }
 
-static void share_lock(CURL *handle, curl_lock_data data, curl_lock_access access, void *userp)
+/*
+ * The sleep before another attempt after attempt number attempt (from 0),
+ * or -1 when there is none: the answer was good or cannot get better, no
+ * attempt is left, or the next could not finish before *deadline. A body
+ * that was flowing renews *deadline first: the server is alive.
+ */
+static long retry_pause(const struct http_client *c, const struct transfer *t, unsigned attempt,
+                        int64_t *deadline)
 {
-    struct http_client *c = userp;
+    long pause;
 
-    (void)handle;
-    (void)access;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_lock(&c->share_locks[data]);
+    if (t->result == CURLE_WRITE_ERROR && (t->body.err || t->write_errno))
+        return -1; /* the body cap, memory or the disk: retrying cannot help */
+    if (!(t->result == CURLE_OK ? http_status_retryable(t->status) : curl_retryable(t->result)))
+        return -1;
+    if (attempt + 1 >= HTTP_MAX_ATTEMPTS)
+        return -1;
+    if (t->written > 0)
+        *deadline = now_ms() + c->timeout_ms;
+    if (t->retry_after > (curl_off_t)(c->timeout_ms / 1000 + 1))
+        pause = c->timeout_ms + 1000; /* certainly past the deadline */
+    else if (t->retry_after > 0)
+        pause = (long)t->retry_after * 1000;
+    else
+        pause = http_backoff_ms(attempt, random_u64());
+    return now_ms() + pause < *deadline ? pause : -1;
 }
 
-static void share_unlock(CURL *handle, curl_lock_data data, void *userp)
-{
-    struct http_client *c = userp;
-
-    (void)handle;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_unlock(&c->share_locks[data]);
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
+/* ---- the client and its counters ---- */
 
 void http_client_free(struct http_client *c)
 {
-    int i;
-
     if (!c)
         return;
-    if (c->share)
-        curl_share_cleanup(c->share);
-    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&c->share_locks[i]);
+    transfer_share_free(c->share);
     pthread_mutex_destroy(&c->stats_lock);
-    wipe_free(c->token);
-    free(c->ca_file);
     free(c);
-}
-
-static int has_control_chars(const char *s)
-{
-    for (; *s; s++) {
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 1;
-    }
-    return 0;
 }
 
 int http_client_new(const struct http_options *opts, struct http_client **out)
 {
     struct http_client *c;
-    int i, rc = -ENOMEM;
+    int rc;
 
     *out = NULL;
-    if (!opts->token || has_control_chars(opts->token))
-        return -EINVAL;
     c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&c->share_locks[i], NULL);
     pthread_mutex_init(&c->stats_lock, NULL);
     c->stats.ratelimit_limit = -1;
     c->timeout_ms = opts->timeout_ms;
-    c->connect_timeout_ms = opts->connect_timeout_ms;
-    c->token = strdup(opts->token);
-    if (!c->token)
-        goto out;
-    if (opts->ca_file) {
-        c->ca_file = strdup(opts->ca_file);
-        if (!c->ca_file)
-            goto out;
-    }
-    c->share = curl_share_init();
-    if (!c->share)
-        goto out;
-    if (curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_USERDATA, c) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
-        rc = -EIO;
-        goto out;
+    rc = transfer_share_new(opts->token, opts->ca_file, opts->connect_timeout_ms, &c->share);
+    if (rc < 0) {
+        http_client_free(c);
+        return rc;
     }
     *out = c;
-    c = NULL;
-    rc = 0;
-out:
-    http_client_free(c);
-    return rc;
+    return 0;
 }
 
 void http_get_stats(struct http_client *c, struct http_stats *out)
@@ -273,139 +223,27 @@ void http_get_stats(struct http_client *c, struct http_stats *out)
     pthread_mutex_unlock(&c->stats_lock);
 }
 
-/* All of p into fd despite short writes and signals; 0 or an errno value. */
-static int write_all(int fd, const char *p, size_t len)
+/* Counts an attempt and what its headers said of the rate limit (warned of once). */
+static void count_attempt(struct http_client *c, unsigned attempt, const struct transfer *t)
 {
-    ssize_t n;
-
-    while (len > 0) {
-        n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return errno;
-        if (n == 0)
-            return EIO;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
-{
-    struct attempt *a = userp;
-    size_t n = size * nmemb, room;
-    int err;
-
-    if (a->fd < 0)
-        return buf_append(&a->body, data, n) == 0 ? n : 0; /* 0 aborts the transfer */
-    if (a->status >= 200 && a->status <= 299) {
-        err = write_all(a->fd, data, n);
-        if (err) {
-            a->write_errno = err;
-            return 0;
-        }
-        a->written += n;
-        return n;
-    }
-    /* an error answer never reaches fd: keep its start for the message, drop the rest */
-    room = a->body.max - a->body.len;
-    if (!a->body.err && room > 0)
-        buf_append(&a->body, data, n < room ? n : room);
-    return n;
-}
-
-/* Copies a header value (surrounding blanks and CRLF trimmed) if it fits and is clean. */
-static void header_value(char *dst, size_t dstlen, const char *v, size_t len)
-{
-    while (len > 0 && (*v == ' ' || *v == '\t'))
-        v++, len--;
-    while (len > 0 &&
-           (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
-        len--;
-    dst[0] = '\0';
-    if (len >= dstlen)
-        return;
-    memcpy(dst, v, len);
-    dst[len] = '\0';
-    if (has_control_chars(dst))
-        dst[0] = '\0';
-}
-
-/* The three-digit code of a status line ("HTTP/1.1 200 OK", "HTTP/2 404"), 0 if none. */
-static long status_line_code(const char *line, size_t n)
-{
-    const char *sp = memchr(line, ' ', n);
-    size_t i = sp ? (size_t)(sp - line) + 1 : n;
-    long code = 0;
-    int digits;
-
-    for (digits = 0; i < n && digits < 3 && line[i] >= '0' && line[i] <= '9'; i++, digits++)
-        code = code * 10 + (line[i] - '0');
-    return digits == 3 ? code : 0;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
-{
-    struct attempt *a = userp;
-    size_t n = size * nmemb, name_len;
-    const char *colon;
-    char value[64];
-
-    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-        /* a new response (after a redirect or a 100): forget the previous one's headers */
-        a->status = status_line_code(data, n);
-        if (a->fd >= 0)
-            buf_release(&a->body); /* keep only the last answer's error body */
-        a->etag[0] = '\0';
-        a->content_type[0] = '\0';
-        a->ratelimit_limit = -1;
-        a->ratelimit_near = -1;
-        return n;
-    }
-    colon = memchr(data, ':', n);
-    if (!colon)
-        return n;
-    name_len = (size_t)(colon - data);
-    colon++;
-#define IS_HEADER(name) (name_len == strlen(name) && strncasecmp(data, name, name_len) == 0)
-    if (IS_HEADER("ETag")) {
-        header_value(a->etag, sizeof(a->etag), colon, n - name_len - 1);
-    } else if (IS_HEADER("Content-Type")) {
-        header_value(a->content_type, sizeof(a->content_type), colon, n - name_len - 1);
-    } else if (IS_HEADER("X-RateLimit-Limit")) {
-        header_value(value, sizeof(value), colon, n - name_len - 1);
-        a->ratelimit_limit = value[0] ? strtol(value, NULL, 10) : -1;
-    } else if (IS_HEADER("X-RateLimit-NearLimit")) {
-        header_value(value, sizeof(value), colon, n - name_len - 1);
-        a->ratelimit_near = strcasecmp(value, "true") == 0;
-    }
-#undef IS_HEADER
-    return n;
-}
-
-static void count_attempt(struct http_client *c, unsigned attempt, const struct attempt *a)
-{
-    int near = -1;
-
     int64_t minute = (int64_t)time(NULL) / 60;
     size_t slot = (size_t)(minute % 60);
+    int near = -1;
 
     pthread_mutex_lock(&c->stats_lock);
     c->stats.requests++;
     if (attempt > 0)
         c->stats.retries++;
-    c->stats.bytes += a->body.len + a->written;
+    c->stats.bytes += t->body.len + t->written;
     if (c->minute_of[slot] != minute) {
         c->minute_of[slot] = minute;
         c->minute_count[slot] = 0;
     }
     c->minute_count[slot]++;
-    if (a->ratelimit_limit >= 0)
-        c->stats.ratelimit_limit = a->ratelimit_limit;
-    if (a->ratelimit_near >= 0) {
-        near = a->ratelimit_near;
+    if (t->ratelimit_limit >= 0)
+        c->stats.ratelimit_limit = t->ratelimit_limit;
+    if (t->ratelimit_near >= 0) {
+        near = t->ratelimit_near;
         c->stats.ratelimit_near = near;
         if (near)
             c->stats.ratelimit_near_count++;
@@ -415,7 +253,7 @@ static void count_attempt(struct http_client *c, unsigned attempt, const struct 
         log_once(LOG_LEVEL_WARN, LOG_KEY_NEARLIMIT,
                  "the API rate limit is nearly used up (X-RateLimit-NearLimit: true, limit %ld "
                  "requests/hour)",
-                 a->ratelimit_limit);
+                 t->ratelimit_limit);
     else if (near == 0)
         log_forget(LOG_KEY_NEARLIMIT);
 }
@@ -440,64 +278,21 @@ static void count_failure(struct http_client *c, const struct http_response *res
     pthread_mutex_unlock(&c->stats_lock);
 }
 
-/* Options common to every attempt; a failure here means a libcurl without them. */
-static int setup_easy(struct http_client *c, CURL *easy, const char *url, struct attempt *a,
-                      struct curl_slist *headers, char *errbuf)
-{
-    CURLcode cc = CURLE_OK;
-
-#define SET(opt, val)                                                                              \
-    do {                                                                                           \
-        if (cc == CURLE_OK)                                                                        \
-            cc = curl_easy_setopt(easy, opt, val);                                                 \
-    } while (0)
-    SET(CURLOPT_URL, url);
-    SET(CURLOPT_SHARE, c->share);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    if (c->token[0]) { /* "" means anonymous (e.g. offline mode has no token) */
-        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
-        SET(CURLOPT_XOAUTH2_BEARER, c->token);
-    }
-    SET(CURLOPT_FOLLOWLOCATION, 1L);
-    SET(CURLOPT_MAXREDIRS, 5L);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_ACCEPT_ENCODING, "gzip");
-    SET(CURLOPT_USERAGENT, "bbfs/" BBFS_VERSION);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, a);
-    SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_HEADERDATA, a);
-    SET(CURLOPT_ERRORBUFFER, errbuf);
-    SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    /* HTTP/2 where TLS offers it (fewer handshakes, header compression), else 1.1. */
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    if (headers)
-        SET(CURLOPT_HTTPHEADER, headers);
-    if (c->ca_file)
-        SET(CURLOPT_CAINFO, c->ca_file);
-#undef SET
-    if (cc != CURLE_OK) {
-        log_err("libcurl refused a required option: %s", curl_easy_strerror(cc));
-        return -EIO;
-    }
-    return 0;
-}
+/* ---- outcomes: messages and log lines ---- */
 
 /* The one-line reason of a failed HTTP answer: the API's message, else a short text body. */
-static void status_message(struct http_response *resp, const struct attempt *a, const char *body,
-                           size_t len)
+static void status_message(struct http_response *resp, const char *content_type)
 {
     size_t n;
     char line[256];
 
-    if (parse_error_message(body, len, resp->message, sizeof(resp->message)) == 0)
+    if (parse_error_message(resp->body, resp->len, resp->message, sizeof(resp->message)) == 0)
         return;
-    if (body && len > 0 && strncasecmp(a->content_type, "text/plain", 10) == 0) {
-        n = strcspn(body, "\r\n");
+    if (resp->body && resp->len > 0 && strncasecmp(content_type, "text/plain", 10) == 0) {
+        n = strcspn(resp->body, "\r\n");
         if (n >= sizeof(line))
             n = sizeof(line) - 1;
-        memcpy(line, body, n);
+        memcpy(line, resp->body, n);
         line[n] = '\0';
         log_sanitize(resp->message, sizeof(resp->message), line);
     }
@@ -512,12 +307,11 @@ static void status_message(struct http_response *resp, const struct attempt *a, 
 static void log_outcome(struct http_client *c, const char *url, unsigned flags, int rc,
                         const struct http_response *resp, unsigned attempts)
 {
-    char *shown = url_for_log(url);
     char where[512], key[600];
     const char *sep = resp->message[0] ? ": " : "";
+    const char *plural = attempts == 1 ? "" : "s";
 
-    log_sanitize(where, sizeof(where), shown ? shown : "?");
-    free(shown);
+    url_for_log(url, where, sizeof(where));
     snprintf(key, sizeof(key), "%s %s", LOG_KEY_STATUS, where);
     if (rc == 0) {
         if (__atomic_load_n(&c->outage, __ATOMIC_RELAXED)) {
@@ -534,11 +328,11 @@ static void log_outcome(struct http_client *c, const char *url, unsigned flags, 
     if (resp->transport) {
         __atomic_store_n(&c->outage, 1, __ATOMIC_RELAXED);
         log_once(LOG_LEVEL_WARN, LOG_KEY_TRANSPORT, "GET %s: %s (%u attempt%s)", where,
-                 resp->message, attempts, attempts == 1 ? "" : "s");
+                 resp->message, attempts, plural);
     } else if (http_status_retryable(resp->status)) {
         __atomic_store_n(&c->outage, 1, __ATOMIC_RELAXED);
         log_once(LOG_LEVEL_WARN, key, "GET %s: HTTP %ld%s%s (%u attempt%s)", where, resp->status,
-                 sep, resp->message, attempts, attempts == 1 ? "" : "s");
+                 sep, resp->message, attempts, plural);
     } else if (rc == -ENOENT || rc == -EACCES) {
         log_debug("GET %s: HTTP %ld%s%s", where, resp->status, sep, resp->message);
     } else if (resp->status == 0) {
@@ -548,17 +342,19 @@ static void log_outcome(struct http_client *c, const char *url, unsigned flags, 
     }
 }
 
-static void log_retry(const char *url, CURLcode cc, long status, unsigned attempt, long pause)
+static void log_retry(const char *url, const struct transfer *t, unsigned attempt, long pause)
 {
-    char *shown = url_for_log(url);
     char where[512], cause[64];
 
-    log_sanitize(where, sizeof(where), shown ? shown : "?");
-    free(shown);
-    if (cc == CURLE_OK)
-        snprintf(cause, sizeof(cause), "HTTP %ld", status);
+    if (!log_debug_enabled())
+        return;
+    if (t->errbuf[0])
+        log_debug("curl: %s", t->errbuf);
+    url_for_log(url, where, sizeof(where));
+    if (t->result == CURLE_OK)
+        snprintf(cause, sizeof(cause), "HTTP %ld", t->status);
     else
-        snprintf(cause, sizeof(cause), "%s", curl_easy_strerror(cc));
+        snprintf(cause, sizeof(cause), "%s", curl_easy_strerror(t->result));
     log_debug("GET %s: %s; attempt %u of %d in %ld ms", where, cause, attempt + 2,
               HTTP_MAX_ATTEMPTS, pause);
 }
@@ -572,229 +368,138 @@ void http_response_release(struct http_response *resp)
     memset(resp, 0, sizeof(*resp));
 }
 
-/* Rewinds fd and cuts it to nothing; 0 or an errno value. */
-static int reset_fd(int fd)
-{
-    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
-        return errno ? errno : EIO;
-    return 0;
-}
+/* ---- one call ---- */
 
 /*
- * The time limits of one attempt, remaining_ms being what is left of the
- * call's budget. A JSON answer is small: the whole attempt must fit. A
- * download may legitimately take longer than any fixed budget (a 200 MiB
- * file on a slow link), so it has no total limit; it is aborted instead
- * when it moves less than HTTP_LOW_SPEED_BYTES a second for the rest of
- * the budget, which also ends a server that sends nothing. curl counts
- * that time in whole seconds and measures the speed once a second, so a
- * one-second window could end a healthy transfer whose first bytes came
- * late in its first second: the window is at least two seconds.
+ * A download that failed on our side, err being what fd did: a file that
+ * cannot be emptied before the first attempt is the caller's mistake
+ * (-EINVAL, nothing sent); a file that cannot be written is -EIO, logged
+ * whatever the flags (the disk, not the network, is at fault).
  */
-static void set_timeouts(struct http_client *c, CURL *easy, int download, int64_t remaining_ms)
+static int local_failure(struct http_client *c, const char *url, int err, int before_any,
+                         struct http_response *resp)
 {
-    long connect =
-        c->connect_timeout_ms < remaining_ms ? c->connect_timeout_ms : (long)remaining_ms;
-
-    if (download) {
-        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L);
-        curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, (long)HTTP_LOW_SPEED_BYTES);
-        curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
-                         remaining_ms > 2000 ? (long)((remaining_ms + 999) / 1000) : 2L);
-    } else {
-        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)remaining_ms);
-    }
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect);
-}
-
-/* A download that failed on our side (the disk, not the network): logged whatever the flags. */
-static void log_write_error(const char *url, int err)
-{
-    char *shown = url_for_log(url);
     char where[512];
 
-    log_sanitize(where, sizeof(where), shown ? shown : "?");
-    free(shown);
-    log_warn("cannot store the answer of GET %s: %s", where, strerror(err));
+    resp->status = 0;
+    if (before_any && (err == EINVAL || err == ESPIPE || err == EBADF)) {
+        snprintf(resp->message, sizeof(resp->message), "cannot truncate the file: %s",
+                 strerror(err));
+        return -EINVAL;
+    }
+    snprintf(resp->message, sizeof(resp->message), "cannot write the answer: %s", strerror(err));
+    log_warn("cannot store the answer of GET %s: %s", url_for_log(url, where, sizeof(where)),
+             strerror(err));
+    count_failure(c, resp);
+    return -EIO;
 }
 
 /*
- * The request loop shared by http_get() (fd < 0: the body into memory, at
- * most max_body bytes) and http_download() (a 2xx body into fd).
+ * What the last attempt's answer means for the call: 0 for a 2xx (and a 304
+ * to a request with an ETag), else the errno of the status table, -EIO for
+ * no answer or a body over the cap, -ENOMEM. resp gets the status, body,
+ * ETag and, on failure, a one-line message.
  */
-static int perform(struct http_client *c, const char *url, const char *etag, size_t max_body,
-                   int fd, unsigned flags, struct http_response *resp, uint64_t *written)
+static int take_answer(struct transfer *t, const struct request *req, struct http_response *resp)
 {
-    char errbuf[CURL_ERROR_SIZE] = "", *header = NULL;
-    struct curl_slist *headers = NULL, *grown;
-    struct attempt a;
-    CURLcode cc = CURLE_OK;
-    curl_off_t retry_after;
-    int64_t deadline = now_ms() + c->timeout_ms, remaining;
+    int rc;
+
+    resp->status = t->status;
+    if (t->result == CURLE_WRITE_ERROR && t->body.err) {
+        snprintf(resp->message, sizeof(resp->message), "response larger than %zu bytes",
+                 req->max_body);
+        return t->body.err == -ENOMEM ? -ENOMEM : -EIO;
+    }
+    if (t->result != CURLE_OK) {
+        resp->transport = 1;
+        snprintf(resp->message, sizeof(resp->message), "%s", curl_easy_strerror(t->result));
+        if (t->errbuf[0])
+            log_debug("curl: %s", t->errbuf);
+        return -EIO;
+    }
+    resp->body = buf_take(&t->body, &resp->len);
+    if (!resp->body)
+        return -ENOMEM;
+    if (t->etag[0]) {
+        resp->etag = strdup(t->etag);
+        if (!resp->etag)
+            return -ENOMEM;
+    }
+    rc = t->status == 304 && req->etag ? 0 : http_status_errno(t->status);
+    if (rc < 0)
+        status_message(resp, t->content_type);
+    return rc;
+}
+
+/*
+ * The attempts of one call until one is final or the policy stops: each
+ * counted, the pauses between them within the call's deadline; then the
+ * outcome, logged and counted. A failed download leaves fd empty.
+ */
+static int perform(struct http_client *c, const struct request *req, struct http_response *resp,
+                   uint64_t *written)
+{
+    int64_t deadline = now_ms() + c->timeout_ms;
+    struct transfer t;
     unsigned attempt = 0;
-    long status = 0, pause;
-    struct buf hb;
-    CURL *easy = NULL;
+    long pause;
     int rc, fd_err = 0;
 
     memset(resp, 0, sizeof(*resp));
-    memset(&a, 0, sizeof(a));
-    a.fd = fd;
     if (written)
         *written = 0;
-    if (etag) {
-        if (has_control_chars(etag))
-            return -EINVAL;
-        buf_init(&hb, 4096);
-        buf_appends(&hb, "If-None-Match: ");
-        buf_appends(&hb, etag);
-        header = buf_take(&hb, NULL);
-        if (!header)
-            return hb.err == -ENOMEM ? -ENOMEM : -EINVAL;
-        grown = curl_slist_append(headers, header);
-        if (!grown) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        headers = grown;
-    }
-    easy = curl_easy_init();
-    if (!easy) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    rc = setup_easy(c, easy, url, &a, headers, errbuf);
+    rc = transfer_open(&t, c->share, req->url, req->etag, req->fd, req->max_body);
     if (rc < 0)
         goto out;
-    for (attempt = 0;; attempt++) {
-        remaining = deadline - now_ms();
-        if (remaining < 1)
-            remaining = 1;
-        buf_release(&a.body);
-        buf_init(&a.body, fd < 0 ? max_body : HTTP_MAX_ERROR_BODY);
-        a.written = 0;
-        a.write_errno = 0;
-        a.status = 0;
-        a.etag[0] = a.content_type[0] = '\0';
-        a.ratelimit_limit = a.ratelimit_near = -1;
-        errbuf[0] = '\0';
-        status = 0;
-        if (fd >= 0) {
-            fd_err = reset_fd(fd); /* a retry starts from an empty file */
-            if (fd_err)
-                break;
-        }
-        set_timeouts(c, easy, fd >= 0, remaining);
-        cc = curl_easy_perform(easy);
-        count_attempt(c, attempt, &a);
-        if (cc == CURLE_OK)
-            curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-        if (cc == CURLE_WRITE_ERROR && (a.body.err || a.write_errno))
-            break; /* the body cap, memory or the disk: retrying cannot help */
-        if (!(cc == CURLE_OK ? http_status_retryable(status) : curl_retryable(cc)))
+    for (;; attempt++) {
+        fd_err = transfer_attempt(&t, deadline - now_ms());
+        if (fd_err < 0)
             break;
-        if (attempt + 1 >= HTTP_MAX_ATTEMPTS)
+        count_attempt(c, attempt, &t);
+        pause = retry_pause(c, &t, attempt, &deadline);
+        if (pause < 0)
             break;
-        if (a.written > 0)
-            deadline = now_ms() + c->timeout_ms; /* the body was flowing: a fresh budget */
-        retry_after = 0;
-        if (cc == CURLE_OK)
-            curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after);
-        if (retry_after > 0)
-            pause = retry_after > (curl_off_t)(c->timeout_ms / 1000 + 1)
-                        ? c->timeout_ms + 1000 /* certainly past the deadline */
-                        : (long)retry_after * 1000;
-        else
-            pause = http_backoff_ms(attempt, random_u64());
-        if (now_ms() + pause >= deadline)
-            break; /* the retry could not finish in time */
-        if (log_debug_enabled() && errbuf[0])
-            log_debug("curl: %s", errbuf);
-        if (log_debug_enabled())
-            log_retry(url, cc, status, attempt, pause);
+        log_retry(req->url, &t, attempt, pause);
         sleep_ms(pause);
     }
-
-    resp->status = status;
-    if (fd_err && attempt == 0 && (fd_err == EINVAL || fd_err == ESPIPE || fd_err == EBADF)) {
-        rc = -EINVAL; /* not a seekable file open for writing: the caller's mistake */
-        snprintf(resp->message, sizeof(resp->message), "cannot truncate the file: %s",
-                 strerror(fd_err));
+    if (fd_err < 0 || t.write_errno) {
+        if (fd_err < 0)
+            rc = local_failure(c, req->url, -fd_err, attempt == 0, resp);
+        else
+            rc = local_failure(c, req->url, t.write_errno, 0, resp);
         goto out;
     }
-    if (fd_err || (cc == CURLE_WRITE_ERROR && a.write_errno)) {
-        if (!fd_err)
-            fd_err = a.write_errno;
-        rc = -EIO;
-        resp->status = 0;
-        snprintf(resp->message, sizeof(resp->message), "cannot write the answer: %s",
-                 strerror(fd_err));
-        log_write_error(url, fd_err);
-        count_failure(c, resp);
-        goto out;
-    }
-    if (cc == CURLE_WRITE_ERROR && a.body.err) {
-        rc = a.body.err == -ENOMEM ? -ENOMEM : -EIO;
-        snprintf(resp->message, sizeof(resp->message), "response larger than %zu bytes", max_body);
-        goto done;
-    }
-    if (cc != CURLE_OK) {
-        rc = -EIO;
-        resp->transport = 1;
-        snprintf(resp->message, sizeof(resp->message), "%s", curl_easy_strerror(cc));
-        if (errbuf[0])
-            log_debug("curl: %s", errbuf);
-        goto done;
-    }
-    resp->body = buf_take(&a.body, &resp->len);
-    if (!resp->body) {
-        rc = -ENOMEM;
-        goto done;
-    }
-    if (a.etag[0]) {
-        resp->etag = strdup(a.etag);
-        if (!resp->etag) {
-            rc = -ENOMEM;
-            goto done;
-        }
-    }
-    if (status == 304 && etag)
-        rc = 0;
-    else
-        rc = http_status_errno(status);
-    if (rc < 0)
-        status_message(resp, &a, resp->body, resp->len);
-    if (rc == 0 && written)
-        *written = a.written;
-done:
-    log_outcome(c, url, flags, rc, resp, attempt + 1);
+    rc = take_answer(&t, req, resp);
+    log_outcome(c, req->url, req->flags, rc, resp, attempt + 1);
     if (rc < 0)
         count_failure(c, resp);
+    else if (written)
+        *written = t.written;
 out:
-    if (rc < 0 && fd >= 0)
-        reset_fd(fd); /* a failed download leaves no partial body behind */
-    if (easy)
-        curl_easy_cleanup(easy);
-    curl_slist_free_all(headers);
-    free(header);
-    buf_release(&a.body);
+    if (rc < 0 && req->fd >= 0)
+        transfer_reset_fd(req->fd); /* a failed download leaves no partial body behind */
+    transfer_close(&t);
     return rc;
 }
 
 int http_get(struct http_client *c, const char *url, const char *etag, size_t max_body,
              unsigned flags, struct http_response *resp)
 {
-    return perform(c, url, etag, max_body, -1, flags, resp, NULL);
+    const struct request req = {url, etag, max_body, -1, flags};
+
+    return perform(c, &req, resp, NULL);
 }
 
 int http_download(struct http_client *c, const char *url, int fd, unsigned flags,
                   struct http_response *resp, uint64_t *written)
 {
+    const struct request req = {url, NULL, 0, fd, flags};
+
     if (fd < 0) {
         memset(resp, 0, sizeof(*resp));
         if (written)
             *written = 0;
         return -EINVAL;
     }
-    return perform(c, url, NULL, 0, fd, flags, resp, written);
+    return perform(c, &req, resp, written);
 }

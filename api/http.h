@@ -1,15 +1,15 @@
 /*
  * http.h - authenticated GET requests with retries, on libcurl (internal to api/).
  *
- * One http_client per api_client. It owns a copy of the token and a curl
- * share handle (connections, DNS, TLS sessions) guarded by one mutex per
- * kind of shared data, so connections are reused across requests and
- * threads. Each http_get() or http_download() uses an easy handle of its
- * own for all its attempts and cleans it up on return, so no easy handle is
- * ever seen by two threads. The token goes only through CURLOPT_XOAUTH2_BEARER, which curl
- * does not send to another host or port on a redirect.
+ * One http_client per api_client. Its transfer_share (transfer.h) holds a
+ * copy of the token and a curl share handle (connections, DNS, TLS
+ * sessions), so connections are reused across requests and threads. Each
+ * http_get() or http_download() uses an easy handle of its own for all its
+ * attempts and cleans it up on return, so no easy handle is ever seen by
+ * two threads. The token goes only through CURLOPT_XOAUTH2_BEARER, which
+ * curl does not send to another host or port on a redirect.
  *
- * Retry policy: 429, 500, 502, 503, 504, 555 and transport failures
+ * Retry policy (http.c): 429, 500, 502, 503, 504, 555 and transport failures
  * (refused, reset, timed out, partial or empty reply) are retried, at most
  * HTTP_MAX_ATTEMPTS attempts in all, sleeping Retry-After when the server
  * sent one, otherwise a full-jitter exponential backoff (uniform in

@@ -84,12 +84,10 @@ int page_walk_init(struct page_walk *w, const char *base, const char *first_url,
 /* Logs why next is refused, without its query (which may be long or hostile). */
 static int refuse(const char *why, const char *link)
 {
-    char *shown = url_for_log(link);
-    char clean[256];
+    char shown[256];
 
-    log_sanitize(clean, sizeof(clean), shown ? shown : "?");
-    log_warn("pagination stopped: %s (next link '%s')", why, clean);
-    free(shown);
+    log_warn("pagination stopped: %s (next link '%s')", why,
+             url_for_log(link, shown, sizeof(shown)));
     return -EIO;
 }
 
@@ -154,12 +152,10 @@ int page_url_for(const char *second_url, size_t page, char **out)
 
 static int bad_page(const char *what, const char *why)
 {
-    char *shown = url_for_log(what ? what : "?");
-    char clean[256];
+    char shown[256];
 
-    log_sanitize(clean, sizeof(clean), shown ? shown : "?");
-    log_warn("malformed page from %s: %s", clean, why);
-    free(shown);
+    log_warn("malformed page from %s: %s", url_for_log(what ? what : "?", shown, sizeof(shown)),
+             why);
     return -EIO;
 }
 

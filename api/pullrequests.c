@@ -14,6 +14,7 @@
 #include "api/log.h"
 #include "api/parse.h"
 #include "api/url.h"
+#include "api/walk.h"
 
 /* ---- pull requests ---- */
 
@@ -78,7 +79,7 @@ int api_list_pullrequests(struct api_client *client, const char *workspace, cons
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(client, API_KIND_PULLREQUESTS, url, client_collect, &acc);
+    rc = walk_pages(client, API_KIND_PULLREQUESTS, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -143,8 +144,8 @@ static int add_to_array(json_t *item, void *ctx)
     return json_array_append(ctx, item) == 0 ? 0 : -ENOMEM;
 }
 
-int api_get_pullrequest_comments(struct api_client *client, const char *workspace,
-                                 const char *repo, uint64_t id, struct api_doc *out)
+int api_get_pullrequest_comments(struct api_client *client, const char *workspace, const char *repo,
+                                 uint64_t id, struct api_doc *out)
 {
     json_t *all = json_array();
     struct buf u;
@@ -159,7 +160,7 @@ int api_get_pullrequest_comments(struct api_client *client, const char *workspac
     url = client_url_finish(&u, &rc);
     if (!url)
         goto out;
-    rc = client_walk_pages(client, API_KIND_COMMENTS, url, add_to_array, all);
+    rc = walk_pages(client, API_KIND_COMMENTS, url, add_to_array, all);
     if (rc == 0)
         rc = parse_doc(all, out);
 out:
@@ -173,7 +174,6 @@ int api_get_pullrequest_diff(struct api_client *client, const char *workspace, c
 {
     struct http_response resp;
     struct buf u;
-    char *url;
     int rc;
 
     if (size)
@@ -181,12 +181,8 @@ int api_get_pullrequest_diff(struct api_client *client, const char *workspace, c
     if (id == 0 || fd < 0)
         return -EINVAL;
     pullrequest_url(client, workspace, repo, id, "diff", &u);
-    url = client_url_finish(&u, &rc);
-    if (!url)
-        return rc;
-    rc = client_download(client, API_KIND_DIFF, url, fd, 0, &resp, size);
+    rc = client_download(client, API_KIND_DIFF, &u, fd, 0, &resp, size);
     http_response_release(&resp);
-    free(url);
     return rc;
 }
 
@@ -222,9 +218,7 @@ int api_expand_hash(struct api_client *client, const char *workspace, const char
         memcpy(full, abbrev, API_HASH_LEN + 1);
         return 0;
     }
-    client_url_repo(&u, client, workspace, repo);
-    url_add_segment(&u, "commit");
-    url_add_segment(&u, abbrev);
+    client_url_at(&u, client, workspace, repo, "commit", abbrev);
     url_add_query(&u, "fields", "hash");
     url = client_url_finish(&u, &rc);
     if (!url)

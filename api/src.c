@@ -14,6 +14,7 @@
 #include "api/log.h"
 #include "api/parse.h"
 #include "api/url.h"
+#include "api/walk.h"
 
 /* ---- directory listings ---- */
 
@@ -88,8 +89,9 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
                             .arg = dir,
                             .elem = sizeof(*out->items),
                             .skip_key = "api:entry-unusable",
-                            .skip_message = "ignoring a directory entry whose path is not a name in "
-                                            "the directory listed, or whose type is unknown"};
+                            .skip_message =
+                                "ignoring a directory entry whose path is not a name in "
+                                "the directory listed, or whose type is unknown"};
     struct buf u;
     char *url;
     int rc;
@@ -97,17 +99,16 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
     memset(out, 0, sizeof(*out));
     if (!api_is_full_hash(hash) || !dir)
         return -EINVAL;
-    client_url_repo(&u, client, workspace, repo);
-    url_add_segment(&u, "src");
-    url_add_segment(&u, hash);
+    client_url_at(&u, client, workspace, repo, "src", hash);
     url_add_dir(&u, dir); /* the root needs its trailing '/': /src/{hash}/ */
     url_add_query(&u, "pagelen", "100");
     /* include-only mode: next must be named or the pagination link is dropped */
-    url_add_query(&u, "fields", "size,page,pagelen,next,values.path,values.type,values.size,values.attributes");
+    url_add_query(&u, "fields",
+                  "size,page,pagelen,next,values.path,values.type,values.size,values.attributes");
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(client, API_KIND_TREE, url, client_collect, &acc);
+    rc = walk_pages(client, API_KIND_TREE, url, walk_collect, &acc);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -279,9 +280,7 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
     if (!api_is_full_hash(hash) || !dir || max_depth == 0)
         return -EINVAL;
     snprintf(depth, sizeof(depth), "%u", max_depth);
-    client_url_repo(&u, client, workspace, repo);
-    url_add_segment(&u, "src");
-    url_add_segment(&u, hash);
+    client_url_at(&u, client, workspace, repo, "src", hash);
     url_add_dir(&u, dir);
     url_add_query(&u, "pagelen", "100");
     url_add_query(&u, "max_depth", depth);
@@ -290,7 +289,7 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, add_subtree_item,
+    rc = walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, add_subtree_item,
                            &acc);
     free(url);
     if (rc < 0)
@@ -336,23 +335,16 @@ int api_get_file(struct api_client *client, const char *workspace, const char *r
 {
     struct http_response resp;
     struct buf u;
-    char *url;
     int rc;
 
     if (size)
         *size = 0;
     if (!api_is_full_hash(hash) || fd < 0)
         return -EINVAL;
-    client_url_repo(&u, client, workspace, repo);
-    url_add_segment(&u, "src");
-    url_add_segment(&u, hash);
+    client_url_at(&u, client, workspace, repo, "src", hash);
     url_add_path(&u, path);
-    url = client_url_finish(&u, &rc);
-    if (!url)
-        return rc;
-    rc = client_download(client, API_KIND_FILE, url, fd, 0, &resp, size);
+    rc = client_download(client, API_KIND_FILE, &u, fd, 0, &resp, size);
     http_response_release(&resp);
-    free(url);
     return rc;
 }
 
@@ -362,20 +354,15 @@ int api_get_diff(struct api_client *client, const char *workspace, const char *r
     struct http_response resp;
     char key[128 + API_HASH_LEN];
     struct buf u;
-    char *url;
     int rc;
 
     if (size)
         *size = 0;
     if (!api_is_full_hash(hash) || fd < 0)
         return -EINVAL;
-    client_url_repo(&u, client, workspace, repo);
-    url_add_segment(&u, "diff");
-    url_add_segment(&u, hash); /* one hash: against the first parent */
-    url = client_url_finish(&u, &rc);
-    if (!url)
-        return rc;
-    rc = client_download(client, API_KIND_DIFF, url, fd, HTTP_QUIET_555, &resp, size);
+    /* one hash: against the first parent */
+    client_url_at(&u, client, workspace, repo, "diff", hash);
+    rc = client_download(client, API_KIND_DIFF, &u, fd, HTTP_QUIET_555, &resp, size);
     if (rc < 0 && resp.status == 555) {
         snprintf(key, sizeof(key), "api:diff-555 %s", hash);
         log_once(LOG_LEVEL_WARN, key,
@@ -383,6 +370,5 @@ int api_get_diff(struct api_client *client, const char *workspace, const char *r
                  workspace, repo);
     }
     http_response_release(&resp);
-    free(url);
     return rc;
 }

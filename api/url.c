@@ -274,9 +274,11 @@ int url_rewrite_api_alias(const char *base, const char *url, char **out)
     return *out ? 0 : (b.err == -EFBIG ? -EINVAL : -ENOMEM);
 }
 
-char *url_for_log(const char *url)
+const char *url_for_log(const char *url, char *dst, size_t len)
 {
-    size_t n = strcspn(url, "?#");
+    char *cut = strndup(url, strcspn(url, "?#"));
 
-    return strndup(url, n);
+    log_sanitize(dst, len, cut ? cut : "?");
+    free(cut);
+    return dst;
 }

@@ -52,8 +52,12 @@ int url_same_origin(const char *a, const char *b);
  */
 int url_rewrite_api_alias(const char *base, const char *url, char **out);
 
-/* url with its query and fragment cut off, for log lines; *out is malloc'd (NULL on ENOMEM). */
-char *url_for_log(const char *url);
+/*
+ * url as a log line may show it, into dst (len bytes): its query and
+ * fragment cut off (they may be long or hostile), sanitised like
+ * log_sanitize(). Returns dst.
+ */
+const char *url_for_log(const char *url, char *dst, size_t len);
 
 void url_init(struct buf *u, const char *base);
 /* Appends '/' and the encoded segment ('/' inside it becomes %2F). */

@@ -4,8 +4,11 @@
  *   replay_fuzz_parse DIR|FILE...
  *
  * Every regular file of each directory (sorted by name, not recursive) and
- * every file named is handed once to LLVMFuzzerTestOneInput(). A directory
- * that does not exist is skipped (git keeps no empty regressions/ folder).
+ * every file named is handed once to LLVMFuzzerTestOneInput(). Every path
+ * named must exist, and a directory must hold at least one input: a corpus
+ * that went missing (renamed, not checked out, never written) would
+ * otherwise pass with nothing replayed. (git keeps no empty regressions/
+ * folder: `make fuzz-replay` names a target's only when it exists.)
  * A target's bug shows as a crash or a sanitizer report, so a clean exit
  * means every input passed. Linked with one target by `make fuzz-replay`.
  */
@@ -118,16 +121,22 @@ int main(int argc, char **argv)
     struct stat st;
     int i, n, total = 0;
 
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s DIR|FILE...\n", argv[0]);
+        return 2;
+    }
     for (i = 1; i < argc; i++) {
         if (stat(argv[i], &st) < 0) {
-            if (errno == ENOENT)
-                continue;
             fprintf(stderr, "replay: cannot stat '%s': %s\n", argv[i], strerror(errno));
             return 1;
         }
         n = S_ISDIR(st.st_mode) ? run_dir(argv[i]) : run_file(argv[i]) == 0 ? 1 : -EIO;
         if (n < 0) {
             fprintf(stderr, "replay: cannot read '%s': %s\n", argv[i], strerror(-n));
+            return 1;
+        }
+        if (n == 0) {
+            fprintf(stderr, "replay: no input in '%s'\n", argv[i]);
             return 1;
         }
         total += n;

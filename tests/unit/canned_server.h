@@ -5,9 +5,14 @@
  * answers one connection per scripted step, in order: it reads the request
  * head, reports it to the parent through a pipe, then sends the canned
  * bytes (all at once, or paced, or some and then stalls; or sends nothing
- * and closes, or stalls). server_stop() kills the
- * child and returns the requests it saw. The child also kills itself
- * after CANNED_LIFETIME seconds, so a failing test never leaves it behind.
+ * and closes, or stalls). server_stop() kills the child and returns the
+ * requests it saw. The child also kills itself after CANNED_LIFETIME
+ * seconds, so a failing test never leaves it behind.
+ *
+ * A stalling step keeps its connection for stall_ms whatever the client
+ * does (a retry waits in the listen queue meanwhile), but reports at once
+ * when the client hangs up: server_saw_hangup() tells a client that gave
+ * up from one that waited for the server, without timing the client.
  *
  * Responses should say "Connection: close": one connection, one answer.
  */
@@ -52,9 +57,22 @@ struct canned_server {
     pid_t pid;
     int port;
     int listen_fd; /* between server_listen() and server_run() */
-    int log_fd;    /* read end: length-prefixed request heads */
+    int log_fd;    /* read end: the child's records */
     char *requests[CANNED_MAX_REQUESTS];
     size_t nrequests;
+    int hung_up[CANNED_MAX_REQUESTS]; /* by step: the client left while the server held on */
+};
+
+/* What the child reports through its pipe, each record followed by len bytes. */
+enum canned_record_type {
+    CANNED_RECORD_HEAD,   /* the request head of step */
+    CANNED_RECORD_HANGUP, /* the client hung up during step, before the server was done */
+};
+
+struct canned_record {
+    uint32_t type;
+    uint32_t step;
+    uint32_t len;
 };
 
 /* 0, or -1 when the peer went away. */
@@ -104,11 +122,56 @@ __attribute__((unused)) static void canned_sleep_ms(int ms)
         ;
 }
 
+__attribute__((unused)) static long elapsed_ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+__attribute__((unused)) static void canned_report(int log_fd, enum canned_record_type type,
+                                                  size_t step, const char *data, size_t len)
+{
+    struct canned_record r = {(uint32_t)type, (uint32_t)step, (uint32_t)len};
+
+    canned_write_all(log_fd, (const char *)&r, sizeof(r));
+    if (len > 0)
+        canned_write_all(log_fd, data, len);
+}
+
+/*
+ * Holds connection fd for ms, reading and dropping what the client sends,
+ * and reports the moment the client hangs up (end of file or reset).
+ */
+__attribute__((unused)) static void canned_stall(int fd, int ms, int log_fd, size_t step)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    struct timespec t0;
+    char junk[4096];
+    long left;
+    ssize_t n;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while ((left = ms - elapsed_ms_since(&t0)) > 0) {
+        if (pfd.fd < 0) {
+            canned_sleep_ms((int)left);
+            break;
+        }
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        n = read(fd, junk, sizeof(junk));
+        if (n == 0 || (n < 0 && errno != EINTR)) {
+            canned_report(log_fd, CANNED_RECORD_HANGUP, step, NULL, 0);
+            pfd.fd = -1;
+        }
+    }
+}
+
 __attribute__((unused)) static void canned_child(int lfd, int log_fd, const struct canned *script,
                                                  size_t n)
 {
     char head[16384];
-    uint32_t len;
     size_t i, rlen;
     int fd;
 
@@ -117,9 +180,8 @@ __attribute__((unused)) static void canned_child(int lfd, int log_fd, const stru
         fd = accept(lfd, NULL, NULL);
         if (fd < 0)
             _exit(1);
-        len = (uint32_t)canned_read_head(fd, head, sizeof(head));
-        canned_write_all(log_fd, (const char *)&len, sizeof(len));
-        canned_write_all(log_fd, head, len);
+        canned_report(log_fd, CANNED_RECORD_HEAD, i, head,
+                      canned_read_head(fd, head, sizeof(head)));
         rlen = 0;
         if (script[i].response)
             rlen = script[i].response_len ? script[i].response_len : strlen(script[i].response);
@@ -132,12 +194,14 @@ __attribute__((unused)) static void canned_child(int lfd, int log_fd, const stru
                     canned_sleep_ms(script[i].stall_ms);
                 if (canned_write_all(fd, script[i].response + off,
                                      rlen - off < script[i].pace_bytes ? rlen - off
-                                                                       : script[i].pace_bytes))
+                                                                       : script[i].pace_bytes)) {
+                    canned_report(log_fd, CANNED_RECORD_HANGUP, i, NULL, 0);
                     break; /* the client gave up */
+                }
             }
         }
         if (script[i].action == CANNED_STALL || script[i].action == CANNED_REPLY_STALL)
-            canned_sleep_ms(script[i].stall_ms);
+            canned_stall(fd, script[i].stall_ms, log_fd, i);
         shutdown(fd, SHUT_RDWR);
         close(fd);
     }
@@ -218,12 +282,69 @@ __attribute__((unused)) static int server_start(struct canned_server *s,
     return server_run(s, script, n);
 }
 
+/* All of len bytes from fd; 0, or -1 at end of file or on an error. */
+__attribute__((unused)) static int canned_read_all(int fd, void *p, size_t len)
+{
+    ssize_t n;
+
+    while (len > 0) {
+        n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p = (char *)p + n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Takes in one record of the child's, waiting up to wait_ms for it. 0, or -1 when none came. */
+__attribute__((unused)) static int canned_take_record(struct canned_server *s, int wait_ms)
+{
+    struct pollfd pfd = {.fd = s->log_fd, .events = POLLIN};
+    struct canned_record r;
+    char *data;
+
+    if (s->log_fd < 0 || poll(&pfd, 1, wait_ms) <= 0 || canned_read_all(s->log_fd, &r, sizeof(r)))
+        return -1;
+    data = calloc(1, (size_t)r.len + 1);
+    if (!data || (r.len > 0 && canned_read_all(s->log_fd, data, r.len))) {
+        free(data);
+        return -1;
+    }
+    if (r.type == CANNED_RECORD_HEAD && s->nrequests < CANNED_MAX_REQUESTS) {
+        s->requests[s->nrequests++] = data;
+        return 0;
+    }
+    if (r.type == CANNED_RECORD_HANGUP && r.step < CANNED_MAX_REQUESTS)
+        s->hung_up[r.step] = 1;
+    free(data);
+    return 0;
+}
+
+/*
+ * Whether the client hung up during step while the server still held the
+ * connection (a stall, or a paced answer), waiting up to wait_ms (a hang
+ * guard: the report comes as soon as the client hangs up) to hear of it.
+ */
+__attribute__((unused)) static int server_saw_hangup(struct canned_server *s, size_t step,
+                                                     int wait_ms)
+{
+    struct timespec t0;
+    long left;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (step < CANNED_MAX_REQUESTS && !s->hung_up[step] &&
+           (left = wait_ms - elapsed_ms_since(&t0)) > 0)
+        if (canned_take_record(s, (int)left) < 0)
+            break;
+    return step < CANNED_MAX_REQUESTS && s->hung_up[step];
+}
+
 /* Stops the child and collects the request heads it reported. */
 __attribute__((unused)) static void server_stop(struct canned_server *s)
 {
-    uint32_t len;
-    ssize_t n;
-
     if (s->pid > 0) {
         kill(s->pid, SIGKILL);
         waitpid(s->pid, NULL, 0);
@@ -235,17 +356,8 @@ __attribute__((unused)) static void server_stop(struct canned_server *s)
     }
     if (s->log_fd < 0)
         return;
-    while (s->nrequests < CANNED_MAX_REQUESTS) {
-        n = read(s->log_fd, &len, sizeof(len));
-        if (n != (ssize_t)sizeof(len))
-            break;
-        s->requests[s->nrequests] = calloc(1, (size_t)len + 1);
-        if (!s->requests[s->nrequests])
-            break;
-        if (len > 0 && read(s->log_fd, s->requests[s->nrequests], len) != (ssize_t)len)
-            break;
-        s->nrequests++;
-    }
+    while (canned_take_record(s, 0) == 0) /* the child is gone: what it wrote is all there */
+        ;
     close(s->log_fd);
     s->log_fd = -1;
 }
@@ -283,14 +395,6 @@ __attribute__((unused)) static const char *request_header(const char *head, cons
         }
     }
     return dst;
-}
-
-__attribute__((unused)) static long elapsed_ms_since(const struct timespec *t0)
-{
-    struct timespec t1;
-
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
 #endif

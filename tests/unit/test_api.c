@@ -14,8 +14,10 @@
 #include "api/api.h"
 #include "api/http.h" /* HTTP_MAX_ATTEMPTS */
 #include "canned_server.h"
+#include "log_capture.h"
 
 #include <errno.h>
+#include <jansson.h> /* json_set_alloc_funcs: allocation failures on demand */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,7 +390,8 @@ static void test_list_branches(void **state)
     assert_int_equal(srv.nrequests, 2);
     assert_string_equal(target(0, t, sizeof(t)),
                         "/2.0/repositories/acme/api/refs/branches?pagelen=100&sort=name"
-                        "&fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.name%2Cvalues.target.hash%2Cvalues.target.date");
+                        "&fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.name"
+                        "%2Cvalues.target.hash%2Cvalues.target.date");
     assert_string_equal(target(1, t, sizeof(t)), "/2.0/repositories/acme/api/refs/branches?page=2");
 }
 
@@ -499,20 +502,21 @@ static void test_list_subtree_groups_complete_directories(void **state)
     (void)state;
     listen_srv();
     /* src/ listed 2 deep: src/a and src/b are complete, src/a/deep is not */
-    script[0] = (struct canned){
-        CANNED_REPLY,
-        page("{\"size\": 6, \"page\": 1, \"pagelen\": 100, \"values\": ["
-             "{\"path\": \"src/main.c\", \"type\": \"commit_file\", \"size\": 5},"
-             "{\"path\": \"src/a\", \"type\": \"commit_directory\"},"
-             "{\"path\": \"src/b\", \"type\": \"commit_directory\"},"
-             "{\"path\": \"src/a/deep\", \"type\": \"commit_directory\"},"
-             "{\"path\": \"src/a/x.c\", \"type\": \"commit_file\", \"size\": 1},"
-             "{\"path\": \"elsewhere/y\", \"type\": \"commit_file\"}]}"),
-        0, 0, 0};
+    script[0] =
+        (struct canned){CANNED_REPLY,
+                        page("{\"size\": 6, \"page\": 1, \"pagelen\": 100, \"values\": ["
+                             "{\"path\": \"src/main.c\", \"type\": \"commit_file\", \"size\": 5},"
+                             "{\"path\": \"src/a\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/b\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/a/deep\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/a/x.c\", \"type\": \"commit_file\", \"size\": 1},"
+                             "{\"path\": \"elsewhere/y\", \"type\": \"commit_file\"}]}"),
+                        0, 0, 0};
     script[1] = (struct canned){
-        CANNED_REPLY, page("{\"size\": 100000, \"page\": 1, \"pagelen\": 100, \"values\": [], \"next\": "
-                           "\"http://127.0.0.1:%d/2.0/repositories/acme/api/src/x/?page=2\"}"), 0,
-        0, 0};
+        CANNED_REPLY,
+        page("{\"size\": 100000, \"page\": 1, \"pagelen\": 100, \"values\": [], \"next\": "
+             "\"http://127.0.0.1:%d/2.0/repositories/acme/api/src/x/?page=2\"}"),
+        0, 0, 0};
     run_srv(script, 2);
     connect_client(5000);
     assert_int_equal(api_list_subtree(client, "acme", "api", H1, "src", 2, 1000, &sub), 0);
@@ -1069,7 +1073,9 @@ static void test_refused_answer_is_not_kept(void **state)
 
 /* ---- directory listings ---- */
 
-#define SRC_FIELDS "fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.path%2Cvalues.type%2Cvalues.size%2Cvalues.attributes"
+#define SRC_FIELDS                                                                                 \
+    "fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.path%2Cvalues.type%2Cvalues.size"                \
+    "%2Cvalues.attributes"
 
 static void test_list_dir_pages(void **state)
 {
@@ -1442,9 +1448,11 @@ static void test_get_file_stalls_fail_in_time(void **state)
 {
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n"
                                "Connection: close\r\n\r\nthe start of a body";
-    struct canned silent[2] = {{CANNED_STALL, NULL, 8000, 0, 0}, {CANNED_STALL, NULL, 8000, 0, 0}};
-    struct canned stalled[2] = {{CANNED_REPLY_STALL, head, 8000, 0, 0},
-                                {CANNED_REPLY_STALL, head, 8000, 0, 0}};
+    /* the server holds each connection for 15 s, far longer than the client's budget */
+    struct canned silent[2] = {{CANNED_STALL, NULL, 15000, 0, 0},
+                               {CANNED_STALL, NULL, 15000, 0, 0}};
+    struct canned stalled[2] = {{CANNED_REPLY_STALL, head, 15000, 0, 0},
+                                {CANNED_REPLY_STALL, head, 15000, 0, 0}};
     struct canned *scripts[] = {silent, stalled};
     struct timespec t0;
     uint64_t size;
@@ -1462,17 +1470,20 @@ static void test_get_file_stalls_fail_in_time(void **state)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         assert_int_equal(api_get_file(client, "acme", "api", H1, "f", fd, &size), -EIO);
         took = elapsed_ms_since(&t0);
-        /* The stall window is 2 s (its floor). curl measures the speed once a second over
-         * the last few seconds, so a body that stops after its first bytes still counts as
-         * moving for up to about 4 s more. */
-        if (took < 1800 || took > (i == 0 ? 3500 : 7500))
-            fail_msg("case %zu took %ld ms", i, took);
+        /* The client gave up: it hung up while the server still held the connection. */
+        if (!server_saw_hangup(&srv, 0, 15000))
+            fail_msg("case %zu: the client waited for the server to give up", i);
+        /* A floor, which load can only make later: the stall window is at least 2 s. */
+        if (took < 1800)
+            fail_msg("case %zu gave up after %ld ms", i, took);
         got = file_content(fd, &len);
         assert_int_equal(len, 0); /* the partial body is gone */
         free(got);
         close(fd);
         server_stop(&srv);
-        assert_int_equal(srv.nrequests, 1); /* no retry past the deadline */
+        /* Case 0 tries no more past the deadline; in case 1 the first bytes renewed the
+         * budget, and the retry waited behind the stall unanswered. */
+        assert_int_equal(srv.nrequests, 1);
         teardown(NULL);
         setup(NULL);
     }
@@ -1603,32 +1614,150 @@ static void test_get_file_bad_arguments(void **state)
     close(fd);
 }
 
-/* Captures what log calls write to stderr. */
-struct capture {
-    FILE *file;
-    int saved;
-};
+/* ---- one repository ---- */
 
-static void capture_start(struct capture *c)
+static const char *repo_url(char *dst, size_t len, const char *slug)
 {
-    fflush(stderr);
-    c->file = tmpfile();
-    assert_non_null(c->file);
-    c->saved = dup(2);
-    dup2(fileno(c->file), 2);
+    snprintf(dst, len, "http://127.0.0.1:%d/2.0/repositories/acme/%s", srv.port, slug);
+    return dst;
 }
 
-static char *capture_end(struct capture *c)
+static void test_get_repo(void **state)
 {
-    size_t len;
-    char *text;
+    struct canned script[2];
+    struct api_repo r;
+    char t[256];
 
-    fflush(stderr);
-    dup2(c->saved, 2);
-    close(c->saved);
-    text = file_content(fileno(c->file), &len);
-    fclose(c->file);
-    return text;
+    (void)state;
+    listen_srv();
+    script[0] = (struct canned){CANNED_REPLY, reply("200 OK", REPO("api", "a")), 0, 0, 0};
+    script[1] = (struct canned){CANNED_REPLY, reply("200 OK", REPO("renamed", "a")), 0, 0, 0};
+    run_srv(script, 2);
+    connect_client(5000);
+    assert_int_equal(api_get_repo(client, "acme", "api", &r), 0);
+    assert_string_equal(r.slug, "api");
+    assert_string_equal(r.uuid, "{a}");
+    assert_string_equal(r.full_name, "acme/api");
+    assert_string_equal(r.mainbranch, "main");
+    assert_non_null(strstr(r.doc.text, "\"slug\": \"api\""));
+    api_repo_release(&r);
+    /* an answer about another repository (a rename redirects) is not this one */
+    assert_int_equal(api_get_repo(client, "acme", "old", &r), -ENOENT);
+    assert_null(r.slug);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 2);
+    assert_string_equal(target(0, t, sizeof(t)), "/2.0/repositories/acme/api");
+    assert_string_equal(target(1, t, sizeof(t)), "/2.0/repositories/acme/old");
+}
+
+static void test_get_repo_without_slug_is_not_kept(void **state)
+{
+    static const char *const bodies[] = {
+        "{\"type\":\"repository\",\"uuid\":\"{a}\",\"full_name\":\"acme/api\"}",
+        "{\"type\":\"repository\",\"slug\":\"\",\"uuid\":\"{a}\"}",
+        "{\"type\":\"repository\",\"slug\":42,\"uuid\":\"{a}\"}",
+        "{\"type\":\"repository\",\"slug\":\"api\\u0000\",\"uuid\":\"{a}\"}",
+    };
+    enum { N = sizeof(bodies) / sizeof(bodies[0]) };
+    struct canned script[N + 1];
+    struct capture cap;
+    struct api_repo r;
+    char url[128], *logged;
+    int rc;
+
+    (void)state;
+    listen_srv();
+    for (size_t i = 0; i < N; i++)
+        script[i] = (struct canned){CANNED_REPLY, reply("200 OK", bodies[i]), 0, 0, 0};
+    script[N] = (struct canned){CANNED_REPLY, reply("200 OK", REPO("api", "a")), 0, 0, 0};
+    run_srv(script, N + 1);
+    connect_cached(60, 0);
+    repo_url(url, sizeof(url), "api");
+    for (size_t i = 0; i < N; i++) {
+        capture_start(&cap);
+        rc = api_get_repo(client, "acme", "api", &r);
+        logged = capture_end(&cap);
+        if (rc != -EIO || r.slug || !strstr(logged, "a repository without a usable slug"))
+            fail_msg("case %zu: %d, logged '%s'", i, rc, logged);
+        free(logged);
+        assert_int_equal(fake_saves, 0);
+        assert_null(fake_find(url));
+    }
+    /* A stored one without a slug (damaged, or kept by an older bbfs) is asked for again. */
+    fake_put(url, bodies[0], strlen(bodies[0]), NULL, time(NULL));
+    capture_start(&cap);
+    rc = api_get_repo(client, "acme", "api", &r);
+    free(capture_end(&cap));
+    assert_int_equal(rc, 0);
+    assert_string_equal(r.slug, "api");
+    api_repo_release(&r);
+    assert_int_equal(fake_saves, 1);
+    assert_string_equal(fake_find(url)->body, REPO("api", "a"));
+    assert_int_equal(requests_sent(), N + 1);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, N + 1);
+}
+
+/* jansson's allocator for the test below: allocation number json_fail_at fails (0: none). */
+static size_t json_allocs, json_fail_at;
+
+static void *failing_json_malloc(size_t size)
+{
+    if (json_fail_at && ++json_allocs == json_fail_at)
+        return NULL;
+    return malloc(size);
+}
+
+/*
+ * Every allocation jansson makes for api_get_repo fails in turn (the body's
+ * parse, the document's text): each is an error, never a repository
+ * without a slug, and never kept.
+ */
+static void test_get_repo_out_of_memory_is_not_kept(void **state)
+{
+    enum { MAX_CALLS = 200 };
+    struct canned script[MAX_CALLS];
+    size_t n, nomem = 0, saves;
+    struct capture cap;
+    struct api_repo r;
+    char *logged;
+    int rc;
+
+    (void)state;
+    listen_srv();
+    script[0] = (struct canned){CANNED_REPLY, reply("200 OK", REPO("api", "a")), 0, 0, 0};
+    for (n = 1; n < MAX_CALLS; n++)
+        script[n] = script[0];
+    run_srv(script, MAX_CALLS);
+    connect_cached(0, 0); /* ttl 0: every call asks the API */
+    for (n = 1; n < MAX_CALLS; n++) {
+        saves = fake_saves;
+        json_allocs = 0;
+        json_fail_at = n;
+        json_set_alloc_funcs(failing_json_malloc, free);
+        capture_start(&cap); /* a body jansson could not parse is logged as not JSON */
+        rc = api_get_repo(client, "acme", "api", &r);
+        logged = capture_end(&cap);
+        json_set_alloc_funcs(malloc, free);
+        json_fail_at = 0;
+        free(logged);
+        assert_int_equal(requests_sent(), n); /* nothing retried */
+        if (rc == 0) {
+            assert_string_equal(r.slug, "api");
+            api_repo_release(&r);
+            if (json_allocs < n)
+                break; /* nothing failed: every allocation has had its turn */
+            continue;
+        }
+        if (rc != -ENOMEM && rc != -EIO)
+            fail_msg("allocation %zu: %d", n, rc);
+        nomem += rc == -ENOMEM;
+        assert_null(r.slug);
+        assert_int_equal(fake_saves, saves);
+    }
+    assert_true(n < MAX_CALLS);
+    assert_true(nomem > 0);
+    assert_true(fake_saves > 0);
 }
 
 static void test_get_diff(void **state)
@@ -1718,6 +1847,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_file_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_file_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_file_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_repo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_repo_without_slug_is_not_kept, setup,
+                                        fake_teardown),
+        cmocka_unit_test_setup_teardown(test_get_repo_out_of_memory_is_not_kept, setup,
+                                        fake_teardown),
         cmocka_unit_test_setup_teardown(test_get_diff, setup, teardown),
     };
     int rc;

@@ -13,7 +13,9 @@
 #include <cmocka.h>
 
 #include "api/http.h"
+#include "api/log.h"
 #include "canned_server.h"
+#include "log_capture.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -101,6 +103,42 @@ static int run_get(const struct canned *script, size_t n, long timeout_ms, const
     free(url);
     server_stop(&srv);
     return rc;
+}
+
+/*
+ * run_get() with debug logging captured, so that the test can read the
+ * pauses the client chose (planned_pauses) instead of timing them.
+ */
+static int run_get_logged(const struct canned *script, size_t n, long timeout_ms,
+                          struct http_response *resp, char **logged)
+{
+    struct capture cap;
+    int rc;
+
+    log_set_debug(1);
+    capture_start(&cap);
+    rc = run_get(script, n, timeout_ms, NULL, HTTP_MAX_JSON, resp, NULL);
+    *logged = capture_end(&cap);
+    log_set_debug(0);
+    return rc;
+}
+
+/* The pauses before each retry, in order, as the debug log announced them; how many. */
+static size_t planned_pauses(const char *logged, long *pauses, size_t max)
+{
+    const char *p = logged;
+    unsigned attempt;
+    size_t n = 0;
+    int of;
+
+    while ((p = strstr(p, "; attempt ")) != NULL) {
+        assert_true(n < max);
+        assert_int_equal(sscanf(p, "; attempt %u of %d in %ld ms", &attempt, &of, &pauses[n]), 3);
+        assert_int_equal(attempt, n + 2);
+        n++;
+        p++;
+    }
+    return n;
 }
 
 static void test_status_table(void **state)
@@ -273,14 +311,18 @@ static void test_429_without_retry_after_backs_off(void **state)
         {CANNED_REPLY, reply("200 OK", JSON_HDR, "{}"), 0, 0, 0},
     };
     struct http_response r;
-    struct timespec t0;
+    long pauses[HTTP_MAX_ATTEMPTS];
+    char *logged;
 
     (void)state;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    assert_int_equal(run_get(script, 3, 10000, NULL, HTTP_MAX_JSON, &r, NULL), 0);
+    assert_int_equal(run_get_logged(script, 3, 10000, &r, &logged), 0);
     http_response_release(&r);
     assert_int_equal(srv.nrequests, 3);
-    assert_in_range(elapsed_ms_since(&t0), 0, 1500); /* base 100 ms, 2 sleeps: <= 300 ms */
+    /* the server saw the retries after its 429s, each after the jittered backoff */
+    assert_int_equal(planned_pauses(logged, pauses, HTTP_MAX_ATTEMPTS), 2);
+    assert_in_range(pauses[0], 0, HTTP_BACKOFF_BASE_MS);
+    assert_in_range(pauses[1], 0, 2 * HTTP_BACKOFF_BASE_MS);
+    free(logged);
 }
 
 static void test_429_persisting_gives_eio_with_message(void **state)
@@ -417,25 +459,38 @@ static void test_deadline_bounds_retries(void **state)
     struct canned script2[] = {{CANNED_REPLY, long_wait, 0, 0, 0},
                                {CANNED_REPLY, long_wait, 0, 0, 0}};
     struct http_response r;
+    long pauses[HTTP_MAX_ATTEMPTS], slept = 0;
     struct timespec t0;
+    char *logged;
+    size_t n;
 
     (void)state;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    assert_int_equal(run_get(script, 6, 250, NULL, HTTP_MAX_JSON, &r, NULL), -EIO);
-    assert_in_range(elapsed_ms_since(&t0), 0, 1000); /* 250 plus slack for a loaded machine */
+    assert_int_equal(run_get_logged(script, 6, 250, &r, &logged), -EIO);
+    /* hang guard only, generous for ASan on a loaded machine: the pauses are checked below */
+    assert_in_range(elapsed_ms_since(&t0), 0, 10000);
     assert_int_equal(r.status, 503);
     assert_string_equal(r.message, "busy");
     http_response_release(&r);
     assert_in_range(srv.nrequests, 1, HTTP_MAX_ATTEMPTS);
+    /* every retry the server saw was planned, and the pauses all fit in the 250 ms budget */
+    n = planned_pauses(logged, pauses, HTTP_MAX_ATTEMPTS);
+    assert_int_equal(n, srv.nrequests - 1);
+    for (size_t i = 0; i < n; i++)
+        slept += pauses[i];
+    assert_in_range(slept, 0, 249);
+    free(logged);
     server_release(&srv);
 
     /* a Retry-After beyond the deadline: give up now rather than sleep past it */
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    assert_int_equal(run_get(script2, 2, 2000, NULL, HTTP_MAX_JSON, &r, NULL), -EIO);
-    assert_in_range(elapsed_ms_since(&t0), 0, 1500);
+    assert_int_equal(run_get_logged(script2, 2, 2000, &r, &logged), -EIO);
+    assert_in_range(elapsed_ms_since(&t0), 0, 10000); /* hang guard: it was asked for 30 s */
     assert_int_equal(r.status, 429);
     http_response_release(&r);
     assert_int_equal(srv.nrequests, 1);
+    assert_int_equal(planned_pauses(logged, pauses, HTTP_MAX_ATTEMPTS), 0);
+    free(logged);
 }
 
 static void test_body_cap(void **state)

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "api/log.h"
+#include "log_capture.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -69,39 +70,6 @@ static void test_sanitize_table(void **state)
                      "c日";
     log_sanitize(inplace, sizeof(inplace), inplace);
     assert_string_equal(inplace, "a?b?c日");
-}
-
-/* Captures what log calls write to stderr. */
-struct capture {
-    FILE *file;
-    int saved;
-};
-
-static void capture_start(struct capture *c)
-{
-    fflush(stderr);
-    c->file = tmpfile();
-    assert_non_null(c->file);
-    c->saved = dup(2);
-    dup2(fileno(c->file), 2);
-}
-
-/* Returns the captured text (malloc'd) and restores stderr. */
-static char *capture_end(struct capture *c)
-{
-    long len;
-    char *text;
-
-    fflush(stderr);
-    dup2(c->saved, 2);
-    close(c->saved);
-    len = lseek(fileno(c->file), 0, SEEK_END);
-    text = calloc(1, (size_t)len + 1);
-    assert_non_null(text);
-    if (len > 0)
-        assert_int_equal(pread(fileno(c->file), text, (size_t)len, 0), len);
-    fclose(c->file);
-    return text;
 }
 
 static int count_lines(const char *s)

@@ -324,15 +324,18 @@ static void test_rewrite_alias(void **state)
 
 static void test_for_log(void **state)
 {
-    char *s;
+    char shown[64];
 
     (void)state;
-    s = url_for_log("https://h/2.0/repositories/acme?q=secret%20stuff&page=2");
-    assert_string_equal(s, "https://h/2.0/repositories/acme");
-    free(s);
-    s = url_for_log("https://h/x#frag");
-    assert_string_equal(s, "https://h/x");
-    free(s);
+    assert_string_equal(url_for_log("https://h/2.0/repositories/acme?q=secret%20stuff&page=2",
+                                    shown, sizeof(shown)),
+                        "https://h/2.0/repositories/acme");
+    assert_string_equal(url_for_log("https://h/x#frag", shown, sizeof(shown)), "https://h/x");
+    /* a hostile link cannot forge a log line */
+    assert_string_equal(url_for_log("https://h/a\nb\x1b[2J?q=1", shown, sizeof(shown)),
+                        "https://h/a?b?[2J");
+    /* cut to the buffer, always terminated */
+    assert_string_equal(url_for_log("https://h/0123456789", shown, 12), "https://h/0");
 }
 
 int main(void)

@@ -1,0 +1,404 @@
+/*
+ * transfer.c - the libcurl mechanics of transfer.h: the share handle and
+ * its locks, an easy handle's options, the callbacks that capture a
+ * response's headers and body (into a capped buffer or a file), and the
+ * time limits of one attempt.
+ */
+#include "api/transfer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "api/http.h"
+#include "api/log.h"
+
+#ifndef BBFS_VERSION
+#define BBFS_VERSION "unknown"
+#endif
+
+struct transfer_share {
+    char *token;
+    char *ca_file;
+    long connect_timeout_ms;
+    CURLSH *share;
+    pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+};
+
+static void share_lock(CURL *handle, curl_lock_data data, curl_lock_access access, void *userp)
+{
+    struct transfer_share *s = userp;
+
+    (void)handle;
+    (void)access;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_lock(&s->locks[data]);
+}
+
+static void share_unlock(CURL *handle, curl_lock_data data, void *userp)
+{
+    struct transfer_share *s = userp;
+
+    (void)handle;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_unlock(&s->locks[data]);
+}
+
+static int has_control_chars(const char *s)
+{
+    for (; *s; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void transfer_share_free(struct transfer_share *s)
+{
+    if (!s)
+        return;
+    if (s->share)
+        curl_share_cleanup(s->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&s->locks[i]);
+    wipe_free(s->token);
+    free(s->ca_file);
+    free(s);
+}
+
+int transfer_share_new(const char *token, const char *ca_file, long connect_timeout_ms,
+                       struct transfer_share **out)
+{
+    struct transfer_share *s;
+    int rc = -ENOMEM;
+
+    *out = NULL;
+    if (!token || has_control_chars(token))
+        return -EINVAL;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&s->locks[i], NULL);
+    s->connect_timeout_ms = connect_timeout_ms;
+    s->token = strdup(token);
+    if (!s->token)
+        goto out;
+    if (ca_file) {
+        s->ca_file = strdup(ca_file);
+        if (!s->ca_file)
+            goto out;
+    }
+    s->share = curl_share_init();
+    if (!s->share)
+        goto out;
+    if (curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+        curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+        curl_share_setopt(s->share, CURLSHOPT_USERDATA, s) != CURLSHE_OK ||
+        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+        rc = -EIO;
+        goto out;
+    }
+    *out = s;
+    s = NULL;
+    rc = 0;
+out:
+    transfer_share_free(s);
+    return rc;
+}
+
+/* All of p into fd despite short writes and signals; 0 or an errno value. */
+static int write_all(int fd, const char *p, size_t len)
+{
+    ssize_t n;
+
+    while (len > 0) {
+        n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno;
+        if (n == 0)
+            return EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct transfer *t = userp;
+    size_t n = size * nmemb, room;
+    int err;
+
+    if (t->fd < 0)
+        return buf_append(&t->body, data, n) == 0 ? n : 0; /* 0 aborts the transfer */
+    if (t->receiving >= 200 && t->receiving <= 299) {
+        err = write_all(t->fd, data, n);
+        if (err) {
+            t->write_errno = err;
+            return 0;
+        }
+        t->written += n;
+        return n;
+    }
+    /* an error answer never reaches fd: keep its start for the message, drop the rest */
+    room = t->body.max - t->body.len;
+    if (!t->body.err && room > 0)
+        buf_append(&t->body, data, n < room ? n : room);
+    return n;
+}
+
+/* Copies a header value (surrounding blanks and CRLF trimmed) if it fits and is clean. */
+static void header_value(char *dst, size_t dstlen, const char *v, size_t len)
+{
+    while (len > 0 && (*v == ' ' || *v == '\t'))
+        v++, len--;
+    while (len > 0 &&
+           (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    dst[0] = '\0';
+    if (len >= dstlen)
+        return;
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+    if (has_control_chars(dst))
+        dst[0] = '\0';
+}
+
+/* The three-digit code of a status line ("HTTP/1.1 200 OK", "HTTP/2 404"), 0 if none. */
+static long status_line_code(const char *line, size_t n)
+{
+    const char *sp = memchr(line, ' ', n);
+    size_t i = sp ? (size_t)(sp - line) + 1 : n;
+    long code = 0;
+    int digits;
+
+    for (digits = 0; i < n && digits < 3 && line[i] >= '0' && line[i] <= '9'; i++, digits++)
+        code = code * 10 + (line[i] - '0');
+    return digits == 3 ? code : 0;
+}
+
+/* Forgets what an earlier response of this attempt said (before a redirect or a 100). */
+static void start_response(struct transfer *t, long status)
+{
+    t->receiving = status;
+    if (t->fd >= 0)
+        buf_release(&t->body); /* keep only the last answer's error body */
+    t->etag[0] = '\0';
+    t->content_type[0] = '\0';
+    t->ratelimit_limit = -1;
+    t->ratelimit_near = -1;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct transfer *t = userp;
+    size_t n = size * nmemb, name_len;
+    const char *colon;
+    char value[64];
+
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        start_response(t, status_line_code(data, n));
+        return n;
+    }
+    colon = memchr(data, ':', n);
+    if (!colon)
+        return n;
+    name_len = (size_t)(colon - data);
+    colon++;
+#define IS_HEADER(name) (name_len == strlen(name) && strncasecmp(data, name, name_len) == 0)
+    if (IS_HEADER("ETag")) {
+        header_value(t->etag, sizeof(t->etag), colon, n - name_len - 1);
+    } else if (IS_HEADER("Content-Type")) {
+        header_value(t->content_type, sizeof(t->content_type), colon, n - name_len - 1);
+    } else if (IS_HEADER("X-RateLimit-Limit")) {
+        header_value(value, sizeof(value), colon, n - name_len - 1);
+        t->ratelimit_limit = value[0] ? strtol(value, NULL, 10) : -1;
+    } else if (IS_HEADER("X-RateLimit-NearLimit")) {
+        header_value(value, sizeof(value), colon, n - name_len - 1);
+        t->ratelimit_near = strcasecmp(value, "true") == 0;
+    }
+#undef IS_HEADER
+    return n;
+}
+
+/* Options common to every attempt; a failure here means a libcurl without them. */
+static int setup_easy(struct transfer *t, struct transfer_share *s, const char *url)
+{
+    CURLcode cc = CURLE_OK;
+    CURL *easy = t->easy;
+
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (cc == CURLE_OK)                                                                        \
+            cc = curl_easy_setopt(easy, opt, val);                                                 \
+    } while (0)
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_SHARE, s->share);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    if (s->token[0]) { /* "" means anonymous (e.g. offline mode has no token) */
+        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+        SET(CURLOPT_XOAUTH2_BEARER, s->token);
+    }
+    SET(CURLOPT_FOLLOWLOCATION, 1L);
+    SET(CURLOPT_MAXREDIRS, 5L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_ACCEPT_ENCODING, "gzip");
+    SET(CURLOPT_USERAGENT, "bbfs/" BBFS_VERSION);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, t);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_ERRORBUFFER, t->errbuf);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* HTTP/2 where TLS offers it (fewer handshakes, header compression), else 1.1. */
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    if (t->headers)
+        SET(CURLOPT_HTTPHEADER, t->headers);
+    if (s->ca_file)
+        SET(CURLOPT_CAINFO, s->ca_file);
+#undef SET
+    if (cc != CURLE_OK) {
+        log_err("libcurl refused a required option: %s", curl_easy_strerror(cc));
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Adds "If-None-Match: etag" to t's request headers. */
+static int add_if_none_match(struct transfer *t, const char *etag)
+{
+    struct curl_slist *grown;
+    struct buf line;
+    char *header;
+
+    if (has_control_chars(etag))
+        return -EINVAL;
+    buf_init(&line, 4096);
+    buf_appends(&line, "If-None-Match: ");
+    buf_appends(&line, etag);
+    header = buf_take(&line, NULL);
+    if (!header)
+        return line.err == -ENOMEM ? -ENOMEM : -EINVAL;
+    grown = curl_slist_append(t->headers, header); /* copies header */
+    free(header);
+    if (!grown)
+        return -ENOMEM;
+    t->headers = grown;
+    return 0;
+}
+
+int transfer_open(struct transfer *t, struct transfer_share *share, const char *url,
+                  const char *etag, int fd, size_t max_body)
+{
+    int rc;
+
+    memset(t, 0, sizeof(*t));
+    t->fd = fd;
+    t->max_body = max_body;
+    t->connect_timeout_ms = share->connect_timeout_ms;
+    if (etag) {
+        rc = add_if_none_match(t, etag);
+        if (rc < 0)
+            return rc;
+    }
+    t->easy = curl_easy_init();
+    if (!t->easy)
+        return -ENOMEM;
+    return setup_easy(t, share, url);
+}
+
+void transfer_close(struct transfer *t)
+{
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    buf_release(&t->body);
+    memset(t, 0, sizeof(*t));
+}
+
+int transfer_reset_fd(int fd)
+{
+    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+        return errno ? -errno : -EIO;
+    return 0;
+}
+
+/*
+ * The time limits of one attempt, remaining_ms being what is left of the
+ * call's budget. A JSON answer is small: the whole attempt must fit. A
+ * download may legitimately take longer than any fixed budget (a 200 MiB
+ * file on a slow link), so it has no total limit; it is aborted instead
+ * when it moves less than HTTP_LOW_SPEED_BYTES a second for the rest of
+ * the budget, which also ends a server that sends nothing. curl counts
+ * that time in whole seconds and measures the speed once a second, so a
+ * one-second window could end a healthy transfer whose first bytes came
+ * late in its first second: the window is at least two seconds. The
+ * connection must be made within the budget too.
+ */
+static void set_timeouts(struct transfer *t, int64_t remaining_ms)
+{
+    long connect =
+        t->connect_timeout_ms < remaining_ms ? t->connect_timeout_ms : (long)remaining_ms;
+
+    if (t->fd >= 0) {
+        curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, 0L);
+        curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_LIMIT, (long)HTTP_LOW_SPEED_BYTES);
+        curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_TIME,
+                         remaining_ms > 2000 ? (long)((remaining_ms + 999) / 1000) : 2L);
+    } else {
+        curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)remaining_ms);
+    }
+    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, connect);
+}
+
+/* Forgets everything the previous attempt got. */
+static void start_attempt(struct transfer *t)
+{
+    buf_release(&t->body);
+    buf_init(&t->body, t->fd < 0 ? t->max_body : HTTP_MAX_ERROR_BODY);
+    t->errbuf[0] = '\0';
+    t->result = CURLE_OK;
+    t->status = 0;
+    t->retry_after = 0;
+    t->written = 0;
+    t->write_errno = 0;
+    start_response(t, 0);
+}
+
+int transfer_attempt(struct transfer *t, int64_t remaining_ms)
+{
+    int rc;
+
+    start_attempt(t);
+    if (t->fd >= 0) {
+        rc = transfer_reset_fd(t->fd); /* a retry starts from an empty file */
+        if (rc < 0)
+            return rc;
+    }
+    if (remaining_ms < 1)
+        remaining_ms = 1;
+    set_timeouts(t, remaining_ms);
+    t->result = curl_easy_perform(t->easy);
+    if (t->result == CURLE_OK) {
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+        curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &t->retry_after);
+    }
+    return 0;
+}
