@@ -2234,9 +2234,12 @@ class Handler(BaseHTTPRequestHandler):
                 resp.close()
                 self.close_connection = True
                 return
-            record = None
-        else:
-            record["status"] = resp.status
+            try:
+                self.send(resp, head=(method == "HEAD"))
+            except OSError:
+                self.close_connection = True      # the client gave up waiting, as expected
+            return
+        record["status"] = resp.status
         self.send(resp, head=(method == "HEAD"), record=record)
 
     def take_knobs(self, raw_path, now):
