@@ -79,7 +79,8 @@ def test_concurrent_stats_of_one_uncached_path_cost_one_request(mount_factory, s
 
 
 def branch_listings(entries, slug="api"):
-    return [e for e in entries if e["path"].rstrip("/").endswith(f"/repositories/acme/{slug}/refs/branches")]
+    tail = f"/repositories/acme/{slug}/refs/branches"
+    return [e for e in entries if e["path"].rstrip("/").endswith(tail)]
 
 
 def test_deleted_branch_disappears_after_ttl(mount_factory, fresh_server, fresh_demo, no_304):

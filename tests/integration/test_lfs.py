@@ -36,7 +36,8 @@ POINTER_READING_FAILS = pytest.mark.xfail(strict=True, reason=(
     "at that size, so cat gives the first bytes of the content only"))
 
 
-@pytest.mark.parametrize("reading", ["content", pytest.param("pointer", marks=POINTER_READING_FAILS)])
+@pytest.mark.parametrize("reading",
+                         ["content", pytest.param("pointer", marks=POINTER_READING_FAILS)])
 def test_lfs_size_and_bytes_under_both_readings(mount_factory, files_server, repo, reading):
     sha = repo.main()
     e = repo.entries(sha)[LFS_FILE]
