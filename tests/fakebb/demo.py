@@ -172,6 +172,7 @@ def start_server(d, data):
         except (OSError, ValueError):
             time.sleep(0.05)
     sys.stderr.write((d / "server.out").read_text(errors="replace"))
+    stop_server(d)                  # one that is still starting must not be left behind
     raise SystemExit("demo: the fake server did not start")
 
 

@@ -861,23 +861,24 @@ def test_demo_launcher_with_stub_bbfs(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, str(HERE / "demo.py")] + list(a), env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=40)
 
-    res = run("--bbfs", str(bad), "--dir", str(d))
-    assert res.returncode != 0
-    assert b"bbfs: cannot reach the API" in res.stderr
-    assert not (d / "server.pid").exists()                  # server stopped again
-    assert stat.S_IMODE((d / "token").stat().st_mode) == 0o600
-    assert (d / "token").read_text().strip() == "demo-token"
+    try:
+        res = run("--bbfs", str(bad), "--dir", str(d))
+        assert res.returncode != 0
+        assert b"bbfs: cannot reach the API" in res.stderr
+        assert not (d / "server.pid").exists()                  # server stopped again
+        assert stat.S_IMODE((d / "token").stat().st_mode) == 0o600
+        assert (d / "token").read_text().strip() == "demo-token"
 
-    res = run("--bbfs", str(ok), "--dir", str(d), "--timeout", "1")
-    assert res.returncode != 0 and b"was not mounted" in res.stderr
-    args = (tmp_path / "args").read_text().split()
-    assert args[0] == "-o" and args[2:] == ["acme/PLAT", str(d / "mnt")]
-    opts = dict(o.split("=", 1) for o in args[1].split(","))
-    assert opts["api_url"].startswith("http://127.0.0.1:") and opts["api_url"].endswith("/2.0")
-    assert opts["token_file"] == str(d / "token")
-    assert "demo-token" not in " ".join(args)
-
-    res = run("--stop", "--dir", str(d))
+        res = run("--bbfs", str(ok), "--dir", str(d), "--timeout", "1")
+        assert res.returncode != 0 and b"was not mounted" in res.stderr
+        args = (tmp_path / "args").read_text().split()
+        assert args[0] == "-o" and args[2:] == ["acme/PLAT", str(d / "mnt")]
+        opts = dict(o.split("=", 1) for o in args[1].split(","))
+        assert opts["api_url"].startswith("http://127.0.0.1:") and opts["api_url"].endswith("/2.0")
+        assert opts["token_file"] == str(d / "token")
+        assert "demo-token" not in " ".join(args)
+    finally:
+        res = run("--stop", "--dir", str(d))        # also when an assertion failed
     assert res.returncode == 0
 
 
