@@ -30,7 +30,8 @@ import fixture  # noqa: E402  (after the path tweak, so the demo runs from any c
 DEFAULT_DIR = "/tmp/bbfs-demo"
 TOKEN = "demo-token"
 MOUNT_SPEC = "acme/PLAT"
-DEADLINE = 10.0          # seconds for the server to listen and for the mount to appear
+DEADLINE = 10.0          # seconds for the mount to appear (--timeout)
+SERVER_DEADLINE = 30.0   # seconds for the server to listen: a hang guard, not a speed
 
 
 def log(msg):
@@ -153,7 +154,7 @@ def ensure_data(d):
     return fixture.build_demo(d)
 
 
-def start_server(d, data, timeout):
+def start_server(d, data):
     port_file = d / "server.port"
     out = open(d / "server.out", "ab")
     proc = subprocess.Popen(
@@ -162,7 +163,7 @@ def start_server(d, data, timeout):
         stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, close_fds=True)
     out.close()
     (d / "server.pid").write_text("%d\n" % proc.pid)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + SERVER_DEADLINE
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
@@ -171,6 +172,7 @@ def start_server(d, data, timeout):
         except (OSError, ValueError):
             time.sleep(0.05)
     sys.stderr.write((d / "server.out").read_text(errors="replace"))
+    stop_server(d)                  # one that is still starting must not be left behind
     raise SystemExit("demo: the fake server did not start")
 
 
@@ -210,7 +212,7 @@ def main(argv=None):
     ap.add_argument("--dir", default=DEFAULT_DIR, help="working directory (default %(default)s)")
     ap.add_argument("--stop", action="store_true", help="unmount and stop the server")
     ap.add_argument("--timeout", type=float, default=DEADLINE,
-                    help="seconds to wait for the server and the mount (default %(default)s)")
+                    help="seconds to wait for the mount (default %(default)s)")
     args = ap.parse_args(argv)
     d = pathlib.Path(args.dir).resolve()
 
@@ -231,7 +233,7 @@ def main(argv=None):
         unmount(mnt, lazy_only=True)
     stop_server(d)
     data = ensure_data(d)
-    port = start_server(d, data, args.timeout)
+    port = start_server(d, data)
     api_url = "http://127.0.0.1:%d/2.0" % port
     log("fake Bitbucket API at %s (requests logged to %s)" % (api_url, d / "server.log"))
     token = write_token(d)

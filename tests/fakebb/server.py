@@ -4,17 +4,20 @@
 It answers the read-only endpoints bbfs uses (workspaces, projects, repositories, refs,
 commits, file trees and contents at a commit, diffs, patches, pull requests and their
 comments) with the shapes, pagination
-styles, error bodies and headers of the real API (see /work/shared/bitbucket-api.md),
+styles, error bodies and headers of the real API (see ../shared/bitbucket-api.md, beside the
+checkout),
 computed at request time from real git repositories listed in a data.json file written by
 fixture.py.  Nothing about refs is cached, and data.json is re-read whenever it changes, so
 a test can move a branch or add a repository and see it on the next request.  A second
 listener on another port stands in for the LFS media storage that Bitbucket redirects file
 downloads to.  Fault knobs under /_fake/ let tests inject latency, errors, rate limiting,
-broken JSON, hung requests, cut connections and slow bodies.
+broken JSON, hung requests, cut connections and slow bodies, and make it as strict as
+Bitbucket where Bitbucket is harsher than a client might hope: a rolling rate-limit budget,
+no 304s, recursive listings that time out, LFS sizes read from the pointer.
 
 Usage: server.py --data DATA.json [--host H] [--port P] [--port-file F] [--log F]
                  [--latency-ms N] [--max-pagelen N] [--lfs-port P] [--static-heads]
-                 [--tls-cert PEM [--tls-key PEM]]
+                 [--no-304] [--tls-cert PEM [--tls-key PEM]]
 
 It also serves the repositories over git's smart HTTP protocol (`git http-backend` as a
 CGI) under /git/WORKSPACE/SLUG.git/, for `git clone` (the benchmark's do-it-yourself
@@ -63,7 +66,13 @@ MSG_NO_PATH = "No such file or directory"   # real wording unknown
 MSG_NO_PR = "Pull request not found"        # real wording unknown
 MSG_NO_COMMENT = "Comment not found"        # real wording unknown
 MSG_SCOPE = "Your credentials lack one or more required privilege scopes."
+MSG_TIMEOUT = "Timeout"                     # the 555 of a listing too big (real wording unknown)
 RATE_LIMIT_BODY = b"Rate limit for this resource has been exceeded"
+NEAR_LIMIT_SHARE = 0.2     # X-RateLimit-NearLimit: true when less than this share is left
+
+# What git-lfs writes in place of a file's content (the oid is always 64 hex digits, so the
+# pointer's size depends on the content's size alone).
+LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n"
 
 DEFAULT_PAGELEN = 10
 COMMITS_PAGELEN = 30
@@ -113,14 +122,17 @@ COMMENT_FIELDS = {"id", "content", "user", "created_on", "updated_on", "deleted"
 
 
 class ApiError(Exception):
-    """An API answer other than 200: status plus the standard error body."""
+    """An API answer other than 200: status plus the standard error body. `fault` names the
+    knob that caused it (for the request log); `delay` is how long the answer takes."""
 
-    def __init__(self, status, message, detail=None, headers=None):
+    def __init__(self, status, message, detail=None, headers=None, fault=None, delay=0):
         super().__init__(message)
         self.status = status
         self.message = message
         self.detail = detail
         self.headers = headers or []
+        self.fault = fault
+        self.delay = delay
 
     def body(self):
         err = {"message": self.message}
@@ -601,6 +613,14 @@ def parse_bbql(text, allowed_fields):
     return pred
 
 
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def get_path(obj, path):
     for seg in path:
         if not isinstance(obj, dict):
@@ -727,12 +747,16 @@ class Knobs:
     A fault with `skip: N` lets the first N matching requests through untouched (so a
     test can break page 2 of a listing whose pages all share one path)."""
 
-    def __init__(self, latency_ms=0, max_pagelen=None):
+    def __init__(self, latency_ms=0, max_pagelen=None, no_304=False):
         self.lock = threading.Lock()
         self.defaults = {"latency_ms": latency_ms, "max_pagelen": max_pagelen,
-                         "near_limit": False, "rate_limit": 1000, "lfs_host": None}
+                         "near_limit": False, "rate_limit": 1000, "lfs_host": None,
+                         "no_304": no_304, "rate_budget": None, "max_depth_limit": None,
+                         "lfs_size": "content", "lfs_status": 302}
         self.defaults.update({k: None for k in FAULT_KNOBS + ("slow_body",)})
         self.values = dict(self.defaults)
+        # rate_budget: {hash of the token: times of the requests it was granted}, oldest first
+        self.spent = {}
 
     def snapshot(self):
         with self.lock:
@@ -741,7 +765,27 @@ class Knobs:
     def reset(self):
         with self.lock:
             self.values = dict(self.defaults)
+            self.spent = {}
             return json.loads(json.dumps(self.values))
+
+    def take_budget(self, who, now):
+        """The rolling rate limit (bitbucket-api.md §5): None without a `rate_budget`, else
+        (granted, near): whether WHO (a token's hash) still has a request in the window
+        (now - window, now] (if so it is spent now), and whether less than a fifth of the
+        budget is left after it. A refused request spends nothing: the budget stays
+        exhausted exactly until the window has moved past the requests that used it up."""
+        with self.lock:
+            budget = self.values.get("rate_budget")
+            if not budget:
+                return None
+            times = self.spent.setdefault(who, collections.deque())
+            while times and times[0] <= now - budget["window"]:
+                times.popleft()
+            granted = len(times) < budget["requests"]
+            if granted:
+                times.append(now)
+            left = budget["requests"] - len(times)
+            return granted, left < NEAR_LIMIT_SHARE * budget["requests"]
 
     def update(self, patch):
         if not isinstance(patch, dict):
@@ -766,12 +810,49 @@ class Knobs:
                 if value is not None and (not isinstance(value, str) or not value
                                           or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", value)):
                     raise ValueError("lfs_host must be null or a host name")
+            elif key == "no_304":
+                if not isinstance(value, bool):
+                    raise ValueError("no_304 must be true or false")
+            elif key == "lfs_size":
+                if value not in ("content", "pointer"):
+                    raise ValueError('lfs_size must be "content" or "pointer"')
+            elif key == "lfs_status":
+                if value not in (301, 302) or isinstance(value, bool):
+                    raise ValueError("lfs_status must be 301 or 302")
+            elif key == "rate_budget":
+                value = None if value is None else self._rate_budget(value)
+            elif key == "max_depth_limit":
+                value = None if value is None else self._max_depth_limit(value)
             elif value is not None:
                 value = self._fault(key, value)
             clean[key] = value
         with self.lock:
             self.values.update(clean)
+            if "rate_budget" in clean:
+                self.spent = {}             # a budget set (again) starts with an empty window
             return json.loads(json.dumps(self.values))
+
+    @staticmethod
+    def _rate_budget(value):
+        if not isinstance(value, dict) or set(value) != {"requests", "window"}:
+            raise ValueError('rate_budget must be null or {"requests": N, "window": SECONDS}')
+        if not is_int(value["requests"]) or value["requests"] < 0:
+            raise ValueError("rate_budget.requests must be an integer >= 0")
+        if not is_number(value["window"]) or value["window"] <= 0:
+            raise ValueError("rate_budget.window must be a number of seconds > 0")
+        return dict(value)
+
+    @staticmethod
+    def _max_depth_limit(value):
+        if not isinstance(value, dict) or not {"entries"} <= set(value) <= {"entries", "delay"}:
+            raise ValueError('max_depth_limit must be null or {"entries": N, "delay": SECONDS}')
+        value = dict(value)
+        value.setdefault("delay", 0)
+        if not is_int(value["entries"]) or value["entries"] < 0:
+            raise ValueError("max_depth_limit.entries must be an integer >= 0")
+        if not is_number(value["delay"]) or value["delay"] < 0:
+            raise ValueError("max_depth_limit.delay must be a number of seconds >= 0")
+        return value
 
     @staticmethod
     def _fault(key, value):
@@ -858,10 +939,14 @@ class Response:
         self.limit = None                  # send at most this many body bytes
         self.cut = False                   # after `limit` bytes, close the connection
         self.rate = None                   # slow_body: bytes per second
+        self.fault = None                  # the knob behind this answer, for the request log
+        self.delay = 0                     # seconds to wait before answering
 
     @classmethod
     def error(cls, err):
-        return cls(err.status, json_bytes(err.body()), headers=err.headers)
+        resp = cls(err.status, json_bytes(err.body()), headers=err.headers)
+        resp.fault, resp.delay = err.fault, err.delay
+        return resp
 
     @classmethod
     def from_file(cls, f, content_type, headers=None):
@@ -964,9 +1049,7 @@ class Api:
 
     def handle(self, method, raw_path, query, headers, host):
         req = Request(self, method, raw_path, query, headers, host)
-        knobs = self.knobs.snapshot()
-        rate = [("X-RateLimit-Limit", str(knobs["rate_limit"])), ("X-RateLimit-Resource", "api"),
-                ("X-RateLimit-NearLimit", "true" if knobs["near_limit"] else "false")]
+        rate = rate_headers(self.knobs.snapshot())
         try:
             if method not in ("GET", "HEAD"):
                 raise ApiError(405, "Method not allowed")
@@ -1475,15 +1558,19 @@ class Request:
     def get_src(self, ws, slug, rev, raw_path=None):
         ws_slug, _wsrec, rslug, rec = self.repo(ws, slug)
         git = GitRepo(rec.get("git_dir"))
-        sha = git.resolve(rev)
+        # A ref with a slash is no commit here, raw (`/src/feature/x/` reads as commit
+        # `feature`) or %2F-encoded (gotcha 1): clients must resolve refs to hashes.
+        sha = git.resolve(rev) if "/" not in rev else None
         if not sha:
             raise ApiError(404, MSG_NO_COMMIT)
+        if raw_path is None:
+            raise ApiError(404, MSG_NO_RESOURCE)  # the root is `/src/{commit}/` (gotcha 2)
         fmt = self.param("format")
         if fmt not in (None, "", "meta"):
             raise ApiError(400, "Invalid format", "format=%s is not supported by fakebb" % fmt)
-        # "/a/b/" -> ["a", "b"] + trailing slash; "", "/" and "//" (the real API's own root
+        # "/a/b/" -> ["a", "b"] + trailing slash; "/" and "//" (the real API's own root
         # links) are the root. Each segment is %-decoded on its own (gotcha 2).
-        inner = (raw_path or "/")[1:]
+        inner = raw_path[1:]
         trailing = inner.endswith("/") or inner == ""
         if inner.endswith("/"):
             inner = inner[:-1]
@@ -1501,7 +1588,10 @@ class Request:
         if entry.otype == "tree":
             if fmt == "meta":
                 return ctx.dir_obj(path)
-            return self.paged(ctx.listing(entry.sha, path, self.max_depth()), fill=ctx.fill)
+            depth = self.max_depth()
+            items = ctx.listing(entry.sha, path, depth)
+            self.check_max_depth_limit(depth, len(items))
+            return self.paged(items, fill=ctx.fill)
         if trailing:
             raise ApiError(404, MSG_NO_PATH)      # a file asked for as a directory
         if fmt == "meta":
@@ -1518,6 +1608,15 @@ class Request:
             raise ApiError(400, "Invalid max_depth")
         return int(raw)
 
+    def check_max_depth_limit(self, depth, count):
+        """The `max_depth_limit` knob: a recursive listing (max_depth over 1) of more than
+        `entries` entries times out, after `delay` seconds, with a 555 ("If the max_depth
+        parameter is specified to be too large, the call will time out and return a 555",
+        bitbucket-api.md §3.7)."""
+        limit = self.api.knobs.snapshot().get("max_depth_limit")
+        if limit and depth > 1 and count > limit["entries"]:
+            raise ApiError(555, MSG_TIMEOUT, fault="max_depth_limit", delay=limit["delay"])
+
     # ---- diffs and patches (bitbucket-api.md §4, gotchas 8 and 10)
 
     def diff_range(self, git, spec):
@@ -1525,7 +1624,8 @@ class Request:
         against its first parent (the empty tree for a root commit), or Bitbucket's
         reversed `A..B` = the changes that A brings over B.  The form a pull request's /diff
         redirects to, `WS/SLUG:SRC%0DDST` (%0D = CR; the `WS/SLUG:` prefix is optional on
-        either side and must name this repository), means the same as `SRC..DST`."""
+        either side and must name this repository), means the same as `SRC..DST`.  A ref
+        with a slash is no commit, raw or %2F-encoded (gotcha 1): 404."""
         spec = spec[:-1] if spec.endswith("/") else spec
         if "\r" in spec:
             ends = []
@@ -1541,6 +1641,8 @@ class Request:
                         raise ApiError(404, MSG_NO_COMMIT)   # forks are not supported
                 ends.append(rev)
             spec = "..".join(ends)
+        if "/" in spec:
+            raise ApiError(404, MSG_NO_COMMIT)
         if ".." in spec:
             a, _, b = spec.partition("..")
             new, base = git.resolve(a), git.resolve(b.lstrip("."))
@@ -1769,6 +1871,7 @@ class SrcContext:
         self.full = "%s/%s" % (ws, slug)
         self.src_base = "%s/repositories/%s/src/%s/" % (req.base, self.full, sha)
         self.lfs_patterns = [p for p in rec.get("lfs") or [] if isinstance(p, str)]
+        self.knobs = req.api.knobs.snapshot()
 
     def listing(self, tree, path, max_depth):
         """[(path bytes, TreeEntry)] under tree TREE (at PATH): its entries in tree order,
@@ -1803,9 +1906,11 @@ class SrcContext:
                    for pat in self.lfs_patterns)
 
     def file_obj(self, path, entry, binary):
-        """A commit_file entry. `size` is always the number of bytes the raw GET of the
-        file gives: the link target for a symlink, the 40-hex commit for a submodule, the
-        real content (not a pointer) for an LFS file."""
+        """A commit_file entry. `size` is the number of bytes the raw GET of the file gives:
+        the link target for a symlink, the 40-hex commit for a submodule, the real content
+        for an LFS file; or, for an LFS file with the `lfs_size: "pointer"` knob, the size
+        of the pointer git-lfs stores in its place (the other reading of the API)."""
+        size = len(entry.sha) if entry.mode == "160000" else entry.size
         attributes = []
         if entry.mode == "120000":
             attributes.append("link")
@@ -1817,11 +1922,13 @@ class SrcContext:
             attributes.append("binary")
         if self.is_lfs(path, entry):
             attributes.append("lfs")
+            if self.knobs["lfs_size"] == "pointer":
+                size = lfs_pointer_size(entry.size)
         href = self.src_base + quote(path, safe="/")
         text = path.decode("utf-8", "replace")
         return {"path": text, "commit": self.commit_min(), "type": "commit_file",
                 "attributes": attributes, "escaped_path": escape_path(path),
-                "size": len(entry.sha) if entry.mode == "160000" else entry.size,
+                "size": size,
                 "mimetype": MIME_TYPES.get(mime_ext(text)),
                 "links": {"self": {"href": href}, "meta": {"href": href + "?format=meta"},
                           "history": {"href": "%s/repositories/%s/filehistory/%s/%s" % (
@@ -1843,10 +1950,11 @@ class SrcContext:
         if entry.mode == "160000":
             return Response(200, entry.sha.encode(), content_type=ctype, headers=headers)
         if self.is_lfs(path, entry):
-            host = self.req.api.knobs.snapshot().get("lfs_host") or host_name(self.req.host)
+            host = self.knobs["lfs_host"] or host_name(self.req.host)
             token = lfs_token(self.ws, self.slug, entry.sha)
             url = "%s://%s:%d/media/%s" % (self.req.api.scheme, host, self.req.api.lfs_port, token)
-            return Response(302, b"", content_type=None, headers=[("Location", url)])
+            return Response(self.knobs["lfs_status"], b"", content_type=None,
+                            headers=[("Location", url)])
         if entry.size <= CHUNK:
             return Response(200, self.git.blob(entry.sha), content_type=ctype, headers=headers)
         return Response(200, content_type=ctype, headers=headers,
@@ -1889,6 +1997,11 @@ def host_name(host_header):
 def lfs_token(ws, slug, blob):
     raw = json.dumps([ws, slug, blob], ensure_ascii=True).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def lfs_pointer_size(size):
+    """The size of the git-lfs pointer file of SIZE bytes of content."""
+    return len(LFS_POINTER % ("0" * 64, size))
 
 
 def read_lfs_token(token):
@@ -1934,11 +2047,11 @@ class FakeServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, addr, data_path, log_path=None, latency_ms=0, max_pagelen=None, lfs_port=0,
-                 static_heads=False, tls=None):
+                 static_heads=False, tls=None, no_304=False):
         super().__init__(addr, Handler)
         self.tls = tls             # an ssl.SSLContext (--tls-cert): both listeners speak HTTPS
         self.store = Store(data_path)
-        self.knobs = Knobs(latency_ms=latency_ms, max_pagelen=max_pagelen)
+        self.knobs = Knobs(latency_ms=latency_ms, max_pagelen=max_pagelen, no_304=no_304)
         self.api = Api(self.store, self.knobs)
         if static_heads:
             self.api.head_cache = {}
@@ -2086,21 +2199,18 @@ class Handler(BaseHTTPRequestHandler):
         if self.is_control(raw_path):
             return self.fake_control(method, raw_path, query, body)
         started = time.time()
-        decoded = unquote(raw_path, errors="replace")
-        fault = slow = None
-        if self.takes_faults(raw_path):
-            fault = hub.knobs.take_fault(raw_path, decoded)
-            slow = hub.knobs.take_slow(raw_path, decoded)
+        knobs = hub.knobs.snapshot()
+        fault, slow, near = self.take_knobs(raw_path, started)
         record = {"time": started, "server": self.kind, "method": method, "path": raw_path,
                   "query": query, "status": None, "auth": False,
-                  "conn": "%s:%s" % self.client_address[:2], "bytes": 0}
+                  "conn": "%s:%s" % self.client_address[:2], "bytes": 0,
+                  "if_none_match": self.headers.get("If-None-Match") is not None}
         if fault:
             record["fault"] = fault[0]
         if slow:
             record["slow_body"] = slow["bytes_per_second"]
-        latency = hub.knobs.snapshot()["latency_ms"]
-        if latency and raw_path.startswith("/2.0"):
-            hub.stopping.wait(latency / 1000.0)
+        if knobs["latency_ms"] and raw_path.startswith("/2.0"):
+            hub.stopping.wait(knobs["latency_ms"] / 1000.0)
         if fault and fault[0] == "hang":
             record["auth"] = self.auth_flag()
             # Read the request, never answer; the connection dies with the server.
@@ -2108,6 +2218,56 @@ class Handler(BaseHTTPRequestHandler):
             hub.stopping.wait()
             self.close_connection = True
             return
+        resp = self.answer(method, raw_path, query, fault, knobs, record)
+        if near:
+            resp.headers = [(k, "true" if k == "X-RateLimit-NearLimit" else v)
+                            for k, v in resp.headers]
+        if resp.fault and not fault:
+            record["fault"] = resp.fault
+        if slow:
+            resp.rate = slow["bytes_per_second"]
+        if resp.delay:
+            # An answer that takes its time is logged when the request arrives (status
+            # null), as a hung one is: the client has usually given up before it is sent.
+            hub.log_request_record(record)
+            if hub.stopping.wait(resp.delay):
+                resp.close()
+                self.close_connection = True
+                return
+            try:
+                self.send(resp, head=(method == "HEAD"))
+            except OSError:
+                self.close_connection = True      # the client gave up waiting, as expected
+            return
+        record["status"] = resp.status
+        self.send(resp, head=(method == "HEAD"), record=record)
+
+    def take_knobs(self, raw_path, now):
+        """(fault, slow_body spec, near the rate limit) for this request. The rate limiter
+        stands before everything else: a request it refuses meets no other fault."""
+        knobs = self.server.hub.knobs
+        budget = knobs.take_budget(self.budget_key(), now) if self.kind == "api" else None
+        if budget is not None and not budget[0]:
+            return ("rate_budget", None), None, True
+        near = budget is not None and budget[1]
+        if not self.takes_faults(raw_path):
+            return None, None, near
+        decoded = unquote(raw_path, errors="replace")
+        return knobs.take_fault(raw_path, decoded), knobs.take_slow(raw_path, decoded), near
+
+    def budget_key(self):
+        """Whose budget a request spends: each token has its own (a hash of it: the token
+        itself is kept nowhere); requests without a bearer token share one."""
+        scheme, _, token = self.headers.get("Authorization", "").strip().partition(" ")
+        return hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
+
+    def answer(self, method, raw_path, query, fault, knobs, record):
+        """The answer to a request, fault applied, 304 when it may be; sets record["auth"]."""
+        if fault and fault[0] == "rate_budget":
+            # Bitbucket's 429: plain text, no Retry-After (bitbucket-api.md §5.3).
+            record["auth"] = self.auth_flag()
+            return Response(429, RATE_LIMIT_BODY, content_type="text/plain",
+                            headers=rate_headers(knobs, near=True))
         try:
             resp, record["auth"] = self.produce(method, raw_path, query)
         except Exception:          # a bug here must not kill the connection silently
@@ -2115,19 +2275,16 @@ class Handler(BaseHTTPRequestHandler):
             record["auth"] = self.auth_flag()
             resp = Response(500, json_bytes({"type": "error", "error": {"message": "fakebb internal error"}}))
         if fault:
-            resp = self.apply_fault(fault, resp)
-        elif resp.status == 200:
+            return self.apply_fault(fault, resp)
+        if resp.status == 200:
             etag = dict(resp.headers).get("ETag")
             if etag is None:
                 etag = '"%s"' % hashlib.md5(resp.body).hexdigest()
                 resp.headers.append(("ETag", etag))
-            if etag_matches(self.headers.get("If-None-Match"), etag):
+            if not knobs["no_304"] and etag_matches(self.headers.get("If-None-Match"), etag):
                 resp.close()
                 resp = Response(304, b"", content_type=None, headers=resp.headers)
-        if slow:
-            resp.rate = slow["bytes_per_second"]
-        record["status"] = resp.status
-        self.send(resp, head=(method == "HEAD"), record=record)
+        return resp
 
     def apply_fault(self, fault, resp):
         kind, spec = fault
@@ -2471,6 +2628,13 @@ class LfsHandler(Handler):
                         length=size), auth
 
 
+def rate_headers(knobs, near=False):
+    """The rate-limit headers of every API answer (bitbucket-api.md §5.2)."""
+    near = near or knobs["near_limit"]
+    return [("X-RateLimit-Limit", str(knobs["rate_limit"])), ("X-RateLimit-Resource", "api"),
+            ("X-RateLimit-NearLimit", "true" if near else "false")]
+
+
 def token_known(data, auth_header):
     scheme, _, token = auth_header.strip().partition(" ")
     return scheme.lower() == "bearer" and token.strip() in data.get("tokens", {})
@@ -2508,6 +2672,8 @@ def main(argv=None):
     ap.add_argument("--static-heads", action="store_true",
                     help="read each git directory's main branch once and remember it (for big "
                          "generated data sets whose HEADs never change, such as bench/)")
+    ap.add_argument("--no-304", action="store_true",
+                    help="never answer If-None-Match with 304 (the no_304 knob's start value)")
     ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
     ap.add_argument("--tls-key", help="the private key of --tls-cert (default: in the same file)")
     args = ap.parse_args(argv)
@@ -2522,7 +2688,8 @@ def main(argv=None):
     srv = FakeServer((args.host, args.port), args.data, log_path=args.log,
                      latency_ms=args.latency_ms,
                      max_pagelen=args.max_pagelen if args.max_pagelen and args.max_pagelen > 0 else None,
-                     lfs_port=args.lfs_port, static_heads=args.static_heads, tls=tls)
+                     lfs_port=args.lfs_port, static_heads=args.static_heads, tls=tls,
+                     no_304=args.no_304)
     port = srv.server_address[1]
     if args.port_file:
         # written atomically: a watcher never reads a half-written number

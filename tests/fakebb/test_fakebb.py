@@ -678,8 +678,10 @@ def test_runtime_changes_are_visible(tmp_path):
 
 def test_knob_endpoint(srv):
     k = srv.knobs(latency_ms=0)
-    assert set(k) >= {"latency_ms", "max_pagelen", "fail", "malformed", "wrong_shape", "hang", "reset"}
-    for bad in ({"nope": 1}, {"fail": {"count": 1}}, {"max_pagelen": 0}, {"hang": {"bogus": 1}}):
+    assert set(k) >= {"latency_ms", "max_pagelen", "fail", "malformed", "wrong_shape", "hang", "reset",
+                      "no_304", "rate_budget", "max_depth_limit", "lfs_size", "lfs_status"}
+    for bad in ({"nope": 1}, {"fail": {"count": 1}}, {"max_pagelen": 0}, {"hang": {"bogus": 1}},
+                {"no_304": 1}, {"rate_budget": 10}, {"max_depth_limit": {}}, {"lfs_size": None}):
         req = urllib.request.Request(srv.root + "/_fake/knobs", data=json.dumps(bad).encode(), method="POST")
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=5)
@@ -726,12 +728,98 @@ def test_fault_hang_and_latency(srv):
     t = time.monotonic()
     with pytest.raises((TimeoutError, urllib.error.URLError)):
         srv.get("/repositories/acme", timeout=0.5)
-    assert time.monotonic() - t < 3
+    assert time.monotonic() - t < 10            # a hang guard: the client's timeout ends it
     assert srv.get("/repositories/acme")[0] == 200
     srv.knobs(latency_ms=300)
     t = time.monotonic()
     assert srv.get("/repositories/acme/api")[0] == 200
     assert time.monotonic() - t >= 0.3
+
+
+def test_no_304(srv, demo, tmp_path):
+    """no_304: If-None-Match is never answered with 304 (the real API's 304s are
+    unreliable); the log says which requests carried it."""
+    paths = ("/repositories/acme/api", "/repositories/acme/api/refs/branches",
+             "/repositories/acme/api/src/main/README.md")
+    etags = {p: srv.get(p, raw=True)[1]["ETag"] for p in paths}
+    mark = log_mark(srv)
+    for p in paths:
+        assert srv.get(p, headers={"If-None-Match": etags[p]})[0] == 304
+    assert srv.knobs(no_304=True)["no_304"] is True
+    for p in paths:
+        status, hdrs, body = srv.get(p, headers={"If-None-Match": etags[p]}, raw=True)
+        assert status == 200 and hdrs["ETag"] == etags[p] and body == srv.get(p, raw=True)[2], p
+    recs = log_since(srv, mark, 9)
+    assert [(r["status"], r["if_none_match"]) for r in recs] == \
+        [(304, True)] * 3 + [(200, True), (200, False)] * 3
+    srv.reset()
+    assert srv.get(paths[0], headers={"If-None-Match": etags[paths[0]]})[0] == 304
+    other = Server(demo.data, tmp_path, "--no-304")
+    try:
+        assert other.knobs()["no_304"] is True
+        assert other.get(paths[0], headers={"If-None-Match": etags[paths[0]]})[0] == 200
+        assert other.reset()["no_304"] is True          # the start value stays the default
+    finally:
+        other.stop()
+
+
+def test_rate_budget_stays_exhausted(srv):
+    """A rolling budget: N requests per window, per token; refused requests spend nothing,
+    so it stays exhausted (not "the next N requests fail"); 429 as Bitbucket sends it."""
+    srv.knobs(rate_budget={"requests": 5, "window": 3600})
+    mark = log_mark(srv)
+    answers = [srv.get("/repositories/acme/api", raw=True) for _ in range(12)]
+    assert [a[0] for a in answers] == [200] * 5 + [429] * 7
+    # X-RateLimit-NearLimit once less than a fifth is left (none after the fifth)
+    assert [a[1]["X-RateLimit-NearLimit"] for a in answers[:5]] == ["false"] * 4 + ["true"]
+    for status, hdrs, body in answers[5:]:
+        assert body == b"Rate limit for this resource has been exceeded"
+        assert hdrs["Content-Type"] == "text/plain" and "Retry-After" not in hdrs
+        assert hdrs["X-RateLimit-NearLimit"] == "true" and hdrs["X-RateLimit-Limit"]
+    recs = log_since(srv, mark, 12)
+    assert [r.get("fault") for r in recs] == [None] * 5 + ["rate_budget"] * 7
+    assert all(r["auth"] for r in recs)
+    # other tokens have budgets of their own; other faults wait behind the limiter
+    assert srv.get("/repositories/acme/api", token="pat-token")[0] == 200
+    srv.knobs(fail={"status": 503, "count": 1})
+    assert srv.get("/repositories/acme/api")[0] == 429
+    assert srv.knobs()["fail"] is not None
+    # setting the knob again starts an empty window
+    srv.knobs(rate_budget={"requests": 5, "window": 3600}, fail=None)
+    assert srv.get("/repositories/acme/api")[0] == 200
+    srv.knobs(rate_budget=None)
+    assert [srv.get("/repositories/acme/api")[0] for _ in range(8)] == [200] * 8
+    for bad in ({"requests": 1}, {"requests": -1, "window": 1}, {"requests": 1, "window": 0},
+                {"requests": 1.5, "window": 1}, {"requests": 1, "window": 1, "x": 1}, [1, 2]):
+        req = urllib.request.Request(srv.root + "/_fake/knobs", method="POST",
+                                     data=json.dumps({"rate_budget": bad}).encode())
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(req, timeout=5)
+
+
+def test_rate_budget_window_rolls(srv):
+    """Requests for a while against 3 a 0.4 s window: the log shows the budget refused
+    exactly the requests that found 3 granted ones in the 0.4 s before them, and granted
+    again once the window had moved past them."""
+    window, budget = 0.4, 3
+    srv.knobs(rate_budget={"requests": budget, "window": window})
+    mark = log_mark(srv)
+    statuses = []
+    deadline = time.monotonic() + 30          # hang guard
+    while not (429 in statuses and statuses[-1] == 200 and statuses.count(429) >= 3):
+        assert time.monotonic() < deadline, statuses
+        statuses.append(srv.get("/repositories/acme/api")[0])
+        time.sleep(0.03)
+    recs = log_since(srv, mark, len(statuses))
+    assert [r["status"] for r in recs] == statuses
+    granted = []
+    for r in recs:
+        in_window = [t for t in granted if t > r["time"] - window]
+        if r["status"] == 200:
+            assert len(in_window) < budget, r
+            granted.append(r["time"])
+        else:
+            assert len(in_window) == budget and r["fault"] == "rate_budget", r
 
 
 # ---------------------------------------------------------------------------------- log
@@ -743,7 +831,7 @@ def test_request_log(srv):
     lines = [json.loads(line) for line in srv.log.read_text().splitlines()]
     assert lines
     for rec in lines:
-        assert set(rec) >= {"time", "method", "path", "query", "status", "auth", "conn"}
+        assert set(rec) >= {"time", "method", "path", "query", "status", "auth", "conn", "if_none_match"}
         assert not rec["path"].startswith("/_fake")
     last = lines[-3:]
     assert [r["status"] for r in last] == [200, 200, 401]
@@ -773,23 +861,24 @@ def test_demo_launcher_with_stub_bbfs(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, str(HERE / "demo.py")] + list(a), env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=40)
 
-    res = run("--bbfs", str(bad), "--dir", str(d))
-    assert res.returncode != 0
-    assert b"bbfs: cannot reach the API" in res.stderr
-    assert not (d / "server.pid").exists()                  # server stopped again
-    assert stat.S_IMODE((d / "token").stat().st_mode) == 0o600
-    assert (d / "token").read_text().strip() == "demo-token"
+    try:
+        res = run("--bbfs", str(bad), "--dir", str(d))
+        assert res.returncode != 0
+        assert b"bbfs: cannot reach the API" in res.stderr
+        assert not (d / "server.pid").exists()                  # server stopped again
+        assert stat.S_IMODE((d / "token").stat().st_mode) == 0o600
+        assert (d / "token").read_text().strip() == "demo-token"
 
-    res = run("--bbfs", str(ok), "--dir", str(d), "--timeout", "1")
-    assert res.returncode != 0 and b"was not mounted" in res.stderr
-    args = (tmp_path / "args").read_text().split()
-    assert args[0] == "-o" and args[2:] == ["acme/PLAT", str(d / "mnt")]
-    opts = dict(o.split("=", 1) for o in args[1].split(","))
-    assert opts["api_url"].startswith("http://127.0.0.1:") and opts["api_url"].endswith("/2.0")
-    assert opts["token_file"] == str(d / "token")
-    assert "demo-token" not in " ".join(args)
-
-    res = run("--stop", "--dir", str(d))
+        res = run("--bbfs", str(ok), "--dir", str(d), "--timeout", "1")
+        assert res.returncode != 0 and b"was not mounted" in res.stderr
+        args = (tmp_path / "args").read_text().split()
+        assert args[0] == "-o" and args[2:] == ["acme/PLAT", str(d / "mnt")]
+        opts = dict(o.split("=", 1) for o in args[1].split(","))
+        assert opts["api_url"].startswith("http://127.0.0.1:") and opts["api_url"].endswith("/2.0")
+        assert opts["token_file"] == str(d / "token")
+        assert "demo-token" not in " ".join(args)
+    finally:
+        res = run("--stop", "--dir", str(d))        # also when an assertion failed
     assert res.returncode == 0
 
 
@@ -800,11 +889,9 @@ def test_demo_launcher_with_stub_bbfs(tmp_path):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("files")
-    started = time.monotonic()
     data = fixture.build_tree_fixture(root)
-    build_time = time.monotonic() - started
     srv = Server(data, root)
-    srv.data, srv.build_time = data, build_time
+    srv.data = data
     srv.git_dir = root / "git" / "acme" / "files.git"
     yield srv
     srv.stop()
@@ -893,7 +980,6 @@ def health(srv):
 
 def test_tree_fixture_layout(files, tmp_path):
     g = files.git_dir
-    assert files.build_time < 5
     main = tree_entries(g, "main")
     for path in ("ünïcödé.txt", "日本語/ファイル.md", "with space.txt", "dir with space/inner file",
                  "-rf", "--help.txt", ".gitignore", ".hidden/dir/x", "empty.txt",
@@ -947,7 +1033,7 @@ def test_src_listing_shape_and_pagination(fsrv):
     assert status == 200 and set(page) == {"pagelen", "size", "values", "page"}
     assert [v["path"] for v in page["values"]] == root        # git tree order
     assert page["size"] == len(root) and page["pagelen"] == 100
-    for variant in (sha + "?pagelen=100", sha + "//?pagelen=100", "main/?pagelen=100"):
+    for variant in (sha + "//?pagelen=100", "main/?pagelen=100"):
         assert fsrv.get("%s/src/%s" % (FILES, variant))[2] == page, variant
     values, pages = fsrv.walk("%s/src/%s/" % (FILES, sha))
     assert values == page["values"] and len(pages) == (len(root) + 9) // 10
@@ -1062,6 +1148,108 @@ def test_src_errors(fsrv):
     assert fsrv.get("/repositories/acme/nope/src/%s/" % sha)[0] == 404
     status, hdrs, _ = fetch(fsrv.base + FILES + "/src")
     assert status == 302 and hdrs["Location"] == "%s%s/src/%s/" % (fsrv.base, FILES, sha)
+
+
+def test_refs_with_a_slash_are_no_commits(srv):
+    """/src, /diff and /patch take hashes and plain ref names; a ref with a slash answers
+    404, raw or %2F-encoded (bitbucket-api.md gotcha 1), while /commits and /refs take it."""
+    api = "/repositories/acme/api"
+    x = git(srv.git / "api.git", "rev-parse", "feature/x")
+    main = git(srv.git / "api.git", "rev-parse", "main")
+    for ok in ("/src/%s/" % x, "/src/main/", "/diff/%s" % x, "/diff/main", "/diff/%s..main" % x,
+               "/patch/%s" % x, "/patch/main..%s" % x, "/diff/acme/api:%s%%0D%s" % (x[:12], main[:12]),
+               "/commits/feature/x", "/commits/feature%2Fx", "/refs/branches/feature%2Fx"):
+        assert srv.get(api + ok)[0] == 200, ok
+    for ref in ("feature/x", "feature%2Fx", "feature%2fx"):
+        for path in ("/src/%s/", "/src/%s/README.md", "/src/%s/?format=meta", "/diff/%s",
+                     "/diff/%s..main", "/diff/main..%s", "/patch/%s", "/patch/%s..main",
+                     "/diff/acme/api:%s%%0Dmain"):
+            status, _, body = srv.get(api + path % ref)
+            assert (status, body) == (404, {"type": "error", "error": {"message": "Commit not found"}}), \
+                path % ref
+
+
+def test_src_root_needs_its_trailing_slash(fsrv):
+    sha = gitb(fsrv.git_dir, "rev-parse", "main").decode().strip()
+    for path in (sha, sha + "?format=meta", sha + "?pagelen=100", "main"):
+        status, _, body = fsrv.get("%s/src/%s" % (FILES, path))
+        assert status == 404 and body["type"] == "error", path
+    for path in (sha + "/", sha + "//", sha + "/?format=meta", sha + "/many", sha + "/many/"):
+        assert fsrv.get("%s/src/%s" % (FILES, path))[0] == 200, path
+
+
+def test_max_depth_limit(fsrv):
+    """A recursive listing over `entries` entries times out with a 555, after `delay`."""
+    sha = gitb(fsrv.git_dir, "rev-parse", "main").decode().strip()
+    everything = tree_entries(fsrv.git_dir, sha)
+    assert len(everything) > 100 and len(tree_entries(fsrv.git_dir, sha + ":a")) < 10
+    fsrv.knobs(max_depth_limit={"entries": 100})
+    mark = log_mark(fsrv)
+    status, _, body = fsrv.get("%s/src/%s/?max_depth=64&pagelen=100" % (FILES, sha))
+    assert (status, body) == (555, {"type": "error", "error": {"message": "Timeout"}})
+    assert fsrv.get("%s/src/%s/many/?max_depth=2" % (FILES, sha))[0] == 555     # 150 entries
+    assert fsrv.get("%s/src/%s/a/?max_depth=64" % (FILES, sha))[0] == 200       # 6 entries
+    values, _ = fsrv.walk("%s/src/%s/many/?pagelen=100" % (FILES, sha))          # not recursive
+    assert len(values) == 150
+    recs = log_since(fsrv, mark, 5)
+    assert [(r["status"], r.get("fault")) for r in recs] == [
+        (555, "max_depth_limit"), (555, "max_depth_limit"), (200, None), (200, None), (200, None)]
+    fsrv.knobs(max_depth_limit={"entries": len(everything)})
+    values, _ = fsrv.walk("%s/src/%s/?max_depth=64&pagelen=100" % (FILES, sha))
+    assert sorted(v["path"] for v in values) == sorted(everything)
+    # delay: the answer comes late; it is logged when the request arrives, status null
+    fsrv.knobs(max_depth_limit={"entries": 100, "delay": 0.5})
+    started = time.monotonic()
+    assert fsrv.get("%s/src/%s/?max_depth=2" % (FILES, sha))[0] == 555
+    assert time.monotonic() - started >= 0.5
+    fsrv.knobs(max_depth_limit={"entries": 100, "delay": 600})
+    mark = log_mark(fsrv)
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        fsrv.get("%s/src/%s/?max_depth=2" % (FILES, sha), timeout=1)
+    rec = log_since(fsrv, mark)[0]
+    assert rec["status"] is None and rec["fault"] == "max_depth_limit"
+    for bad in ({"entries": -1}, {"entries": 1, "delay": -1}, {"delay": 1}, {"entries": 1, "x": 2},
+                {"entries": True}, 5):
+        req = urllib.request.Request(fsrv.root + "/_fake/knobs", method="POST",
+                                     data=json.dumps({"max_depth_limit": bad}).encode())
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(req, timeout=5)
+
+
+def lfs_pointer(content):
+    """The pointer file git-lfs would store for CONTENT."""
+    return ("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n"
+            % (hashlib.sha256(content).hexdigest(), len(content))).encode()
+
+
+@pytest.mark.parametrize("size_knob", ["content", "pointer"])
+def test_lfs_size_and_redirect_status(fsrv, size_knob):
+    """Both readings of an LFS file's `size` (the content's, or the pointer's), and the
+    real API's 301; the bytes behind the redirect are the content either way."""
+    g = fsrv.git_dir
+    sha = gitb(g, "rev-parse", "main").decode().strip()
+    entries = tree_entries(g, sha)
+    content = gitb(g, "cat-file", "blob", entries["assets/model.lfs"][2])
+    want = len(content) if size_knob == "content" else len(lfs_pointer(content))
+    assert want != len(content) or size_knob == "content"
+    fsrv.knobs(lfs_size=size_knob, lfs_status=301)
+    listing = {v["path"]: v for v in fsrv.walk("%s/src/%s/assets/" % (FILES, sha))[0]}
+    recursive = {v["path"]: v for v in fsrv.walk("%s/src/%s/?max_depth=3&pagelen=100" % (FILES, sha))[0]}
+    meta = fsrv.get("%s/src/%s/assets/model.lfs?format=meta" % (FILES, sha))[2]
+    for entry in (listing["assets/model.lfs"], recursive["assets/model.lfs"], meta):
+        assert entry["size"] == want and entry["attributes"] == ["binary", "lfs"]
+    assert recursive["README.md"]["size"] == entries["README.md"][3]       # only LFS files
+    status, hdrs, body = fetch(src_url(fsrv, sha, "assets/model.lfs"))
+    assert status == 301 and body == b"" and "/media/" in hdrs["Location"]
+    assert fetch(hdrs["Location"], token=None)[2] == content
+    fsrv.reset()
+    assert fetch(src_url(fsrv, sha, "assets/model.lfs"))[0] == 302
+    assert fsrv.get("%s/src/%s/assets/model.lfs?format=meta" % (FILES, sha))[2]["size"] == len(content)
+    for bad in ({"lfs_size": "real"}, {"lfs_status": 307}, {"lfs_status": "301"}):
+        req = urllib.request.Request(fsrv.root + "/_fake/knobs", data=json.dumps(bad).encode(),
+                                     method="POST")
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(req, timeout=5)
 
 
 def test_lfs_redirect_to_a_second_listener(fsrv):

@@ -499,6 +499,16 @@ def fakebb_factory(tmp_path):
         s.stop()
 
 
+@pytest.fixture(params=[False, True], ids=["304", "no-304"])
+def no_304(request):
+    """Both ways a revalidation may be answered, for the tests of revalidation to run
+    in each: a matching If-None-Match gets 304 (False), or never does and the whole 200
+    comes again (True, the fake's `no_304` knob: the real API's 304s are unreliable,
+    bitbucket-api.md §6). Set it on the server: `server.knobs(no_304=no_304)`. The
+    request log's `if_none_match` tells a revalidation from a first fetch either way."""
+    return request.param
+
+
 @pytest.fixture
 def server(fakebb_factory, demo):
     """A fake server on the shared (read-only) demo data."""
