@@ -9,6 +9,8 @@
  */
 #include "fs/options.h"
 
+#include "api/log.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -314,6 +316,8 @@ int options_parse(struct fuse_args *args, struct options *opts, char *err, size_
     }
     rc = split_source(opts, state.source, err, errlen);
 out:
+    if (rc == -EINVAL)
+        log_sanitize(err, errlen, err); /* a value with a newline in it stays one line */
     free(state.source);
     return rc;
 }

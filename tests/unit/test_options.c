@@ -158,6 +158,9 @@ static void test_refusals(void **state)
         {5, {"bbfs", "-o", "token_file=", "acme", "/m"}, "empty token_file="},
         {5, {"bbfs", "-o", "ca_file=", "acme", "/m"}, "empty ca_file="},
         {5, {"bbfs", "-o", "api_url=", "acme", "/m"}, "empty api_url="},
+        /* what is quoted back stays on one line */
+        {5, {"bbfs", "-o", "ttl=5\nbbfs: forged", "acme", "/m"}, "ttl '5?bbfs: forged'"},
+        {3, {"bbfs", "ac\nme", "/m"}, "invalid source 'ac?me'"},
         /* the first wrong value is the one named */
         {5, {"bbfs", "-o", "timeout=0,ttl=-1", "acme", "/m"}, "timeout '0'"},
     };
