@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BBFS_BIN, EXIT_DEADLINE, REPO_ROOT, bbfs_binary, force_unmount, ls,
-                      mountinfo_has, one_clear_line, run, scan_stderr, user_env,
-                      write_token_file)
+from conftest import (BBFS_BIN, EXIT_DEADLINE, REPO_ROOT, bbfs_binary, force_unmount,
+                      is_repo_list, ls, mountinfo_has, one_clear_line, run, scan_stderr,
+                      user_env, write_token_file)
 
 MAN = REPO_ROOT / "man" / "bbfs.1"
 
@@ -62,10 +62,10 @@ def start_refused(tmp_path, server, options, token="demo-token", mnt=None):
     tf = write_token_file(tmp_path / "token", token)
     opts = [f"api_url={server.url}", f"token_file={tf}", f"cache_dir={tmp_path / 'cache'}",
             *options]
+    before = mount_count(mnt)
     proc = subprocess.Popen([bbfs_binary(), "-f", "-o", ",".join(opts), "acme/PLAT", str(mnt)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=cwd, env=user_env())
-    before = mount_count(mnt)
     try:
         _, err = proc.communicate(timeout=30)  # hang guard, generous
     except subprocess.TimeoutExpired:
@@ -131,15 +131,17 @@ def test_bounds_are_accepted_and_mean_what_they_say(mount_factory, server, demo)
     """The least and the most of every range mount; commit_limit lists that many."""
     main = demo.head_branch("api")
     on_main = demo.rev_list("api", main)
-    assert 1 < len(on_main) < RANGES["commit_limit"][1]
-    for limit, ttl, timeout in ((RANGES["commit_limit"][0], RANGES["ttl"][0],
-                                 RANGES["timeout"][1]),
-                                (RANGES["commit_limit"][1], RANGES["ttl"][1],
-                                 RANGES["timeout"][0])):
+    (limit_least, limit_most), (ttl_least, ttl_most) = RANGES["commit_limit"], RANGES["ttl"]
+    assert 1 < len(on_main) < limit_most
+    for limit, ttl in ((limit_least, ttl_most), (limit_most, ttl_least)):
         m = mount_factory(server, options=[f"commit_limit={limit}", f"ttl={ttl}",
-                                           f"timeout={timeout}"])
+                                           f"timeout={RANGES['timeout'][1]}"])
         assert ls(m.ws / "api" / "commits") == sorted(on_main[:limit])
         assert m.unmount() == []
+    # the shortest timeout, offline (no request that a loaded machine could make late)
+    m = mount_factory(server, target="acme", options=["offline", f"timeout={RANGES['timeout'][0]}"])
+    assert ls(m.path) == ["acme"]
+    assert m.unmount() == []
 
 
 def test_help_and_man_page_give_the_ranges():
@@ -147,8 +149,7 @@ def test_help_and_man_page_give_the_ranges():
     assert r.returncode == 0, r.stderr
     options = MAN.read_text().split("\n.SH OPTIONS\n", 1)[1].split("\n.SH ", 1)[0]
     for name, (least, most) in RANGES.items():
-        line = next((ln for i, ln in enumerate(r.stdout.splitlines())
-                     if f"-o {name}=" in ln), None)
+        line = next((ln for ln in r.stdout.splitlines() if f"-o {name}=" in ln), None)
         assert line is not None, r.stdout
         # the range may continue on the next line of --help
         at = r.stdout.index(line)
@@ -223,7 +224,8 @@ def test_rate_limit_warning_once_after_a_good_start(mount_factory, server):
 
 
 class HangupStorm:
-    """SIGHUP after SIGHUP to one process from a thread, until it exits or stop()."""
+    """SIGHUP after SIGHUP to one process from a thread, until it exits or the
+    `with` block ends."""
 
     def __init__(self, proc):
         self.proc = proc
@@ -260,7 +262,10 @@ def test_sighup_storm_while_mounted_refreshes_and_never_unmounts(mount_factory, 
         time.sleep(0.5)
     assert storm.sent > 100
     assert m.alive(), f"bbfs ended during a SIGHUP storm:\n{m.stderr()}"
+    # refreshed: the listing trusted for ttl (60 s) is asked for again
+    mark = server.log.mark()
     assert ls(m.ws) == names
+    assert any(is_repo_list(e) for e in server.log.since(mark)), server.log.since(mark)
     assert m.unmount() == []
     assert m.exit_code == 0
 
