@@ -6,7 +6,8 @@
  * log_sanitize() once more before it is written, so a caller that forgets to
  * sanitise a hostile API string still cannot forge a second line or send a
  * terminal escape. log_once() remembers a bounded set of keys (oldest evicted
- * first) under a mutex.
+ * first) under a mutex. While start-up holds them, finished lines wait in a
+ * bounded list.
  */
 #include "api/log.h"
 
@@ -27,6 +28,14 @@ static int syslog_enabled;
 static pthread_mutex_t once_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *once_keys[LOG_ONCE_MAX]; /* ring buffer, once_next is the oldest slot */
 static size_t once_next;
+
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static int holding;
+static struct held_line {
+    enum log_level level;
+    char *line;
+} held[LOG_HELD_MAX];
+static size_t held_count, held_dropped;
 
 void log_set_debug(int enabled)
 {
@@ -123,11 +132,39 @@ void log_sanitize(char *dst, size_t dstlen, const char *src)
     dst[out] = '\0';
 }
 
-__attribute__((format(printf, 2, 0))) static void log_write(enum log_level level, const char *fmt,
-                                                            va_list ap)
+static void emit(enum log_level level, const char *line)
 {
     static const char *const prefix[] = {"error: ", "warning: ", "", "debug: "};
     static const int priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+
+    if (__atomic_load_n(&syslog_enabled, __ATOMIC_RELAXED))
+        syslog(priority[level], "%s%s", prefix[level], line);
+    else
+        fprintf(stderr, "bbfs: %s%s\n", prefix[level], line); /* one call: one locked write */
+}
+
+/* Returns 1 when start-up holds the line (kept or counted as dropped). */
+static int hold_line(enum log_level level, const char *line)
+{
+    int held_it = 0;
+
+    if (level == LOG_LEVEL_DEBUG || !__atomic_load_n(&holding, __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_mutex_lock(&held_lock);
+    if (holding) {
+        held_it = 1;
+        if (held_count < LOG_HELD_MAX && (held[held_count].line = strdup(line)))
+            held[held_count++].level = level;
+        else
+            held_dropped++;
+    }
+    pthread_mutex_unlock(&held_lock);
+    return held_it;
+}
+
+__attribute__((format(printf, 2, 0))) static void log_write(enum log_level level, const char *fmt,
+                                                            va_list ap)
+{
     char line[LOG_LINE_MAX];
 
     if ((unsigned)level > LOG_LEVEL_DEBUG)
@@ -136,10 +173,34 @@ __attribute__((format(printf, 2, 0))) static void log_write(enum log_level level
         return;
     vsnprintf(line, sizeof(line), fmt, ap);
     log_sanitize(line, sizeof(line), line);
-    if (__atomic_load_n(&syslog_enabled, __ATOMIC_RELAXED))
-        syslog(priority[level], "%s%s", prefix[level], line);
-    else
-        fprintf(stderr, "bbfs: %s%s\n", prefix[level], line); /* one call: one locked write */
+    if (!hold_line(level, line))
+        emit(level, line);
+}
+
+void log_hold(void)
+{
+    __atomic_store_n(&holding, 1, __ATOMIC_RELEASE);
+}
+
+void log_release(int write)
+{
+    struct held_line lines[LOG_HELD_MAX];
+    size_t count, dropped;
+
+    pthread_mutex_lock(&held_lock);
+    __atomic_store_n(&holding, 0, __ATOMIC_RELEASE);
+    count = held_count;
+    dropped = held_dropped;
+    memcpy(lines, held, count * sizeof(lines[0]));
+    held_count = held_dropped = 0;
+    pthread_mutex_unlock(&held_lock);
+    for (size_t i = 0; i < count; i++) {
+        if (write)
+            emit(lines[i].level, lines[i].line);
+        free(lines[i].line);
+    }
+    if (write && dropped)
+        log_msg(LOG_LEVEL_WARN, "%zu more start-up messages were dropped", dropped);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

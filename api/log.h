@@ -26,6 +26,17 @@ void log_once(enum log_level level, const char *key, const char *fmt, ...)
 void log_forget(const char *key);
 
 /*
+ * Start-up: from log_hold() until log_release(), messages other than debug
+ * ones are kept (the first LOG_HELD_MAX) instead of written, so that a fatal
+ * start-up error is the only line a user sees and a warning such as "the
+ * rate limit is nearly used up" comes after the start-up succeeded.
+ * log_release(1) writes what was kept, log_release(0) drops it.
+ */
+#define LOG_HELD_MAX 32
+void log_hold(void);
+void log_release(int write);
+
+/*
  * Copies src into dst (size dstlen, always terminated), replacing control
  * characters and bytes that are not printable by '?', so that hostile API
  * strings cannot forge log lines or terminal escapes.

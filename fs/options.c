@@ -1,10 +1,19 @@
 /*
  * options.c - parsing of the bbfs command line (see options.h).
+ *
+ * fuse_opt's own "%u" conversions read "-5", "0x10" and "1.5" as something
+ * else, so every number goes through a key of its own and is checked here:
+ * decimal digits within the range --help and the man page give, else one
+ * line naming the option. A wrong value anywhere on the command line is
+ * refused, even when a later repetition of the option is right.
  */
 #include "fs/options.h"
 
+#include "api/log.h"
+
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +24,36 @@ enum {
     KEY_VERSION,
     KEY_TOKEN,
     KEY_CACHE_SIZE,
+    KEY_TTL,
+    KEY_COMMIT_LIMIT,
+    KEY_TIMEOUT,
+};
+
+/* bbfs's whole-number options, each an unsigned in struct options. */
+static const struct count_option {
+    int key;
+    const char *name;
+    size_t offset;
+    unsigned min, max;
+    const char *what; /* the unit, for the message */
+} count_options[] = {
+    {KEY_TTL, "ttl", offsetof(struct options, ttl), 0, OPTIONS_TTL_MAX, "whole seconds"},
+    {KEY_COMMIT_LIMIT, "commit_limit", offsetof(struct options, commit_limit), 1,
+     OPTIONS_COMMIT_LIMIT_MAX, "a whole number of commits"},
+    {KEY_TIMEOUT, "timeout", offsetof(struct options, timeout), 1, OPTIONS_TIMEOUT_MAX,
+     "whole seconds"},
+};
+
+/* bbfs's text options: none of them means anything empty. */
+static const struct text_option {
+    const char *name;
+    size_t offset; /* of a char * in struct options */
+    const char *what;
+} text_options[] = {
+    {"api_url", offsetof(struct options, api_url), "a URL"},
+    {"token_file", offsetof(struct options, token_file), "a file"},
+    {"cache_dir", offsetof(struct options, cache_dir), "a directory"},
+    {"ca_file", offsetof(struct options, ca_file), "a file"},
 };
 
 /* clang-format off */
@@ -26,12 +65,11 @@ static const struct fuse_opt option_spec[] = {
     OPTION("token_file=%s", token_file),
     OPTION("cache_dir=%s", cache_dir),
     OPTION("ca_file=%s", ca_file),
-    OPTION("ttl=%u", ttl),
-    OPTION("commit_limit=%u", commit_limit),
-    OPTION("timeout=%u", timeout),
     OPTION("offline", offline),
     FUSE_OPT_KEY("token=", KEY_TOKEN),
-    /* a size with a suffix, which fuse_opt's sscanf formats cannot read */
+    FUSE_OPT_KEY("ttl=", KEY_TTL),
+    FUSE_OPT_KEY("commit_limit=", KEY_COMMIT_LIMIT),
+    FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
     FUSE_OPT_KEY("cache_size=", KEY_CACHE_SIZE),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -57,39 +95,9 @@ struct parse_state {
     char *source;
     int positionals;
     int refused_token;
-    char *cache_size; /* the last cache_size= value, checked after parsing */
+    int invalid; /* an option had a wrong value: the first is described in error */
+    char error[256];
 };
-
-static int process_arg(void *data, const char *arg, int key, struct fuse_args *outargs)
-{
-    struct parse_state *state = data;
-    (void)outargs;
-
-    switch (key) {
-    case KEY_HELP:
-        state->opts.show_help = 1;
-        return 0;
-    case KEY_VERSION:
-        state->opts.show_version = 1;
-        return 0;
-    case KEY_TOKEN:
-        state->refused_token = 1;
-        return 0;
-    case KEY_CACHE_SIZE:
-        free(state->cache_size);
-        state->cache_size = strdup(arg + strlen("cache_size="));
-        return state->cache_size ? 0 : -1;
-    case FUSE_OPT_KEY_NONOPT:
-        /* The first positional is the source; the second (mountpoint) stays for FUSE. */
-        if (state->positionals++ == 0) {
-            state->source = strdup(arg);
-            return state->source ? 0 : -1;
-        }
-        return 1;
-    default:
-        return 1;
-    }
-}
 
 /*
  * "1048576", "512K", "512k", "2GiB": bytes, the suffix K, M, G or T a power
@@ -123,6 +131,107 @@ static int parse_size(const char *s, uint64_t *out)
         return -ERANGE;
     *out = (uint64_t)n << shift;
     return 0;
+}
+
+/* Decimal digits only (no sign, space, "0x" or fraction), from min to max. */
+static int parse_count(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+    if (!*s || s[strspn(s, "0123456789")])
+        return -EINVAL;
+    errno = 0;
+    unsigned long long n = strtoull(s, NULL, 10);
+    if (errno || n < min || n > max)
+        return -ERANGE;
+    *out = (unsigned)n;
+    return 0;
+}
+
+/* Remembers why the first wrong option is wrong: the one line a user is shown. */
+__attribute__((format(printf, 2, 3))) static void refuse(struct parse_state *state, const char *fmt,
+                                                         ...)
+{
+    va_list ap;
+
+    if (state->invalid++)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(state->error, sizeof(state->error), fmt, ap);
+    va_end(ap);
+}
+
+static void take_count(struct parse_state *state, int key, const char *arg)
+{
+    for (size_t i = 0; i < sizeof(count_options) / sizeof(count_options[0]); i++) {
+        const struct count_option *o = &count_options[i];
+        if (o->key != key)
+            continue;
+        const char *value = arg + strlen(o->name) + 1;
+        unsigned *field = (unsigned *)((char *)&state->opts + o->offset);
+        if (parse_count(value, o->min, o->max, field) != 0)
+            refuse(state, "invalid %s '%s': expected %s from %u to %u", o->name, value, o->what,
+                   o->min, o->max);
+        return;
+    }
+}
+
+static void take_cache_size(struct parse_state *state, const char *arg)
+{
+    const char *value = arg + strlen("cache_size=");
+    int rc = parse_size(value, &state->opts.cache_size);
+
+    if (rc == -ERANGE)
+        refuse(state, "cache_size '%s' is too big", value);
+    else if (rc != 0)
+        refuse(state,
+               "invalid cache_size '%s': expected bytes above 0 with an optional "
+               "suffix K, M, G or T (powers of 1024), e.g. 500M",
+               value);
+}
+
+static int process_arg(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct parse_state *state = data;
+    (void)outargs;
+
+    switch (key) {
+    case KEY_HELP:
+        state->opts.show_help = 1;
+        return 0;
+    case KEY_VERSION:
+        state->opts.show_version = 1;
+        return 0;
+    case KEY_TOKEN:
+        state->refused_token = 1;
+        return 0;
+    case KEY_CACHE_SIZE:
+        take_cache_size(state, arg);
+        return 0;
+    case KEY_TTL:
+    case KEY_COMMIT_LIMIT:
+    case KEY_TIMEOUT:
+        take_count(state, key, arg);
+        return 0;
+    case FUSE_OPT_KEY_NONOPT:
+        /* The first positional is the source; the second (mountpoint) stays for FUSE. */
+        if (state->positionals++ == 0) {
+            state->source = strdup(arg);
+            return state->source ? 0 : -1;
+        }
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+/* An empty api_url=, cache_dir= ... would quietly mean the current directory or nothing. */
+static void refuse_empty_text(struct parse_state *state)
+{
+    for (size_t i = 0; i < sizeof(text_options) / sizeof(text_options[0]); i++) {
+        const struct text_option *o = &text_options[i];
+        const char *value = *(char **)((char *)&state->opts + o->offset);
+        if (value && !*value)
+            refuse(state, "empty %s=: expected %s", o->name, o->what);
+    }
 }
 
 /* Workspace slugs, {uuid}s and project keys: nothing that needs quoting anywhere. */
@@ -173,6 +282,7 @@ int options_parse(struct fuse_args *args, struct options *opts, char *err, size_
         goto out;
     }
     int parsed = fuse_opt_parse(args, &state, option_spec, process_arg);
+    refuse_empty_text(&state);
     *opts = state.opts;
     if (parsed != 0) {
         snprintf(err, errlen, "cannot parse the command line");
@@ -189,6 +299,11 @@ int options_parse(struct fuse_args *args, struct options *opts, char *err, size_
         rc = -EINVAL;
         goto out;
     }
+    if (state.invalid) {
+        snprintf(err, errlen, "%s", state.error);
+        rc = -EINVAL;
+        goto out;
+    }
     if (!state.source || state.positionals < 2) {
         snprintf(err, errlen, "usage: bbfs [options] WORKSPACE[/PROJECT_KEY] MOUNTPOINT");
         rc = -EINVAL;
@@ -199,26 +314,11 @@ int options_parse(struct fuse_args *args, struct options *opts, char *err, size_
         rc = -EINVAL;
         goto out;
     }
-    if (opts->commit_limit == 0 || opts->timeout == 0) {
-        snprintf(err, errlen, "commit_limit and timeout must be at least 1");
-        rc = -EINVAL;
-        goto out;
-    }
-    if (state.cache_size && (rc = parse_size(state.cache_size, &opts->cache_size))) {
-        if (rc == -ERANGE)
-            snprintf(err, errlen, "cache_size '%s' is too big", state.cache_size);
-        else
-            snprintf(err, errlen,
-                     "invalid cache_size '%s': expected bytes above 0 with an optional "
-                     "suffix K, M, G or T (powers of 1024), e.g. 500M",
-                     state.cache_size);
-        rc = -EINVAL;
-        goto out;
-    }
     rc = split_source(opts, state.source, err, errlen);
 out:
+    if (rc == -EINVAL)
+        log_sanitize(err, errlen, err); /* a value with a newline in it stays one line */
     free(state.source);
-    free(state.cache_size);
     return rc;
 }
 
@@ -235,29 +335,29 @@ void options_release(struct options *opts)
 
 void options_print_help(const char *progname)
 {
-    printf(
-        "usage: %s [options] WORKSPACE[/PROJECT_KEY] MOUNTPOINT\n"
-        "\n"
-        "Mounts a Bitbucket Cloud workspace (or one project of it) read-only.\n"
-        "The token comes from token_file=, $BITBUCKET_TOKEN, or a prompt.\n"
-        "\n"
-        "bbfs options:\n"
-        "    -o api_url=URL         API base (https://api.bitbucket.org/2.0)\n"
-        "    -o token_file=PATH     file holding the token (must not be group/world readable)\n"
-        "    -o cache_dir=PATH      persistent cache ($XDG_CACHE_HOME/bbfs)\n"
-        "    -o cache_size=SIZE     evict from it beyond SIZE, e.g. 500M or 2G (1G)\n"
-        "    -o ttl=SECONDS         trust listings and refs this long (60)\n"
-        "    -o commit_limit=N      commits listed in commits/ (100)\n"
-        "    -o timeout=SECONDS     give up on a request after this long, retries included (30)\n"
-        "    -o ca_file=PATH        CA bundle for TLS verification\n"
-        "    -o offline             never touch the network\n"
-        "    -h, --help             this help\n"
-        "    -V, --version          the version\n"
-        "\n"
-        "FUSE options:\n"
-        "    -f                     stay in the foreground\n"
-        "    -d, -o debug           debug output (implies -f)\n"
-        "    -s                     single-threaded\n"
-        "    -o allow_other         let other users see the mount\n",
-        progname);
+    printf("usage: %s [options] WORKSPACE[/PROJECT_KEY] MOUNTPOINT\n"
+           "\n"
+           "Mounts a Bitbucket Cloud workspace (or one project of it) read-only.\n"
+           "The token comes from token_file=, $BITBUCKET_TOKEN, or a prompt.\n"
+           "\n"
+           "bbfs options:\n"
+           "    -o api_url=URL         API base (https://api.bitbucket.org/2.0)\n"
+           "    -o token_file=PATH     file holding the token (must not be group/world readable)\n"
+           "    -o cache_dir=PATH      persistent cache ($XDG_CACHE_HOME/bbfs)\n"
+           "    -o cache_size=SIZE     evict from it beyond SIZE, e.g. 500M or 2G (1G)\n"
+           "    -o ttl=SECONDS         trust listings and refs this long, 0 to %u (60)\n"
+           "    -o commit_limit=N      commits listed in commits/, 1 to %u (100)\n"
+           "    -o timeout=SECONDS     give up on a request after this long, retries included,\n"
+           "                           1 to %u (30)\n"
+           "    -o ca_file=PATH        CA bundle for TLS verification\n"
+           "    -o offline             never touch the network\n"
+           "    -h, --help             this help\n"
+           "    -V, --version          the version\n"
+           "\n"
+           "FUSE options:\n"
+           "    -f                     stay in the foreground\n"
+           "    -d, -o debug           debug output (implies -f)\n"
+           "    -s                     single-threaded\n"
+           "    -o allow_other         let other users see the mount\n",
+           progname, OPTIONS_TTL_MAX, OPTIONS_COMMIT_LIMIT_MAX, OPTIONS_TIMEOUT_MAX);
 }

@@ -6,7 +6,9 @@
  * bbfs's own -o options are parsed with fuse_opt_parse from one table and
  * removed from args; what remains (-f, -d, the mountpoint, FUSE's own -o
  * options) is left for fuse_parse_cmdline and fuse_session_new. Secrets are
- * never taken from argv: -o token= is refused.
+ * never taken from argv: -o token= is refused. Numbers are decimal and
+ * within the ranges below (--help and the man page give them too); text
+ * options are never empty.
  */
 #ifndef BBFS_OPTIONS_H
 #define BBFS_OPTIONS_H
@@ -14,6 +16,10 @@
 #include <fuse_opt.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#define OPTIONS_TTL_MAX 31536000u       /* seconds: a year; 0 is allowed */
+#define OPTIONS_COMMIT_LIMIT_MAX 10000u /* 100 requests of the hourly budget of 1,000 */
+#define OPTIONS_TIMEOUT_MAX 3600u       /* seconds; the least is 1 */
 
 struct options {
     char *api_url;
@@ -33,8 +39,11 @@ struct options {
 
 /*
  * Fills opts (defaults first) and strips bbfs's options from args. Returns 0,
- * or -EINVAL with one line in err. -h/--help and -V/--version only set
- * show_help/show_version; the positional WORKSPACE is then optional.
+ * or -EINVAL with one line in err naming what is wrong (a value out of range
+ * names the option and its range). -h/--help and -V/--version only set
+ * show_help/show_version; the positional WORKSPACE is then optional. Options
+ * that are not bbfs's are left in args: fuse_session_new refuses the ones
+ * FUSE does not know either.
  */
 int options_parse(struct fuse_args *args, struct options *opts, char *err, size_t errlen);
 void options_release(struct options *opts);

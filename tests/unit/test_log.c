@@ -1,7 +1,7 @@
 /*
  * test_log.c - api/log.c: sanitising hostile strings, one line per message,
- * log_once/log_forget, debug filtering. stderr is redirected into a
- * temporary file to read back what was written.
+ * log_once/log_forget, debug filtering, holding start-up messages. stderr is
+ * redirected into a temporary file to read back what was written.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -204,13 +204,82 @@ static void test_long_message_truncated(void **state)
     free(out);
 }
 
+static void test_hold_then_write(void **state)
+{
+    struct capture c;
+    char *out;
+
+    (void)state;
+    capture_start(&c);
+    log_hold();
+    log_warn("held %d", 1);
+    log_once(LOG_LEVEL_WARN, "held-key", "held once");
+    log_once(LOG_LEVEL_WARN, "held-key", "not twice");
+    log_info("held %d", 2);
+    log_set_debug(1);
+    log_debug("debug is never held");
+    log_set_debug(0);
+    fprintf(stderr, "the start-up line\n");
+    log_release(1);
+    log_warn("after");
+    log_release(1); /* nothing held: nothing written */
+    out = capture_end(&c);
+    assert_string_equal(out, "bbfs: debug: debug is never held\n"
+                             "the start-up line\n"
+                             "bbfs: warning: held 1\n"
+                             "bbfs: warning: held once\n"
+                             "bbfs: held 2\n"
+                             "bbfs: warning: after\n");
+    free(out);
+    log_forget("held-key");
+}
+
+static void test_hold_then_drop(void **state)
+{
+    struct capture c;
+    char *out;
+
+    (void)state;
+    capture_start(&c);
+    log_hold();
+    log_warn("the rate limit is nearly used up");
+    fprintf(stderr, "bbfs: token rejected\n");
+    log_release(0);
+    log_warn("after");
+    out = capture_end(&c);
+    assert_string_equal(out, "bbfs: token rejected\n"
+                             "bbfs: warning: after\n");
+    free(out);
+}
+
+static void test_hold_is_bounded(void **state)
+{
+    struct capture c;
+    char first_dropped[32], *out;
+
+    (void)state;
+    capture_start(&c);
+    log_hold();
+    for (int i = 0; i < LOG_HELD_MAX + 5; i++)
+        log_warn("held %d", i);
+    log_release(1);
+    out = capture_end(&c);
+    assert_int_equal(count_lines(out), LOG_HELD_MAX + 1);
+    assert_non_null(strstr(out, "bbfs: warning: held 0\n"));
+    snprintf(first_dropped, sizeof(first_dropped), "held %d\n", LOG_HELD_MAX);
+    assert_null(strstr(out, first_dropped));
+    assert_non_null(strstr(out, "bbfs: warning: 5 more start-up messages were dropped\n"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sanitize_table),         cmocka_unit_test(test_one_line_per_message),
         cmocka_unit_test(test_debug_filter),           cmocka_unit_test(test_once_and_forget),
         cmocka_unit_test(test_once_is_bounded),        cmocka_unit_test(test_once_threads),
-        cmocka_unit_test(test_long_message_truncated),
+        cmocka_unit_test(test_long_message_truncated), cmocka_unit_test(test_hold_then_write),
+        cmocka_unit_test(test_hold_then_drop),         cmocka_unit_test(test_hold_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

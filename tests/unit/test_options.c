@@ -1,6 +1,7 @@
 /*
  * test_options.c - the command line: defaults, bbfs's -o options, the
- * source, and what is refused.
+ * source, and what is refused (every wrong number, every empty text, with a
+ * message naming the option and its range).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,14 +125,54 @@ static void test_refusals(void **state)
         {5, {"bbfs", "-o", "cache_size=2 G", "acme", "/m"}, "cache_size"},
         {5, {"bbfs", "-o", "cache_size=16777216T", "acme", "/m"}, "too big"},
         {5, {"bbfs", "-o", "cache_size=99999999999999999999", "acme", "/m"}, "too big"},
+        {5, {"bbfs", "-o", "cache_size=lots,cache_size=1G", "acme", "/m"}, "cache_size 'lots'"},
+        /* numbers: decimal digits within the documented range, nothing else */
+        {5,
+         {"bbfs", "-o", "ttl=-5", "acme", "/m"},
+         "ttl '-5': expected whole seconds from 0 to 31536000"},
+        {5, {"bbfs", "-o", "ttl=999999999999999999999", "acme", "/m"}, "0 to 31536000"},
+        {5, {"bbfs", "-o", "ttl=18446744073709551616", "acme", "/m"}, "0 to 31536000"},
+        {5, {"bbfs", "-o", "ttl=4294967296", "acme", "/m"}, "0 to 31536000"},
+        {5, {"bbfs", "-o", "ttl=31536001", "acme", "/m"}, "0 to 31536000"},
+        {5, {"bbfs", "-o", "ttl=0x10", "acme", "/m"}, "ttl '0x10'"},
+        {5, {"bbfs", "-o", "ttl=1.5", "acme", "/m"}, "ttl '1.5'"},
+        {5, {"bbfs", "-o", "ttl=1e3", "acme", "/m"}, "ttl '1e3'"},
+        {5, {"bbfs", "-o", "ttl=", "acme", "/m"}, "ttl ''"},
+        {5, {"bbfs", "-o", "ttl= 5", "acme", "/m"}, "ttl ' 5'"},
+        {5, {"bbfs", "-o", "ttl=5 ", "acme", "/m"}, "ttl '5 '"},
+        {5, {"bbfs", "-o", "ttl=+5", "acme", "/m"}, "ttl '+5'"},
+        {5, {"bbfs", "-o", "ttl=5s", "acme", "/m"}, "ttl '5s'"},
+        {5, {"bbfs", "-o", "ttl=-5,ttl=5", "acme", "/m"}, "ttl '-5'"},
+        {5, {"bbfs", "-o", "ttl=5,ttl=-5", "acme", "/m"}, "ttl '-5'"},
+        {5, {"bbfs", "-o", "commit_limit=0", "acme", "/m"}, "commit_limit '0'"},
+        {5, {"bbfs", "-o", "commit_limit=-1", "acme", "/m"}, "from 1 to 10000"},
+        {5, {"bbfs", "-o", "commit_limit=10001", "acme", "/m"}, "from 1 to 10000"},
+        {5, {"bbfs", "-o", "commit_limit=ten", "acme", "/m"}, "commit_limit 'ten'"},
+        {5,
+         {"bbfs", "-o", "timeout=0", "acme", "/m"},
+         "timeout '0': expected whole seconds from 1 to 3600"},
+        {5, {"bbfs", "-o", "timeout=-1", "acme", "/m"}, "timeout '-1'"},
+        {5, {"bbfs", "-o", "timeout=3601", "acme", "/m"}, "from 1 to 3600"},
+        /* no text option means anything empty */
+        {5, {"bbfs", "-o", "cache_dir=", "acme", "/m"}, "empty cache_dir="},
+        {5, {"bbfs", "-o", "token_file=", "acme", "/m"}, "empty token_file="},
+        {5, {"bbfs", "-o", "ca_file=", "acme", "/m"}, "empty ca_file="},
+        {5, {"bbfs", "-o", "api_url=", "acme", "/m"}, "empty api_url="},
+        /* what is quoted back stays on one line */
+        {5, {"bbfs", "-o", "ttl=5\nbbfs: forged", "acme", "/m"}, "ttl '5?bbfs: forged'"},
+        {3, {"bbfs", "ac\nme", "/m"}, "invalid source 'ac?me'"},
+        /* the first wrong value is the one named */
+        {5, {"bbfs", "-o", "timeout=0,ttl=-1", "acme", "/m"}, "timeout '0'"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct options opts;
         struct fuse_args args;
         char err[256] = "";
-        assert_int_equal(parse(cases[i].argc, cases[i].argv, &opts, &args, err), -EINVAL);
-        assert_non_null(strstr(err, cases[i].message_part));
+        int rc = parse(cases[i].argc, cases[i].argv, &opts, &args, err);
+        if (rc != -EINVAL || !strstr(err, cases[i].message_part))
+            fail_msg("case %zu (%s): %d '%s'", i, cases[i].argv[2] ? cases[i].argv[2] : "", rc,
+                     err);
         /* A refused token is never echoed back. */
         assert_null(strstr(err, "secret"));
         options_release(&opts);
@@ -173,6 +214,54 @@ static void test_cache_size(void **state)
     }
 }
 
+static void test_counts(void **state)
+{
+    static const struct {
+        const char *option;
+        unsigned ttl, commit_limit, timeout;
+    } cases[] = {
+        {"ttl=0", 0, 100, 30},
+        {"ttl=31536000", 31536000, 100, 30},
+        {"ttl=010", 10, 100, 30}, /* decimal, not octal */
+        {"ttl=5,ttl=9", 9, 100, 30},
+        {"commit_limit=1", 60, 1, 30},
+        {"commit_limit=10000", 60, 10000, 30},
+        {"timeout=1", 60, 100, 1},
+        {"timeout=3600", 60, 100, 3600},
+        {"ttl=0,commit_limit=1,timeout=3600", 0, 1, 3600},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *argv[] = {"bbfs", "-o", cases[i].option, "acme", "/m", NULL};
+        struct options opts;
+        struct fuse_args args;
+        char err[256] = "";
+        if (parse(5, argv, &opts, &args, err) != 0)
+            fail_msg("%s: %s", cases[i].option, err);
+        assert_int_equal(opts.ttl, cases[i].ttl);
+        assert_int_equal(opts.commit_limit, cases[i].commit_limit);
+        assert_int_equal(opts.timeout, cases[i].timeout);
+        options_release(&opts);
+        fuse_opt_free_args(&args);
+    }
+}
+
+/* FUSE's options and unknown ones stay in args: fuse_session_new judges them. */
+static void test_other_options_left_for_fuse(void **state)
+{
+    const char *argv[] = {"bbfs", "-o", "frobnicate=1,ttl=5,allow_other", "acme", "/m", NULL};
+    struct options opts;
+    struct fuse_args args;
+    char err[256] = "";
+    (void)state;
+    assert_int_equal(parse(5, argv, &opts, &args, err), 0);
+    assert_true(has_mount_option(&args, "frobnicate=1"));
+    assert_true(has_mount_option(&args, "allow_other"));
+    assert_false(has_mount_option(&args, "ttl"));
+    options_release(&opts);
+    fuse_opt_free_args(&args);
+}
+
 static void test_help_and_version(void **state)
 {
     const char *help[] = {"bbfs", "--help", NULL};
@@ -189,6 +278,12 @@ static void test_help_and_version(void **state)
     assert_true(opts.show_version);
     options_release(&opts);
     fuse_opt_free_args(&args);
+    /* --help is answered whatever else is wrong on the command line */
+    const char *help_with_bad_value[] = {"bbfs", "-o", "ttl=-5", "--help", NULL};
+    assert_int_equal(parse(4, help_with_bad_value, &opts, &args, err), 0);
+    assert_true(opts.show_help);
+    options_release(&opts);
+    fuse_opt_free_args(&args);
 }
 
 int main(void)
@@ -198,6 +293,8 @@ int main(void)
         cmocka_unit_test(test_bbfs_options),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_cache_size),
+        cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_other_options_left_for_fuse),
         cmocka_unit_test(test_help_and_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
