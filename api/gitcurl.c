@@ -384,8 +384,8 @@ static int build_headers(const struct buf *body, unsigned kind, struct curl_slis
 }
 
 /* What a finished transfer (cc) amounts to; see gitcurl_request(). */
-static int outcome(CURL *easy, CURLcode cc, const char *errbuf, struct git_exchange *ex,
-                   char **redirect, struct git_error *err)
+static int outcome(CURL *easy, CURLcode cc, const char *errbuf, const char *token,
+                   struct git_exchange *ex, char **redirect, struct git_error *err)
 {
     char *location = NULL;
     int answered = ex->status > 0; /* a status line arrived: the server is there */
@@ -412,6 +412,8 @@ static int outcome(CURL *easy, CURLcode cc, const char *errbuf, struct git_excha
         }
     }
     ex->error_body[strcspn(ex->error_body, "\r\n")] = '\0';
+    if (strstr(ex->error_body, token))
+        ex->error_body[0] = '\0'; /* a server that echoes the token: never into a log line */
     git_set_error(err,
                   ex->status == 401 || ex->status == 403 ? GIT_CAUSE_AUTH
                   : ex->status == 404                    ? GIT_CAUSE_NOT_FOUND
@@ -450,7 +452,7 @@ int gitcurl_request(struct git_client *c, const char *url, const struct buf *bod
     pthread_mutex_unlock(&c->stats_lock);
     if (cc != CURLE_OK && errbuf[0])
         log_debug("git: curl: %s", errbuf);
-    rc = outcome(easy, cc, errbuf, ex, redirect, err);
+    rc = outcome(easy, cc, errbuf, c->token, ex, redirect, err);
 out:
     if (easy)
         curl_easy_cleanup(easy);

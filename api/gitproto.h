@@ -2,8 +2,7 @@
  * gitproto.h - git's fetch protocol over smart HTTP as pure functions over
  * bytes (internal to api/; no I/O: git.c feeds what curl hands over).
  *
- * pkt-lines (gitprotocol-common(5)): encoding, and a decoder fed in chunks
- * of any size that holds at most one packet. The discovery answer of GET
+ * On pkt-lines (pktline.h): the discovery answer of GET
  * info/refs: a v0 ref advertisement (capabilities after the first ref's NUL,
  * HEAD's symref, peeled tags as NAME^{}) or a v2 capability advertisement.
  * The v2 ls-refs request and answer. The fetch request for one commit at
@@ -13,7 +12,7 @@
  * error (band 3, or an ERR line).
  *
  * Memory is bounded whatever the server sends: a decoder holds one packet
- * (at most GITPROTO_PKT_MAX bytes), a ref list at most GITPROTO_MAX_REFS
+ * (at most PKT_MAX bytes), a ref list at most GITPROTO_MAX_REFS
  * refs of HEAD, refs/heads/ and refs/tags/ (others are skipped).
  *
  * Errors: -EPROTO for bytes that are not the protocol (a bad length, a line
@@ -29,50 +28,11 @@
 #include <stdint.h>
 
 #include "api/buf.h"
+#include "api/pktline.h"
 
-#define GITPROTO_PKT_MAX 65520 /* a pkt-line's most bytes, its 4-byte length included */
-#define GITPROTO_PKT_DATA_MAX (GITPROTO_PKT_MAX - 4)
 #define GITPROTO_OID_HEX 40
 #define GITPROTO_MAX_REFS 100000
 #define GITPROTO_MESSAGE_MAX 256
-
-enum pkt_type {
-    PKT_DATA,
-    PKT_FLUSH,        /* 0000 */
-    PKT_DELIM,        /* 0001 (v2) */
-    PKT_RESPONSE_END, /* 0002 (v2) */
-};
-
-struct pkt {
-    enum pkt_type type;
-    const char *data; /* PKT_DATA: the payload, NUL-terminated; valid until the next decode */
-    size_t len;
-};
-
-struct pkt_decoder {
-    char head[4];
-    size_t head_len;
-    size_t need; /* payload bytes of the packet being read, once its head is complete */
-    size_t len;  /* of them, bytes read so far */
-    char data[GITPROTO_PKT_DATA_MAX + 1];
-};
-
-void pkt_decoder_init(struct pkt_decoder *d);
-/*
- * Takes bytes from *data (*len of them), advancing both. 1 when a packet is
- * complete (in *out), 0 when every byte was taken and the packet is not yet
- * complete, -EPROTO for a length that is not four hex digits, 3, or above
- * GITPROTO_PKT_MAX.
- */
-int pkt_decode(struct pkt_decoder *d, const char **data, size_t *len, struct pkt *out);
-/* Whether the decoder stands between packets (no partial packet held). */
-int pkt_decoder_idle(const struct pkt_decoder *d);
-
-/* Appends one data packet (-EINVAL when len is 0 or over GITPROTO_PKT_DATA_MAX). */
-int pkt_append(struct buf *b, const char *data, size_t len);
-int pkt_append_str(struct buf *b, const char *line);
-int pkt_append_flush(struct buf *b);
-int pkt_append_delim(struct buf *b);
 
 /* What the server offers, from its advertisement. */
 enum {

@@ -1,8 +1,8 @@
 /*
- * test_gitproto.c - git's wire protocol as bytes (api/gitproto.c): pkt-line
- * tables, answers captured from git's own http-backend
- * (fixtures/git/capture.sh) fed in every chunking, hostile and truncated
- * input, and the exact bytes of the requests.
+ * test_gitproto.c - git's wire protocol as bytes (api/pktline.c,
+ * api/gitproto.c): pkt-line tables, answers captured from git's own
+ * http-backend (fixtures/git/capture.sh) fed in every chunking, hostile and
+ * truncated input, and the exact bytes of the requests.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -227,7 +227,7 @@ static void test_pkt_decode_table(void **state)
 static void test_pkt_decode_largest(void **state)
 {
     struct pkt_decoder *d = malloc(sizeof(*d));
-    size_t len = GITPROTO_PKT_MAX + 4, off, n, left, got = 0;
+    size_t len = PKT_MAX + 4, off, n, left, got = 0;
     char *in = malloc(len);
     struct pkt pkt;
     const char *p;
@@ -237,9 +237,9 @@ static void test_pkt_decode_largest(void **state)
     assert_non_null(d);
     assert_non_null(in);
     memcpy(in, "fff0", 4);
-    for (off = 4; off < GITPROTO_PKT_MAX; off++)
+    for (off = 4; off < PKT_MAX; off++)
         in[off] = (char)(off * 7);
-    memcpy(in + GITPROTO_PKT_MAX, "0000", 4);
+    memcpy(in + PKT_MAX, "0000", 4);
     pkt_decoder_init(d);
     for (off = 0; off < len; off += n) {
         n = 1000 < len - off ? 1000 : len - off;
@@ -248,7 +248,7 @@ static void test_pkt_decode_largest(void **state)
         while (left > 0 && (rc = pkt_decode(d, &p, &left, &pkt)) != 0) {
             assert_int_equal(rc, 1);
             if (pkt.type == PKT_DATA) {
-                assert_int_equal(pkt.len, GITPROTO_PKT_DATA_MAX);
+                assert_int_equal(pkt.len, PKT_DATA_MAX);
                 assert_memory_equal(pkt.data, in + 4, pkt.len);
                 got++;
             } else {
@@ -266,13 +266,13 @@ static void test_pkt_decode_largest(void **state)
 static void test_pkt_encode(void **state)
 {
     struct buf b;
-    char *big = malloc(GITPROTO_PKT_DATA_MAX + 1);
+    char *big = malloc(PKT_DATA_MAX + 1);
     char *out;
     size_t len;
 
     (void)state;
     assert_non_null(big);
-    memset(big, 'x', GITPROTO_PKT_DATA_MAX + 1);
+    memset(big, 'x', PKT_DATA_MAX + 1);
     buf_init(&b, 1 << 20);
     assert_int_equal(pkt_append_str(&b, "hello\n"), 0);
     assert_int_equal(pkt_append_delim(&b), 0);
@@ -287,14 +287,14 @@ static void test_pkt_encode(void **state)
     free(out);
 
     buf_init(&b, 1 << 20);
-    assert_int_equal(pkt_append(&b, big, GITPROTO_PKT_DATA_MAX), 0);
+    assert_int_equal(pkt_append(&b, big, PKT_DATA_MAX), 0);
     out = buf_take(&b, &len);
-    assert_int_equal(len, GITPROTO_PKT_MAX);
+    assert_int_equal(len, PKT_MAX);
     assert_memory_equal(out, "fff0", 4);
     free(out);
 
     buf_init(&b, 1 << 20);
-    assert_int_equal(pkt_append(&b, big, GITPROTO_PKT_DATA_MAX + 1), -EINVAL);
+    assert_int_equal(pkt_append(&b, big, PKT_DATA_MAX + 1), -EINVAL);
     assert_int_equal(pkt_append_str(&b, "later"), -EINVAL); /* the failure sticks */
     buf_release(&b);
     buf_init(&b, 1 << 20);
