@@ -809,6 +809,38 @@ static void test_not_git(void **state)
     git_client_free(c);
 }
 
+/* An error answer's first line is the message, unless it would carry the token. */
+static void test_error_messages(void **state)
+{
+    static const char *const answers[] = {
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
+        "Connection: close\r\n\r\nno\x1b[31m access\nmore\n",
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
+        "Connection: close\r\n\r\nbad password s3cr3t\n",
+    };
+    static const char *const messages[] = {"HTTP 403: no?[31m access", "HTTP 401"};
+    struct canned script[1];
+    struct canned_server s;
+    struct git_client *c;
+    struct git_remote *r = NULL;
+    struct git_error err;
+    char base[64];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        script[0] = (struct canned){CANNED_REPLY, answers[i], 0, 0, 0};
+        assert_int_equal(server_start(&s, script, 1), 0);
+        snprintf(base, sizeof(base), "http://127.0.0.1:%d", s.port);
+        c = client(base, "s3cr3t", 5000);
+        assert_int_equal(git_discover(c, "ws", "r", &r, &err), -EACCES);
+        assert_int_equal(err.cause, GIT_CAUSE_AUTH);
+        assert_string_equal(err.message, messages[i]);
+        git_client_free(c);
+        server_release(&s);
+    }
+}
+
 static void test_client_refuses(void **state)
 {
     static const struct {
@@ -875,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_redirects),
         cmocka_unit_test(test_silent_server),
         cmocka_unit_test(test_not_git),
+        cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_client_refuses),
     };
     int failed;
