@@ -239,6 +239,23 @@ static int add_tip(struct api_ref_list *list, const char *name, const char *comm
     return 0;
 }
 
+/* Sorts list by name and keeps one of the refs a server named twice. */
+static void sort_unique(struct api_ref_list *list)
+{
+    size_t i, kept = 0;
+
+    if (list->count > 1)
+        qsort(list->items, list->count, sizeof(struct api_ref), ref_cmp);
+    for (i = 0; i < list->count; i++) {
+        if (kept > 0 && strcmp(list->items[kept - 1].name, list->items[i].name) == 0) {
+            free(list->items[i].name);
+            continue;
+        }
+        list->items[kept++] = list->items[i];
+    }
+    list->count = kept;
+}
+
 static int tips_from_refs(const struct gitproto_refs *refs, struct git_tips *out)
 {
     const struct gitproto_ref *r;
@@ -271,10 +288,8 @@ static int tips_from_refs(const struct gitproto_refs *refs, struct git_tips *out
         git_tips_release(out);
         return rc;
     }
-    if (out->branches.count > 1)
-        qsort(out->branches.items, out->branches.count, sizeof(struct api_ref), ref_cmp);
-    if (out->tags.count > 1)
-        qsort(out->tags.items, out->tags.count, sizeof(struct api_ref), ref_cmp);
+    sort_unique(&out->branches);
+    sort_unique(&out->tags);
     return 0;
 }
 

@@ -630,17 +630,32 @@ static void test_token_never_logged(void **state)
 
 /* ---- canned answers ---- */
 
-/* A canned 200 answer to discovery: a v0 advertisement of HEAD alone. *len gets its length. */
-static char *adv_response(size_t *len)
+#define ONES "1111111111111111111111111111111111111111"
+#define TWOS "2222222222222222222222222222222222222222"
+
+/*
+ * A canned 200 answer to discovery: a v0 advertisement of HEAD alone, or
+ * (hostile) with refs a careless or malicious server might send. *len gets
+ * its length.
+ */
+static char *adv_response_of(int hostile, size_t *len)
 {
+    static const char first[] = ONES " HEAD\0shallow side-band-64k symref=HEAD:refs/heads/main\n";
+    static const char *const refs[] = {
+        TWOS " refs/heads/zeta\n", ONES " refs/heads/main\n",  TWOS " refs/heads/main\n",
+        ONES " refs/heads/\n",     TWOS " refs/heads/a\tb\n",  TWOS " refs/tags/v1\n",
+        ONES " refs/tags/v1^{}\n", ONES " refs/pull/1/head\n",
+    };
     struct buf body, all;
     char head[256], *text, *out;
-    size_t body_len;
+    size_t body_len, i;
 
     buf_init(&body, 4096);
     pkt_append_str(&body, "# service=git-upload-pack\n");
     pkt_append_flush(&body);
-    pkt_append(&body, "1111111111111111111111111111111111111111 HEAD\0shallow side-band-64k\n", 68);
+    pkt_append(&body, first, sizeof(first) - 1);
+    for (i = 0; hostile && i < sizeof(refs) / sizeof(refs[0]); i++)
+        pkt_append_str(&body, refs[i]);
     pkt_append_flush(&body);
     text = buf_take(&body, &body_len);
     assert_non_null(text);
@@ -655,6 +670,49 @@ static char *adv_response(size_t *len)
     assert_non_null(out);
     free(text);
     return out;
+}
+
+static char *adv_response(size_t *len)
+{
+    return adv_response_of(0, len);
+}
+
+/* Tips from a hostile advertisement: sorted, one of each name, no empty name, tags peeled. */
+static void test_tips_from_a_hostile_advertisement(void **state)
+{
+    struct canned script[1];
+    struct canned_server s;
+    struct git_client *c;
+    struct git_remote *r = NULL;
+    struct git_tips tips;
+    char base[64], *adv;
+    size_t adv_len;
+
+    (void)state;
+    adv = adv_response_of(1, &adv_len);
+    script[0] = (struct canned){CANNED_REPLY, adv, 0, adv_len, 0};
+    assert_int_equal(server_start(&s, script, 1), 0);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", s.port);
+    c = client(base, "s3cr3t", 5000);
+    assert_int_equal(git_discover(c, "ws", "r", &r, NULL), 0);
+    assert_int_equal(git_remote_tips(c, r, &tips, NULL), 0);
+    server_stop(&s);
+    assert_int_equal(s.nrequests, 1); /* v0: the tips come with the advertisement */
+    assert_string_equal(tips.head, "main");
+    assert_string_equal(tips.head_commit, ONES);
+    assert_int_equal(tips.branches.count, 3);
+    assert_string_equal(tips.branches.items[0].name, "a\tb"); /* kept: fs/ decides on names */
+    assert_string_equal(tips.branches.items[1].name, "main");
+    assert_string_equal(tips.branches.items[2].name, "zeta");
+    assert_string_equal(tips.branches.items[2].target, TWOS);
+    assert_int_equal(tips.tags.count, 1);
+    assert_string_equal(tips.tags.items[0].name, "v1");
+    assert_string_equal(tips.tags.items[0].target, ONES);
+    git_tips_release(&tips);
+    git_remote_free(r);
+    git_client_free(c);
+    server_release(&s);
+    free(adv);
 }
 
 static void test_credentials_are_basic_x_token_auth(void **state)
@@ -904,6 +962,7 @@ int main(void)
     };
     const struct CMUnitTest canned_tests[] = {
         cmocka_unit_test(test_credentials_are_basic_x_token_auth),
+        cmocka_unit_test(test_tips_from_a_hostile_advertisement),
         cmocka_unit_test(test_redirects),
         cmocka_unit_test(test_silent_server),
         cmocka_unit_test(test_not_git),
