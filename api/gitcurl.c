@@ -273,8 +273,16 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
     const char *v;
 
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* a new response's status line ("HTTP/1.1 200 OK", "HTTP/2 404"): three digits */
         v = memchr(data, ' ', n);
-        ex->status = v && (size_t)(v - data) + 4 <= n ? strtol(v + 1, NULL, 10) : 0;
+        ex->status = 0;
+        for (vlen = v ? (size_t)(v - data) + 1 : n; vlen < n && ex->status < 100; vlen++) {
+            if (data[vlen] < '0' || data[vlen] > '9') {
+                ex->status = 0;
+                break;
+            }
+            ex->status = ex->status * 10 + (data[vlen] - '0');
+        }
         ex->content_type[0] = '\0';
         return n;
     }
