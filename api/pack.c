@@ -433,13 +433,13 @@ int pack_read_file(struct pack *p, const char *commit, const char *path, int fd,
     int rc;
 
     *size = 0;
+    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+        return -errno;
     rc = lookup_blob(p, commit, path, &id, &len);
     if (rc < 0)
         return rc;
     if (len > PACK_MAX_BLOB)
         return -EFBIG;
-    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
-        return -errno;
     rc = git_odb_read(&obj, p->odb, &id); /* the object database needs no lock */
     if (rc < 0)
         return missing(rc, "cannot read a blob");

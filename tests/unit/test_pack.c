@@ -535,29 +535,26 @@ static void test_read_files(void **state)
     struct pack *p;
     uint64_t size;
     size_t i;
-    int fd = open("/dev/null", O_WRONLY);
+    char tmp[] = "/tmp/bbfs-test-read-XXXXXX";
+    int fd = mkstemp(tmp);
 
     (void)state;
     p = open_main(commit, "idx-read");
     for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
         check_read(p, commit, paths[i]);
     /* names git quotes: found by the name as it is */
-    {
-        char tmp[] = "/tmp/bbfs-test-read-XXXXXX";
-        int tfd = mkstemp(tmp);
-
-        unlink(tmp);
-        assert_int_equal(pack_read_file(p, commit, name, tfd, &size), 0);
-        assert_int_equal(size, 9);
-        assert_int_equal(pack_read_file(p, commit, "names/\xff\xfe latin", tfd, &size), 0);
-        assert_int_equal(size, 14);
-        close(tfd);
-    }
+    assert_int_equal(pack_read_file(p, commit, name, fd, &size), 0);
+    assert_int_equal(size, 9);
+    assert_int_equal(pack_read_file(p, commit, "names/\xff\xfe latin", fd, &size), 0);
+    assert_int_equal(size, 14);
     assert_int_equal(pack_read_file(p, commit, "src", fd, &size), -ENOENT);
     assert_int_equal(pack_read_file(p, commit, "vendor/lib", fd, &size), -ENOENT);
     assert_int_equal(pack_read_file(p, commit, "", fd, &size), -ENOENT);
+    assert_int_equal(write(fd, "stale", 5), 5);
     assert_int_equal(pack_read_file(p, commit, "nope", fd, &size), -ENOENT);
     assert_int_equal(size, 0);
+    assert_int_equal(lseek(fd, 0, SEEK_END), 0); /* nothing left after a failure */
+    unlink(tmp);
     close(fd);
     pack_close(p);
 }
@@ -742,7 +739,12 @@ static void test_large_blob(void **state)
     fd = pack_of("large", NULL);
     commit = git("rev-parse large");
     fresh_dir(dir, sizeof(dir), "idx-large");
-    out = open("/dev/null", O_WRONLY);
+    {
+        char tmp[] = "/tmp/bbfs-test-large-XXXXXX";
+
+        out = mkstemp(tmp);
+        unlink(tmp);
+    }
     reset_peak_rss();
     assert_int_equal(pack_index(dir, fd, name), 0);
     assert_int_equal(pack_open(dir, name, &p), 0);
@@ -751,7 +753,9 @@ static void test_large_blob(void **state)
     assert_int_equal(list.items[0].size, LARGE_SIZE);
     api_entry_list_release(&list);
     /* too big to read into memory: refused before a byte is read, for the API to serve */
+    assert_int_equal(write(out, "stale", 5), 5);
     assert_int_equal(pack_read_file(p, commit, "big/large.bin", out, &size), -EFBIG);
+    assert_int_equal(lseek(out, 0, SEEK_END), 0);
     close(out);
     {
         char tmp[] = "/tmp/bbfs-test-small-XXXXXX";
