@@ -11,12 +11,12 @@
 VERSION := 0.1.0
 CC ?= gcc
 PYTHON := /usr/bin/python3
-PKGS := fuse3 libcurl jansson openssl hiredis
+PKGS := fuse3 libcurl jansson openssl libgit2 hiredis
 
 # Debian packages the build, tests and demo need (checked with dpkg-query).
 DEB_PACKAGES := build-essential pkg-config git fuse3 libfuse3-dev libcurl4-openssl-dev \
 	libjansson-dev libssl-dev libcmocka-dev python3 python3-pytest python3-pytest-timeout \
-	curl attr groff-base jq openssl libhiredis-dev redis-server
+	curl attr groff-base jq openssl libgit2-dev libhiredis-dev redis-server
 
 WARNINGS := -std=gnu11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wvla

@@ -25,6 +25,7 @@ always stopped, also on Ctrl-C. Python 3 standard library only.
 """
 
 import argparse
+import base64
 import datetime
 import json
 import os
@@ -530,7 +531,8 @@ done'''
     def git_env(self):
         return env_plain(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_TERMINAL_PROMPT="0",
                          GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
-                         GIT_CONFIG_VALUE_0="Authorization: Bearer " + TOKEN)
+                         GIT_CONFIG_VALUE_0="Authorization: Basic "
+                         + base64.b64encode(("x-token-auth:" + TOKEN).encode()).decode())
 
     def run_diy(self, op, runs):
         """[(label, [results])] of the do-it-yourself ways of OP."""

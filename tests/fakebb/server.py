@@ -19,9 +19,9 @@ Usage: server.py --data DATA.json [--host H] [--port P] [--port-file F] [--log F
                  [--latency-ms N] [--max-pagelen N] [--lfs-port P] [--static-heads]
                  [--no-304] [--tls-cert PEM [--tls-key PEM]]
 
-It also serves the repositories over git's smart HTTP protocol (`git http-backend` as a
-CGI) under /git/WORKSPACE/SLUG.git/, for `git clone` (the benchmark's do-it-yourself
-comparison).
+It also serves the repositories over git's smart HTTP protocol (githttp.py: `git
+http-backend` as a CGI) under /WORKSPACE/SLUG.git/ as bitbucket.org does, and under
+/git/WORKSPACE/SLUG.git/.
 
 Python 3 standard library only; run with /usr/bin/python3.
 """
@@ -48,6 +48,8 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, unquote, unquote_to_bytes, urlsplit
+
+import githttp
 
 # Error messages, verbatim from the real API where known (bitbucket-api.md §3.10).
 MSG_BAD_TOKEN = "Token is invalid, expired, or not supported for this endpoint."
@@ -754,6 +756,7 @@ class Knobs:
                          "no_304": no_304, "rate_budget": None, "max_depth_limit": None,
                          "lfs_size": "content", "lfs_status": 302}
         self.defaults.update({k: None for k in FAULT_KNOBS + ("slow_body",)})
+        self.defaults.update(githttp.KNOBS)
         self.values = dict(self.defaults)
         # rate_budget: {hash of the token: times of the requests it was granted}, oldest first
         self.spent = {}
@@ -823,6 +826,8 @@ class Knobs:
                 value = None if value is None else self._rate_budget(value)
             elif key == "max_depth_limit":
                 value = None if value is None else self._max_depth_limit(value)
+            elif key in githttp.KNOBS:
+                value = githttp.check_knob(key, value)
             elif value is not None:
                 value = self._fault(key, value)
             clean[key] = value
@@ -2191,8 +2196,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         hub = self.server.hub
-        if self.kind == "api" and (self.path == "/git" or self.path.startswith("/git/")):
-            return self.git_http(method)
+        if self.kind == "api" and githttp.is_git_path(self.path):
+            return githttp.serve(self, method, sys.modules[__name__])
         body = self.read_body()
         split = urlsplit(self.path)
         raw_path, query = split.path, split.query
@@ -2461,137 +2466,6 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             status, out = 400, {"error": str(e)}
         self.send(Response(status, json_bytes(out)), head=(method == "HEAD"))
-
-
-    # ---- git smart HTTP (git http-backend as a CGI), for `git clone` of a repository
-
-    def read_git_body(self):
-        """The request body, de-chunked (git sends big POSTs with chunked encoding)."""
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
-            while True:
-                line = self.rfile.readline(65537)
-                if not line:
-                    raise ConnectionError("chunked body cut short")
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass                       # trailers
-                    break
-                parts.append(self.rfile.read(size))
-                self.rfile.readline(65537)         # CRLF after each chunk
-            return b"".join(parts)
-        return self.read_body()
-
-    def git_token(self):
-        """The token of a `Bearer TOKEN` or `Basic x-token-auth:TOKEN` header, or None."""
-        scheme, _, value = self.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() == "bearer":
-            return value.strip()
-        if scheme.lower() == "basic":
-            try:
-                user, _, token = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return None
-            return token if user == "x-token-auth" else None
-        return None
-
-    def git_http(self, method):
-        """/git/WS/SLUG.git/...: `git http-backend` for the repository's git directory.
-        Read-only (upload-pack only), needs the bearer token or basic auth
-        `x-token-auth:TOKEN` of a token that sees the repository; 401 with a Basic
-        challenge otherwise (so git retries with the credentials of its URL). Logged with
-        "server": "git"; the latency knob applies as it does to /2.0."""
-        hub = self.server.hub
-        split = urlsplit(self.path)
-        raw_path, query = split.path, split.query
-        started = time.time()
-        record = {"time": started, "server": "git", "method": method, "path": raw_path,
-                  "query": query, "status": None, "auth": False,
-                  "conn": "%s:%s" % self.client_address[:2], "bytes": 0}
-        try:
-            body = self.read_git_body()
-        except (ConnectionError, ValueError):
-            self.close_connection = True
-            return
-        latency = hub.knobs.snapshot()["latency_ms"]
-        if latency:
-            hub.stopping.wait(latency / 1000.0)
-        resp = self.git_response(method, raw_path, query, body, record)
-        record["status"] = resp.status
-        self.send(resp, head=(method == "HEAD"), record=record)
-
-    def git_response(self, method, raw_path, query, body, record):
-        text = lambda st, msg, headers=None: Response(st, msg.encode() + b"\n", content_type="text/plain",
-                                                       headers=headers)
-        m = re.fullmatch(r"/git/([^/]+)/([^/]+?)(?:\.git)?(/.*)", raw_path)
-        if method not in ("GET", "POST", "HEAD"):
-            return text(405, "Method not allowed")
-        token = self.git_token()
-        data = self.server.hub.store.get()
-        if token is None or token not in data.get("tokens", {}):
-            return text(401, "Authentication required",
-                        [("WWW-Authenticate", 'Basic realm="fakebb git"')])
-        record["auth"] = True
-        if not m:
-            return text(404, "Not found")
-        req = Request(self.server.hub.api, "GET", raw_path, "", {"Authorization": "Bearer " + token},
-                      self.headers.get("Host") or "")
-        req.authenticate()
-        try:
-            _ws, _wsrec, _slug, rec = req.repo(unquote(m.group(1)), unquote(m.group(2)))
-        except ApiError:
-            return text(404, "Repository not found")
-        git = GitRepo(rec.get("git_dir"))
-        if not git.dir:
-            return text(404, "Repository not found")
-        if "git-receive-pack" in raw_path or "service=git-receive-pack" in query:
-            return text(403, "Read-only")
-        env = dict(_GIT_ENV)
-        env.update({
-            "GIT_PROJECT_ROOT": os.path.abspath(git.dir), "GIT_HTTP_EXPORT_ALL": "1",
-            "PATH_INFO": unquote(m.group(3)), "QUERY_STRING": query, "REQUEST_METHOD": method,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": self.client_address[0],
-            "GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*",
-            "GIT_CONFIG_KEY_1": "http.receivepack", "GIT_CONFIG_VALUE_1": "false"})
-        for header, var in (("Content-Encoding", "HTTP_CONTENT_ENCODING"),
-                            ("Git-Protocol", "GIT_PROTOCOL")):
-            if self.headers.get(header):
-                env[var] = self.headers[header]
-        f = tempfile.TemporaryFile(prefix="fakebb-git-")
-        try:
-            rc = subprocess.run(["git", "http-backend"], input=body, stdout=f,
-                                stderr=subprocess.DEVNULL, env=env, timeout=600).returncode
-        except (OSError, subprocess.TimeoutExpired) as e:
-            f.close()
-            return text(500, "git http-backend failed: %s" % e)
-        f.seek(0)
-        head = b""
-        while b"\r\n\r\n" not in head and b"\n\n" not in head:
-            more = f.read(4096)
-            if not more:
-                break
-            head += more
-        sep = b"\r\n\r\n" if b"\r\n\r\n" in head else b"\n\n"
-        if rc != 0 or sep not in head:
-            f.close()
-            return text(500, "git http-backend failed")
-        cgi_head, rest = head.split(sep, 1)
-        f.seek(len(cgi_head) + len(sep))
-        status, ctype, headers = 200, None, []
-        for line in cgi_head.decode("latin-1").splitlines():
-            k, _, v = line.partition(":")
-            k, v = k.strip(), v.strip()
-            if k.lower() == "status":
-                status = int(v.split()[0])
-            elif k.lower() == "content-type":
-                ctype = v
-            elif k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                headers.append((k, v))
-        resp = Response.from_file(f, ctype, headers)
-        resp.status = status
-        return resp
 
 
 class LfsHandler(Handler):
