@@ -53,6 +53,10 @@ def failed_get(path_re, cause_re):
     return rf"GET https?://[^/\s]+/2\.0/{path_re}: {cause_re}"
 
 
+# curl's words for a body cut short (a `reset` fault), with the attempts bbfs made
+CUT_SHORT = r"(Transferred a partial file|Recv failure|Connection reset)[^(]*\(\d+ attempts?\)$"
+
+
 def logged(mount, mark, cause_re):
     """bbfs's stderr lines since MARK, asserted to be exactly one, naming CAUSE_RE."""
     lines = mount.stderr_since(mark)

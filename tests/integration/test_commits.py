@@ -148,7 +148,8 @@ def readdir_order(path):
 
 
 def commit_pages(entries):
-    return [e for e in entries if e["path"].startswith(f"/2.0/repositories/acme/{LONG_SLUG}/commits")]
+    prefix = f"/2.0/repositories/acme/{LONG_SLUG}/commits"
+    return [e for e in entries if e["path"].startswith(prefix)]
 
 
 def test_commit_limit_default_is_100_newest_first(mount_factory, fakebb_factory, long_demo):
