@@ -368,7 +368,8 @@ def test_huge_commit_json_is_eio_within_timeout(mount_factory, server, demo):
 
 @pytest.mark.timeout(150)
 def test_short_load_with_faults(files_demo, tmp_path):
-    """tests/load.py for 10 s with 8 readers (make load runs it for 120 s with 16)."""
+    """tests/load.py for 10 s with 8 readers (make load runs it for 120 s with 16), then its
+    closing calm, where any EIO fails the run."""
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     try:
         import load
@@ -379,3 +380,4 @@ def test_short_load_with_faults(files_demo, tmp_path):
     assert summary["failures"] == [], summary["failures"]
     assert summary["operations"] > 50, summary
     assert summary["bytes_compared"] > 0, summary
+    assert summary["operations_with_no_fault_near"] > 0, summary
