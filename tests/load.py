@@ -61,7 +61,7 @@ BBFS_TIMEOUT = 5         # -o timeout=
 BBFS_TTL = 2             # -o ttl=: listings are revalidated during the run, under faults
 GRACE = BBFS_TIMEOUT + 12  # an EIO this long after a fault still counts as "near a fault"
 STORM = (10.0, 20.0)       # seconds of faults coming and going ...
-CALM = (GRACE + 5.0, GRACE + 10.0)   # ... then seconds without any, the last GRACE unexcused
+CALM = (GRACE + 5.0, GRACE + 10.0)   # ... then seconds without any: after GRACE, nothing may fail
 CLOSING = 5.0              # seconds of the closing calm checked after its GRACE
 SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer"
                        r"|runtime error|Segmentation fault|SUMMARY: ")
