@@ -66,14 +66,13 @@ def logged(mount, mark, cause_re):
     return lines[0]
 
 
-def bare_mount(server, mnt, stderr_path, env, target="acme/PLAT", options=(), args=(),
-               token_file=None):
-    """bbfs -f with only api_url= and token_file= (no cache_dir=), in ENV: a Mount whose
-    unmount() the caller must call (it returns the problems, like the harness's)."""
+def bare_mount(server, mnt, stderr_path, env, token_file):
+    """bbfs -f acme/PLAT with only api_url= and token_file= (no cache_dir=), in ENV: a Mount
+    whose unmount() the caller must call (it returns the problems, like the harness's)."""
     Path(mnt).mkdir(parents=True, exist_ok=True)
-    opts = [f"api_url={server.url}", f"token_file={token_file}", *options]
+    opts = f"api_url={server.url},token_file={token_file}"
     errf = open(stderr_path, "wb")
-    proc = subprocess.Popen([bbfs_binary(), "-f", *args, "-o", ",".join(opts), target, str(mnt)],
+    proc = subprocess.Popen([bbfs_binary(), "-f", "-o", opts, "acme/PLAT", str(mnt)],
                             stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, env=env)
     errf.close()
     m = Mount(mnt, proc, stderr_path, (), server)
