@@ -1,7 +1,8 @@
 """
 branches/, tags/ and HEAD: one symlink per ref into commits/, names with
-slashes as nested directories, HEAD naming the main branch, compared with
-what git itself says about the demo repositories.
+slashes as nested directories, HEAD naming the main branch, a tag listing of
+many pages walked to its end, compared with what git itself says about the
+demo repositories.
 """
 
 import math
