@@ -14,8 +14,10 @@ run) and warm (the same mount, right after the cold pass). It prints one table:
   bound      the lower bound: dependent round trips x latency + bytes / loopback bandwidth
              (round trips per operation: see BOUNDS below and bench/RESULTS.md)
   ratio      wall / bound (cold rows); wall / tmpfs wall (warm rows)
-  DIY rows   the same work done by hand in the same run: sequential `curl` paging through
-             the API, `git clone` over the fake server's git smart HTTP (/git/...)
+  DIY rows   the same work done by hand in the same run: `curl` paging through the API (one
+             process per page, and the best a script does: pages 2..n in one kept-alive
+             process), `git ls-remote`, `git clone` and `git clone --depth 1` over the fake
+             server's git smart HTTP (/git/..., HTTP Basic x-token-auth from a 0600 file)
   tmpfs      the warm tree copied (cp -a) to /dev/shm and the same command run there
   RSS        bbfs's VmHWM (from /proc/PID/status) after the warm pass, largest of the runs
 
@@ -122,6 +124,14 @@ while True:
 os.close(fd)
 print(json.dumps({"ttfb": t1 - t0, "total": time.monotonic() - t0, "bytes": n}))
 """
+
+
+def private_file(path, text):
+    """PATH (mode 0600) holding TEXT, a secret; returns PATH."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 def read_file_timed(path, timeout=CMD_TIMEOUT):
@@ -437,11 +447,11 @@ class Bench:
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="bbfs-bench-"))
         self.shm = pathlib.Path(tempfile.mkdtemp(prefix="bbfs-bench-", dir="/dev/shm"))
         self.token_file = self.workdir / "token"
-        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(TOKEN + "\n")
-        self.hdr_file = self.workdir / "auth-header"
-        self.hdr_file.write_text("Authorization: Bearer %s\n" % TOKEN)
+        private_file(self.token_file, TOKEN + "\n")
+        self.hdr_file = private_file(self.workdir / "auth-header", "Authorization: Bearer %s\n" % TOKEN)
+        basic = base64.b64encode(("x-token-auth:" + TOKEN).encode()).decode()
+        self.git_config = private_file(self.workdir / "gitconfig",
+                                       "[http]\n\textraHeader = Authorization: Basic %s\n" % basic)
         self.server = Server(self.data_json, self.workdir, self.latency).start()
         self.measure_bandwidth()
 
@@ -528,11 +538,36 @@ while [ -n "$url" ]; do
 done'''
         return run_timed(["/bin/bash", "-c", script, "paging", url, str(self.hdr_file), str(out_file)])[0]
 
+    def curl_pages_keepalive(self, url, out_file):
+        """The best a shell script does with curl: page 1, then (its `size` and `pagelen` say
+        how many pages there are) every other page by its `page=N` URL in one curl process,
+        one after the other on one kept-alive connection. A listing without `size` (tags)
+        can only be followed by `next`, one curl per page."""
+        script = r'''
+url="$1"; hdr="$2"; out="$3"; : > "$out"
+curl -sS --fail -H @"$hdr" -o "$out.1" "$url" || exit 1
+cat "$out.1" >> "$out"; echo >> "$out"
+IFS='|' read -r size pagelen next < <(jq -r '"\(.size // "")|\(.pagelen)|\(.next // "")"' "$out.1")
+if [ -n "$size" ] && [ -n "$next" ]; then
+  n=$(( (size + pagelen - 1) / pagelen )); args=()
+  for ((p = 2; p <= n; p++)); do args+=(-o "$out.$p" "${next/page=2/page=$p}"); done
+  curl -sS --fail -H @"$hdr" "${args[@]}" || exit 1
+  for ((p = 2; p <= n; p++)); do cat "$out.$p" >> "$out"; echo >> "$out"; done
+else
+  while [ -n "$next" ]; do
+    curl -sS --fail -H @"$hdr" -o "$out.p" "$next" || exit 1
+    cat "$out.p" >> "$out"; echo >> "$out"
+    next=$(jq -r '.next // ""' "$out.p")
+  done
+fi'''
+        return run_timed(["/bin/bash", "-c", script, "paging", url, str(self.hdr_file), str(out_file)])[0]
+
     def git_env(self):
-        return env_plain(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_TERMINAL_PROMPT="0",
-                         GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
-                         GIT_CONFIG_VALUE_0="Authorization: Basic "
-                         + base64.b64encode(("x-token-auth:" + TOKEN).encode()).decode())
+        """git over the fake's smart HTTP as Bitbucket takes it: HTTP Basic, user
+        x-token-auth, sent up front from a 0600 config file (never argv, a URL or the
+        environment, which `ps` shows)."""
+        return env_plain(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(self.git_config),
+                         GIT_TERMINAL_PROMPT="0")
 
     def run_diy(self, op, runs):
         """[(label, [results])] of the do-it-yourself ways of OP."""
@@ -553,19 +588,22 @@ done'''
                 out.append(self.measure(fn))
             return out
 
+        repos = "%s/repositories/%s?q=%s&pagelen=100" % (api, WS, q)
+        refs = ["%s/repositories/%s/big/refs/%s?pagelen=100" % (api, WS, kind) for kind in ("branches", "tags")]
+        paging = (("curl, a process per page", self.curl_pages),
+                  ("curl keep-alive, pages 2..n in one process", self.curl_pages_keepalive))
         if op == "ws-ls":
-            rows.append(("curl, sequential paging", repeat(lambda: self.curl_pages(
-                "%s/repositories/%s?q=%s&pagelen=100" % (api, WS, q), tmp / "pages"))))
+            for label, pages in paging:
+                rows.append((label, repeat(lambda: pages(repos, tmp / "pages"))))
         elif op == "ws-grep":
-            def f():
-                dt = self.curl_pages("%s/repositories/%s?q=%s&pagelen=100" % (api, WS, q), tmp / "pages")
-                return dt + run_timed("grep -o '\"language\":\"c\"' %s | wc -l" % (tmp / "pages"))[0]
-            rows.append(("curl paging + grep", repeat(f)))
+            for label, pages in paging:
+                def f():
+                    dt = pages(repos, tmp / "pages")
+                    return dt + run_timed("grep -o '\"language\":\"c\"' %s | wc -l" % (tmp / "pages"))[0]
+                rows.append((label + " + grep", repeat(f)))
         elif op == "refs-ls":
-            def f():
-                return (self.curl_pages("%s/repositories/%s/big/refs/branches?pagelen=100" % (api, WS), tmp / "b")
-                        + self.curl_pages("%s/repositories/%s/big/refs/tags?pagelen=100" % (api, WS), tmp / "t"))
-            rows.append(("curl, sequential paging", repeat(f)))
+            for label, pages in paging:
+                rows.append((label, repeat(lambda: pages(refs[0], tmp / "b") + pages(refs[1], tmp / "t"))))
             rows.append(("git ls-remote", repeat(lambda: run_timed(
                 ["git", "ls-remote", git_url], env=self.git_env())[0])))
         elif op == "commits-ls":
@@ -575,16 +613,13 @@ done'''
         elif op.startswith("tree-"):
             local = {"tree-lsR": ["ls", "-lR"], "tree-find": ["find"], "tree-grep": ["grep", "-r", "TODO"]}[op]
 
-            def f():
-                dt = run_timed(["git", "clone", "-q", git_url, str(tmp / "big")], env=self.git_env())[0]
-                return dt + run_timed(local + [str(tmp / "big")])[0]
-            rows.append(("git clone + %s" % " ".join(local), repeat(f)))
-            if op == "tree-grep":
-                def g():
-                    dt = run_timed(["git", "clone", "-q", "--depth", "1", git_url, str(tmp / "big")],
+            for depth in ([], ["--depth", "1"]):
+                def f():
+                    dt = run_timed(["git", "clone", "-q", *depth, git_url, str(tmp / "big")],
                                    env=self.git_env())[0]
                     return dt + run_timed(local + [str(tmp / "big")])[0]
-                rows.append(("git clone --depth 1 + grep -r", repeat(g)))
+                rows.append(("git clone %s+ %s" % (" ".join(depth) + " " if depth else "", " ".join(local)),
+                             repeat(f)))
         elif op == "file":
             def f():
                 _, out = run_timed(["curl", "-sS", "--fail", "-o", "/dev/null", "-H", "@%s" % self.hdr_file,
@@ -771,7 +806,7 @@ def main(argv=None):
             ap.error("unknown operation(s) %s; known: %s" % (", ".join(bad), ", ".join(OPS)))
     if not os.access(args.bbfs, os.X_OK):
         ap.error("no bbfs binary at %s (make all)" % args.bbfs)
-    for tool in ("fusermount3", "curl", "git"):
+    for tool in ("fusermount3", "curl", "git", "jq"):
         if not shutil.which(tool):
             ap.error("%s is missing (make deps)" % tool)
 

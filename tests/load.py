@@ -7,19 +7,27 @@
 Builds the `files` repository (tests/fakebb/fixture.py, build_tree_fixture) unless --data
 names a data.json, starts the fake server (tests/fakebb/server.py) and mounts bbfs on the
 workspace with a short ttl and timeout. READERS threads then run random operations for
-DURATION seconds over the tree at several commits (the root, the tags, the branch tips,
-the merge): `find` of a directory, `stat`, `cat` (or `sha256sum` of big files),
+DURATION seconds, and through a closing calm after it, over the tree at several commits
+(the root, the tags, the branch tips, the merge): `find` of a directory, `stat`, `cat` (or `sha256sum` of big files),
 `readlink`, `grep -r` of a directory, `cat commit.json`. Every operation is a subprocess
 with a timeout (the test never touches the mount itself) and every answer is compared
 with git: names, types, sizes, link targets, and every byte read.
 
-Meanwhile a thread toggles faults on the fake server: short 500/503 bursts (a few
-requests, on one kind of URL or all), longer outages of a second or two, cut bodies and
-latency. A read that fails with EIO is counted (by whether a fault was active around
-it); a wrong byte, a wrong name or size, ENOENT for what exists, an operation that does
-not end within its timeout (a hang), bbfs dying, a sanitizer report on its stderr, or
-VmRSS growing by more than 50% (and more than 8 MiB) between the end of the warm-up
-(the first quarter of the run) and the end is a failure.
+Meanwhile a thread makes storms of faults on the fake server, each followed by a calm:
+during a storm it toggles short 500/503 bursts (a few requests, on one kind of URL or
+all), longer outages of a second or two, cut bodies and latency; a calm has no fault for
+longer than GRACE. After DURATION the faults stop and the readers go on through a
+closing calm (GRACE + CLOSING seconds).
+
+An operation that fails with EIO while a fault is near (one was active at some point
+from GRACE seconds before it began until it ended: bbfs's retries of a request made
+before it may run for the whole timeout, and it may then wait before asking again) is
+counted. Any other failure fails the run: EIO with no fault near, any other errno, a
+wrong byte, a wrong name or size, ENOENT for what exists, an operation that does not end
+within its timeout (a hang), bbfs dying, a sanitizer report on its stderr, or VmRSS
+growing by more than 50% (and more than 8 MiB) between the end of the warm-up (the first
+quarter of the run, closing calm included) and the end. The summary says how many operations ran with no fault
+near (in the calms), so that a run which never checked that cannot pass unnoticed.
 
 Prints a summary (operations, errors by errno, bytes compared, RSS start/warm/end/peak)
 and exits 1 on any failure. Always unmounts and stops the server. Also imported by
@@ -51,7 +59,10 @@ OP_TIMEOUT = 60          # seconds: an operation that takes longer is a hang
 BIG = 1 << 20            # files bigger than this are checked by SHA-256, not held in memory
 BBFS_TIMEOUT = 5         # -o timeout=
 BBFS_TTL = 2             # -o ttl=: listings are revalidated during the run, under faults
-GRACE = BBFS_TIMEOUT + 12  # an EIO this long after a fault still counts as "during a fault"
+GRACE = BBFS_TIMEOUT + 12  # an EIO this long after a fault still counts as "near a fault"
+STORM = (10.0, 20.0)       # seconds of faults coming and going ...
+CALM = (GRACE + 5.0, GRACE + 10.0)   # ... then seconds without any: after GRACE, nothing may fail
+CLOSING = 5.0              # seconds of the closing calm checked after its GRACE
 SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer"
                        r"|runtime error|Segmentation fault|SUMMARY: ")
 
@@ -389,7 +400,8 @@ class Reader:
 
 
 class Faults(threading.Thread):
-    """Toggles faults on the server until stopped; remembers when each was active."""
+    """Storms of faults, each followed by a calm, until stopped; remembers when each fault
+    was active."""
 
     def __init__(self, server, rng, stop, log):
         super().__init__(daemon=True)
@@ -400,40 +412,60 @@ class Faults(threading.Thread):
         self.error = None
 
     def active_near(self, t0, t1):
+        """Whether a fault was active at some point from GRACE s before t0 until t1."""
         with self.lock:
-            return any(s - 1 <= t1 and (e is None or t0 <= e + GRACE) for s, e in self.windows)
+            return any(s - 0.5 <= t1 and (e is None or t0 <= e + GRACE) for s, e in self.windows)
+
+    def last_end(self, t):
+        """Seconds from the end of the last fault before T to T (None: no fault yet)."""
+        with self.lock:
+            ends = [e for s, e in self.windows if e is not None and e <= t]
+        return t - max(ends) if ends else None
 
     def run(self):
         try:
-            while not self.stop.wait(self.rng.uniform(1.5, 4.0)):
-                kind = self.rng.choice(["burst", "burst", "outage", "latency", "cut"])
-                where = self.rng.choice([None, "/src/", "/refs", "/commit", "/repositories/acme",
-                                         "/media/"])
-                status = self.rng.choice([500, 503])
-                with self.lock:
-                    self.windows.append([time.monotonic(), None])
-                self.count[kind] += 1
-                if kind == "burst":      # a few failed requests: retries should hide them
-                    self.server.knobs(fail={"status": status, "count": self.rng.randint(1, 4),
-                                            "path_contains": where})
-                    hold = 1.0
-                elif kind == "outage":   # everything fails for a while
-                    self.server.knobs(fail={"status": status, "count": -1, "path_contains": where})
-                    hold = self.rng.uniform(0.5, 2.5)
-                elif kind == "latency":
-                    self.server.knobs(latency_ms=self.rng.choice([50, 200, 500]))
-                    hold = self.rng.uniform(1.0, 3.0)
-                else:                    # bodies cut half-way
-                    self.server.knobs(reset={"count": self.rng.randint(1, 3),
-                                             "path_contains": where or "/src/"})
-                    hold = 1.0
-                self.stop.wait(hold)
-                self.server.knobs(fail=None, reset=None, latency_ms=0)
-                with self.lock:
-                    self.windows[-1][1] = time.monotonic()
+            if self.stop.wait(self.rng.uniform(1.5, 4.0)):
+                return
+            while True:
+                storm_end = time.monotonic() + self.rng.uniform(*STORM)
+                while time.monotonic() < storm_end:
+                    self.one_fault()
+                    if self.stop.wait(self.rng.uniform(0.5, 2.0)):
+                        return
+                if self.stop.wait(self.rng.uniform(*CALM)):
+                    return
         except Exception as e:   # noqa: BLE001 - reported as a failure of the run
             self.error = f"fault thread: {e!r}"
             self.log(self.error)
+
+    def one_fault(self):
+        kind = self.rng.choice(["burst", "burst", "outage", "latency", "cut"])
+        where = self.rng.choice([None, "/src/", "/refs", "/commit", "/repositories/acme",
+                                 "/media/"])
+        status = self.rng.choice([500, 503])
+        with self.lock:
+            self.windows.append([time.monotonic(), None])
+        self.count[kind] += 1
+        try:
+            if kind == "burst":      # a few failed requests: retries should hide them
+                self.server.knobs(fail={"status": status, "count": self.rng.randint(1, 4),
+                                        "path_contains": where})
+                hold = 1.0
+            elif kind == "outage":   # everything fails for a while
+                self.server.knobs(fail={"status": status, "count": -1, "path_contains": where})
+                hold = self.rng.uniform(0.5, 2.5)
+            elif kind == "latency":
+                self.server.knobs(latency_ms=self.rng.choice([50, 200, 500]))
+                hold = self.rng.uniform(1.0, 3.0)
+            else:                    # bodies cut half-way
+                self.server.knobs(reset={"count": self.rng.randint(1, 3),
+                                         "path_contains": where or "/src/"})
+                hold = 1.0
+            self.stop.wait(hold)
+        finally:
+            self.server.knobs(fail=None, reset=None, latency_ms=0)
+            with self.lock:
+                self.windows[-1][1] = time.monotonic()
 
 
 # --------------------------------------------------------------------------- the run
@@ -498,6 +530,7 @@ def run_load(bbfs, duration=120, readers=16, workdir=None, data_json=None, seed=
     failures, lock = [], threading.Lock()
     ops = collections.Counter()
     errors = collections.Counter()
+    calm_ops = [0]            # operations with no fault near them (EIO there is a failure)
     bytes_compared = [0]
     latencies = []
     summary = {"seed": seed, "duration": duration, "readers": readers}
@@ -514,12 +547,16 @@ def run_load(bbfs, duration=120, readers=16, workdir=None, data_json=None, seed=
         [bbfs, "-f", "-o", f"api_url={server.url},token_file={token_file},"
          f"cache_dir={workdir / 'cache'},timeout={BBFS_TIMEOUT},ttl={BBFS_TTL}", "acme", str(mnt)],
         stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
-        # Under AddressSanitizer freed buffers sit in a quarantine (256 MiB by default) and
-        # stay resident: keep it small so that VmRSS still says whether bbfs's memory is flat.
-        env=dict(env(), ASAN_OPTIONS="quarantine_size_mb=1"))
+        # Under AddressSanitizer freed buffers sit in a quarantine (256 MiB by default, and
+        # 1 MiB more per thread) and freed memory goes back to the system only when asked:
+        # keep the quarantines small and release often, so that VmRSS still says whether
+        # bbfs's memory is flat rather than how much the sanitizer holds on to.
+        env=dict(env(), ASAN_OPTIONS="quarantine_size_mb=1:thread_local_quarantine_size_kb=64"
+                                     ":allocator_release_to_os_interval_ms=100"))
     errf.close()
-    stop = threading.Event()
-    faults = Faults(server, random.Random(rng.random()), stop, log)
+    stop = threading.Event()           # the readers stop (the end, or a failure)
+    no_more_faults = threading.Event()
+    faults = Faults(server, random.Random(rng.random()), no_more_faults, log)
     rss = {"start": None, "warm": None, "end": None, "peak": 0}
     try:
         end = time.monotonic() + 20
@@ -528,17 +565,20 @@ def run_load(bbfs, duration=120, readers=16, workdir=None, data_json=None, seed=
                 raise RuntimeError("bbfs did not mount:\n" + stderr_path.read_text(errors="replace"))
             time.sleep(0.05)
         rss["start"] = rss_kib(proc.pid)
-        log(f"load: seed {seed}, {readers} readers for {duration}s, bbfs pid {proc.pid}, "
+        log(f"load: seed {seed}, {readers} readers for {duration}s of faults and a closing "
+            f"calm of {GRACE + CLOSING:.0f}s, bbfs pid {proc.pid}, "
             f"VmRSS {rss['start']} KiB")
 
         t_start = time.monotonic()
-        t_end = t_start + duration
-        warm_at = t_start + max(5.0, duration / 4)
+        t_faults_end = t_start + duration
+        t_end = t_faults_end + GRACE + CLOSING
+        warm_at = t_start + max(5.0, (t_end - t_start) / 4)
 
         def fail(msg):
             with lock:
                 failures.append(msg)
             log("FAILURE: " + msg)
+            no_more_faults.set()
             stop.set()
 
         def reader(i):
@@ -549,18 +589,27 @@ def run_load(bbfs, duration=120, readers=16, workdir=None, data_json=None, seed=
                 t0 = time.monotonic()
                 try:
                     n = getattr(rd, "op_" + name)()
+                    t1 = time.monotonic()
                     with lock:
                         ops[name] += 1
                         bytes_compared[0] += n
-                        latencies.append(time.monotonic() - t0)
+                        latencies.append(t1 - t0)
+                        calm_ops[0] += not faults.active_near(t0, t1)
                 except OpError as e:
                     t1 = time.monotonic()
-                    during = faults.active_near(t0, t1)
+                    near = faults.active_near(t0, t1)
                     with lock:
                         ops[name] += 1
-                        errors[(e.errno, "during a fault" if during else "outside faults")] += 1
+                        errors[(e.errno, "near a fault" if near else "no fault near")] += 1
+                        calm_ops[0] += not near
                     if e.errno != "EIO":
                         fail(f"{e} (an error other than EIO)")
+                    elif not near:
+                        since = faults.last_end(t0)
+                        fail(f"{e} with no fault near it (from {t0 - t_start:.1f}s to "
+                             f"{t1 - t_start:.1f}s into the run; "
+                             + ("no fault before it)" if since is None else
+                                f"the last fault ended {since:.1f}s before it began)"))
                 except Failure as e:
                     fail(str(e))
                 except Exception as e:  # noqa: BLE001
@@ -571,6 +620,8 @@ def run_load(bbfs, duration=120, readers=16, workdir=None, data_json=None, seed=
         for t in threads:
             t.start()
         while time.monotonic() < t_end and not stop.is_set():
+            if time.monotonic() >= t_faults_end:
+                no_more_faults.set()         # the closing calm
             r = rss_kib(proc.pid)
             if r:
                 rss["peak"] = max(rss["peak"], r)
@@ -580,6 +631,7 @@ def run_load(bbfs, duration=120, readers=16, workdir=None, data_json=None, seed=
                 fail(f"bbfs died (exit {proc.returncode})")
                 break
             stop.wait(0.5)
+        no_more_faults.set()
         stop.set()
         for t in threads:
             t.join(OP_TIMEOUT + 10)
@@ -602,6 +654,7 @@ def run_load(bbfs, duration=120, readers=16, workdir=None, data_json=None, seed=
                 and rss["end"] - rss["warm"] > 8192:
             fail(f"VmRSS grew from {rss['warm']} KiB after warm-up to {rss['end']} KiB")
     finally:
+        no_more_faults.set()
         stop.set()
         try:
             server.knobs(fail=None, reset=None, latency_ms=0)
@@ -619,6 +672,7 @@ def run_load(bbfs, duration=120, readers=16, workdir=None, data_json=None, seed=
         "operations": sum(ops.values()),
         "by_operation": dict(ops),
         "errors": {f"{e} ({when})": n for (e, when), n in sorted(errors.items())},
+        "operations_with_no_fault_near": calm_ops[0],
         "bytes_compared": bytes_compared[0],
         "faults_toggled": dict(faults.count),
         "latency_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else None,
@@ -637,10 +691,12 @@ def print_summary(s, out=sys.stdout):
     w(f"load test: {s['readers']} readers, {s['duration']} s, seed {s['seed']}\n")
     w(f"  operations      {s['operations']}  "
       + "  ".join(f"{k} {v}" for k, v in sorted(s["by_operation"].items())) + "\n")
-    w(f"  errors          " + ("  ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "none")
+    w("  errors          " + ("  ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "none")
       + "\n")
+    w(f"  checked calm    {s['operations_with_no_fault_near']} operations with no fault near "
+      "(where EIO fails the run)\n")
     w(f"  bytes compared  {s['bytes_compared']} ({s['bytes_compared'] / (1 << 20):.1f} MiB)\n")
-    w(f"  faults toggled  " + "  ".join(f"{k} {v}" for k, v in sorted(s["faults_toggled"].items()))
+    w("  faults toggled  " + "  ".join(f"{k} {v}" for k, v in sorted(s["faults_toggled"].items()))
       + "\n")
     w(f"  latency         p50 {s['latency_p50_ms']} ms, max {s['latency_max_ms']} ms\n")
     r = s["rss_kib"]
@@ -652,7 +708,7 @@ def print_summary(s, out=sys.stdout):
         for f in s["failures"][:30]:
             w(f"    {f}\n")
     else:
-        w("  passed: no wrong byte, no hang, no crash, RSS bounded\n")
+        w("  passed: no wrong byte, no error away from faults, no hang, no crash, RSS bounded\n")
 
 
 def main(argv=None):

@@ -1,24 +1,25 @@
 """
-commits/: the newest commit_limit commits of the main branch, and
-commit.json / message / parents/ for any full hash, listed or not; invalid
-and unknown hashes are ENOENT without a request storm. Expected values come
-from git and from the fake server's answer for the same commit.
+commits/: the newest commit_limit commits of the main branch (100 by default,
+newest first, however many pages of /commits that takes), and commit.json /
+message / parents/ for any full hash, listed or not; invalid and unknown
+hashes are ENOENT without a request storm. Expected values come from git and
+from the fake server's answer for the same commit.
 """
 
-import json
+import math
 
 import pytest
 
-from conftest import (cat, describe, errno_of, git_message, iso_to_epoch, ls, out, stat_fmt)
+from conftest import (cat, describe, errno_of, git_message, iso_to_epoch, lines, ls, out,
+                      stat_fmt)
+from helpers import LONG_COMMITS, LONG_SLUG, json_file, long_demo  # noqa: F401 - a fixture
 
 
 def check_commit(mount, server, demo, slug, sha):
     d = mount.ws / slug / "commits" / sha
     assert {"commit.json", "message", "parents"} <= set(ls(d)), sha
     obj = server.get_json(f"repositories/acme/{slug}/commit/{sha}")
-    text = cat(d / "commit.json")
-    assert text.endswith(b"}\n")
-    assert json.loads(text) == obj, sha
+    assert cat(d / "commit.json") == json_file(obj), sha
     msg = cat(d / "message")
     assert msg == git_message(demo.git_dir(slug), sha), sha
     assert msg.decode() == obj["message"], sha
@@ -135,3 +136,45 @@ def test_empty_and_other_repositories(mount, server, demo):
         listed = ls(mount.ws / slug / "commits")
         head = demo.head_branch(slug)
         assert set(listed) == set(demo.rev_list(slug, head)[:100]), slug
+
+
+# --------------------------------------------------------------------------
+# A main branch longer than commit_limit
+
+
+def readdir_order(path):
+    """Names in the order readdir gives them (find does not sort)."""
+    return lines(["find", path, "-mindepth", "1", "-maxdepth", "1", "-printf", "%f\\n"])
+
+
+def commit_pages(entries):
+    prefix = f"/2.0/repositories/acme/{LONG_SLUG}/commits"
+    return [e for e in entries if e["path"].startswith(prefix)]
+
+
+def test_commit_limit_default_is_100_newest_first(mount_factory, fakebb_factory, long_demo):
+    server = fakebb_factory(long_demo)
+    main = long_demo.rev_list(LONG_SLUG, "--topo-order", "main")
+    assert len(main) == LONG_COMMITS > 100
+    m = mount_factory(server)
+    assert readdir_order(m.ws / LONG_SLUG / "commits") == main[:100]
+    assert main[100] not in ls(m.ws / LONG_SLUG / "commits")
+
+
+@pytest.mark.parametrize("limit", [None, 1000])
+def test_commit_listing_pages_are_walked_to_the_limit(mount_factory, fakebb_factory, long_demo,
+                                                      limit):
+    """/commits (cursor pagination: only `next`) capped at 30 a page: bbfs follows `next`
+    until it has commit_limit commits (100 by default) or the listing ends, one request a
+    page."""
+    server = fakebb_factory(long_demo)
+    main = long_demo.rev_list(LONG_SLUG, "--topo-order", "main")
+    m = mount_factory(server, options=[f"commit_limit={limit}"] if limit else [])
+    ls(m.ws)
+    server.knobs(max_pagelen=30)
+    mark = server.log.mark()
+    want = main[:limit or 100]
+    assert readdir_order(m.ws / LONG_SLUG / "commits") == want
+    pages = commit_pages(server.log.since(mark))
+    assert len(pages) == math.ceil(len(want) / 30), describe(pages)
+    assert all(e["status"] == 200 for e in pages), describe(pages)

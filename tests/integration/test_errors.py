@@ -1,19 +1,24 @@
 """
 Bad answers from the API lose nothing: short bursts of 429/503 are retried
-invisibly; long ones give EIO for what is not cached, are logged once, and
-leave nothing wrong in the cache; malformed JSON and wrongly shaped answers
-give EIO rather than a partial listing; a hanging server costs at most the
-request timeout; stale data is served when a refresh fails.
+invisibly; long ones give EIO for what is not cached, are logged once with
+their cause (the URL and the status), and leave nothing wrong in the cache;
+malformed JSON and wrongly shaped answers give EIO rather than a partial
+listing, logged with what was wrong; a hanging server costs at most the
+request timeout; stale data is served when a refresh fails. A 403 is EACCES
+where the tree has no documented exception (a repository the token may not
+see is absent, and so is a pull request without the pullrequest scope).
 """
 
 import json
 import math
+import re
 import time
 
 import pytest
 
 from conftest import (cat, describe, errno_of, is_repo_list, lines, ls,
                       run, timed_errno)
+from helpers import failed_get, logged
 
 TIMEOUT = 3      # -o timeout= for the tests that wait for the deadline
 SLACK = 4        # seconds on top of it before we call it a hang
@@ -75,7 +80,8 @@ def test_short_burst_on_listing_is_invisible(mount, server, status):
 
 @pytest.mark.parametrize("status", [503, 429])
 def test_long_burst_is_eio_logged_once_then_recovers(mount_factory, server, demo, status):
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r".*"])
+    cause = failed_get(r"repositories/acme/api/refs/branches", rf"HTTP {status}\b")
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     branches = m.ws / "api" / "branches"
     ls(m.ws)
     err = m.stderr_mark()
@@ -83,7 +89,7 @@ def test_long_burst_is_eio_logged_once_then_recovers(mount_factory, server, demo
     e, took = timed_errno("listdir", branches)
     assert e == "EIO"
     assert took < TIMEOUT + SLACK, took
-    assert len(m.stderr_since(err)) == 1, m.stderr()
+    logged(m, err, cause)
     e, took = timed_errno("listdir", branches)
     assert e == "EIO"
     assert took < TIMEOUT + SLACK, took
@@ -96,18 +102,25 @@ def test_long_burst_is_eio_logged_once_then_recovers(mount_factory, server, demo
 
 def test_repository_dir_lists_while_refs_fail(mount_factory, server):
     """A broken refs endpoint costs branches/ and tags/, not the whole repository."""
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r".*"])
+    cause = failed_get(r"repositories/acme/api/refs/branches", r"HTTP 503\b")
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     ls(m.ws)
+    err = m.stderr_mark()
     server.knobs(fail={"status": 503, "count": -1, "path_contains": "/refs"})
     assert errno_of("listdir", m.ws / "api" / "branches") == "EIO"
+    logged(m, err, cause)
     r = run(["ls", m.ws / "api"])
     assert r.returncode == 0, r.stderr
     assert {"repository.json", "description", "clone-url", "commits"} <= set(r.stdout.split())
     clear_failures(server)
 
 
+STALE = r"cannot reach the API: serving stored, maybe stale, data for https?://\S+/2\.0/"
+
+
 def test_stale_data_is_served_when_refresh_fails(mount_factory, server, demo):
-    m = mount_factory(server, options=["ttl=1", f"timeout={TIMEOUT}"], allow=[r".*"])
+    cause = failed_get(r"repositories/acme\S*", r"HTTP 503\b")
+    m = mount_factory(server, options=["ttl=1", f"timeout={TIMEOUT}"], allow=[cause, STALE])
     before = ls(m.ws)
     links = branch_links(m.ws / "api" / "branches")
     server.knobs(fail={"status": 503, "count": -1})
@@ -117,8 +130,11 @@ def test_stale_data_is_served_when_refresh_fails(mount_factory, server, demo):
     assert ls(m.ws) == before
     assert branch_links(m.ws / "api" / "branches") == links
     assert time.monotonic() - t0 < 2 * (TIMEOUT + SLACK)
-    logged = m.stderr_since(err)
-    assert logged, "serving stale data should be logged"
+    said = m.stderr_since(err)
+    # one line says stale data is served, the others name the failure behind it
+    assert len([ln for ln in said if re.search(STALE, ln)]) == 1, "\n".join(said)
+    causes = [ln for ln in said if not re.search(STALE, ln)]
+    assert causes and all(re.search(cause, ln) for ln in causes), "\n".join(said)
     # the outage goes on: no new lines for the same failures (no log storm)
     time.sleep(1.5)
     err = m.stderr_mark()
@@ -130,13 +146,24 @@ def test_stale_data_is_served_when_refresh_fails(mount_factory, server, demo):
 
 # ---------------------------------------------------------------- bad bodies
 
+# What bbfs says about a body it cannot use, per knob.
+BAD_PAGE = {"malformed": r"not JSON", "wrong_shape": r'"values" is not an array'}
+BAD_COMMIT = {"malformed": r"not JSON", "wrong_shape": r"not the commit asked for"}
+
+
+def bad_page(path_re, knob):
+    return rf"malformed page from https?://[^/\s]+/2\.0/{path_re}: {BAD_PAGE[knob]}$"
+
 
 @pytest.mark.parametrize("knob", ["malformed", "wrong_shape"])
 def test_bad_body_on_listing_is_eio_then_recovers(mount_factory, server, knob):
-    m = mount_factory(server, allow=[r".*"])
+    cause = bad_page(r"repositories/acme", knob)
+    m = mount_factory(server, allow=[cause])
     expected = server.repo_slugs(project="PLAT")
+    err = m.stderr_mark()
     server.knobs(**{knob: {"count": -1}})
     assert errno_of("listdir", m.ws) == "EIO"
+    logged(m, err, cause)
     clear_failures(server)
     assert sorted(n for n in ls(m.ws) if not n.endswith(".json")) == expected
 
@@ -145,13 +172,16 @@ def test_bad_body_on_listing_is_eio_then_recovers(mount_factory, server, knob):
 def test_bad_second_page_is_eio_not_partial(mount_factory, server, knob):
     """A listing whose later page is broken fails as a whole: the first page is
     answered normally (the fault skips it), the second is broken."""
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r".*"])
+    cause = bad_page(r"repositories/acme", knob)
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     expected = server.repo_slugs(project="PLAT")
     assert len(expected) > 2
     mark = server.log.mark()
+    err = m.stderr_mark()
     server.knobs(max_pagelen=2,
                  **{knob: {"count": -1, "skip": 1, "path_contains": "/repositories/acme"}})
     assert errno_of("listdir", m.ws) == "EIO"
+    logged(m, err, cause)
     clear_failures(server)
     pages = [e for e in server.log.since(mark) if is_repo_list(e)]
     assert pages and pages[0].get("fault") is None and pages[0]["status"] == 200, \
@@ -162,19 +192,29 @@ def test_bad_second_page_is_eio_not_partial(mount_factory, server, knob):
 
 @pytest.mark.parametrize("knob", ["malformed", "wrong_shape"])
 def test_bad_body_on_refs_and_commit(mount_factory, server, demo, knob):
-    m = mount_factory(server, allow=[r".*"])
+    refs = bad_page(r"repositories/acme/api/refs/branches", knob)
+    commit = (r"unexpected answer from https?://[^/\s]+/2\.0/repositories/acme/api/commit/"
+              rf"(?P<sha>[0-9a-f]{{40}}): {BAD_COMMIT[knob]}$")
+    m = mount_factory(server, allow=[refs, commit])
     api = m.ws / "api"
     ls(m.ws)
+    err = m.stderr_mark()
     server.knobs(**{knob: {"count": -1, "path_contains": "/refs"}})
     assert errno_of("listdir", api / "branches") == "EIO"
+    logged(m, err, refs)
     clear_failures(server)
     assert branch_links(api / "branches") == expected_branches(demo)
     root = demo.rev_list("api", "--max-parents=0", "main")[0]
     unlisted = demo.rev_list("api", "main..feature/deep/y")[0]
     ls(api / "commits")
+    err = m.stderr_mark()
     server.knobs(**{knob: {"count": -1, "path_contains": "/commit/"}})
     assert errno_of("read", api / "commits" / root / "commit.json") == "EIO"
     assert errno_of("stat", api / "commits" / unlisted) == "EIO"
+    # one line for each commit, naming it and what was wrong
+    said = m.stderr_since(err)
+    assert [re.search(commit, ln) and re.search(commit, ln)["sha"] for ln in said] == \
+        [root, unlisted], "\n".join(said)
     clear_failures(server)
     assert json.loads(cat(api / "commits" / root / "commit.json"))["hash"] == root
     assert errno_of("stat", api / "commits" / unlisted) == "OK"
@@ -184,13 +224,84 @@ def test_bad_body_on_refs_and_commit(mount_factory, server, demo, knob):
 
 
 def test_hanging_server_fails_within_timeout(mount_factory, server):
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r".*"])
+    cause = failed_get(r"repositories/acme", r"Timeout was reached")
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     expected = server.repo_slugs(project="PLAT")
     mark = server.log.mark()
+    err = m.stderr_mark()
     server.knobs(hang={"count": -1})
     e, took = timed_errno("listdir", m.ws, timeout=TIMEOUT + 20)
     assert e == "EIO"
     assert took < TIMEOUT + SLACK, f"took {took:.1f}s:\n" + describe(server.log.since(mark))
+    logged(m, err, cause)
     clear_failures(server)
     assert sorted(n for n in ls(m.ws) if not n.endswith(".json")) == expected
 
+
+
+# ---------------------------------------------------------------- 403
+
+
+def forbidden_cases(demo):
+    """(name, the path the 403 answers, os call, the path in the tree below acme/api)."""
+    tip = demo.branches("api")["main"]
+    unlisted = demo.rev_list("api", "main..feature/deep/y")[0]
+    readme = "README.md"
+    assert readme in demo.git("api", "ls-tree", "--name-only", tip).split()
+    return {
+        "branches": ("/repositories/acme/api/refs", "listdir", "branches"),
+        "commits": ("/repositories/acme/api/commits", "listdir", "commits"),
+        "commit.json": (f"/repositories/acme/api/commit/{tip}", "read",
+                        f"commits/{tip}/commit.json"),
+        "unlisted commit": (f"/repositories/acme/api/commit/{unlisted}", "stat",
+                            f"commits/{unlisted}"),
+        "tree": (f"/repositories/acme/api/src/{tip}/", "listdir", f"commits/{tip}/tree"),
+        "file": (f"/repositories/acme/api/src/{tip}/{readme}", "read",
+                 f"commits/{tip}/tree/{readme}"),
+        "diff": (f"/repositories/acme/api/diff/{tip}", "read", f"commits/{tip}/diff"),
+    }
+
+
+@pytest.mark.parametrize("what", ["branches", "commits", "commit.json", "unlisted commit", "tree",
+                                  "file", "diff"])
+def test_403_is_eacces_asked_once_and_not_logged(mount_factory, server, demo, what):
+    """DESIGN.md: 403 -> EACCES. A refusal is an answer, not a failure: one request (no
+    retry), nothing on stderr, and once the API allows it the same call works."""
+    forbidden, op, rel = forbidden_cases(demo)[what]
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"])
+    tip = demo.branches("api")["main"]
+    # what leads there is known first (the listing that gives the file its size, etc.);
+    # the diff's own size comes from the diff, so its stat is left to the refusal
+    if what == "file":
+        assert errno_of("stat", m.ws / "api" / rel) == "OK"
+    elif what != "commits":
+        assert errno_of("stat", m.ws / "api" / "commits" / tip) == "OK"
+    err = m.stderr_mark()
+    mark = server.log.mark()
+    server.knobs(fail={"status": 403, "count": -1, "path_contains": forbidden,
+                       "message": "Access denied"})
+    assert errno_of(op, m.ws / "api" / rel) == "EACCES"
+    refused = [e for e in server.log.since(mark) if e["status"] == 403]
+    assert len(refused) == 1, describe(server.log.since(mark))
+    assert refused[0]["path"].startswith("/2.0" + forbidden.rstrip("/")), describe(refused)
+    assert m.stderr_since(err) == []
+    clear_failures(server)
+    assert errno_of(op, m.ws / "api" / rel) == "OK"
+
+
+def test_403_on_a_repository_reached_by_path_is_enoent(mount_factory, server, demo):
+    """The documented exception: a repository the token may not see is not there (ENOENT,
+    like one outside the project), rather than a directory that cannot be entered; like any
+    absent name it is remembered until ttl has passed."""
+    m = mount_factory(server, options=["ttl=1"])
+    mark = server.log.mark()
+    server.knobs(fail={"status": 403, "count": -1, "path_contains": "/repositories/acme/web"})
+    assert errno_of("stat", m.ws / "web" / "HEAD") == "ENOENT"
+    assert errno_of("stat", m.ws / "web") == "ENOENT"
+    refused = [e for e in server.log.since(mark) if e["status"] == 403]
+    assert refused and all(e["path"].rstrip("/") == "/2.0/repositories/acme/web"
+                           for e in refused), describe(server.log.since(mark))
+    assert m.stderr() == ""
+    clear_failures(server)
+    time.sleep(1.5)
+    assert errno_of("stat", m.ws / "web" / "HEAD") == "OK"

@@ -4,14 +4,15 @@ bursts, malformed and wrongly shaped bodies, a hanging server, stale data)
 and test_tree.py (a refused 555 diff, a download that always fails or is
 always cut) do not already cover. Every fault is injected with a knob of the
 fake server (tests/fakebb/README.md, "Fault knobs"); every test checks the
-errno, a time bound (-o timeout= plus slack), how many lines bbfs logged,
-and that once the fault is cleared the same read gives the right answer
-(nothing wrong was cached).
+errno, that nothing blocks longer than -o timeout= (plus slack), the one
+line bbfs logged and the cause it names, and that once the fault is cleared
+the same read gives the right answer (nothing wrong was cached).
 
 | fault (knob)                          | where                  | expected                                     |
 |---------------------------------------|------------------------|----------------------------------------------|
-| 429 + Retry-After: 1, twice           | repository listing     | listing complete; each retry ~1 s after its  |
-|   (fail status 429 retry_after 1)     |                        | 429 (the log's times); nothing logged        |
+| 429 + Retry-After: 1, twice           | repository listing     | listing complete; each retry follows its 429 |
+|   (fail status 429 retry_after 1)     |                        | and comes no sooner than 1 s after it (the   |
+|                                       |                        | log's times); nothing logged                 |
 | 429 + Retry-After: 1, for good        | refs                   | EIO within timeout; one line; recovers       |
 | 555, twice                            | a commit's diff        | diff complete and exact; nothing logged      |
 | 555, twice                            | repository listing     | listing complete; nothing logged             |
@@ -31,7 +32,8 @@ and that once the fault is cleared the same read gives the right answer
 |                                       |                        | recovers                                     |
 | 70 MiB JSON body (huge)               | a commit's commit.json | EIO within timeout; one line; recovers       |
 | random 500/503 bursts and latency     | everything, 8 readers  | every byte read equals git's; EIO allowed    |
-|   (the load test, tests/load.py)      | for 10 s               | during faults; no hang, no crash             |
+|   (the load test, tests/load.py)      | for 10 s, then calm    | only near a fault, never in the calm after;  |
+|                                       |                        | no hang, no crash                            |
 """
 
 import json
@@ -45,9 +47,21 @@ import pytest
 
 from conftest import (REPO_ROOT, bbfs_binary, cat, describe, errno_of, is_repo_list, ls, run,
                       timed_errno)
+from helpers import CUT_SHORT, failed_get, logged
 
 TIMEOUT = 3      # -o timeout= for the tests that wait for the deadline
 SLACK = 4        # seconds on top of it before we call it a hang
+CAP = 64 << 20   # bbfs's bound on a JSON body (api/http.h, HTTP_MAX_JSON)
+
+
+def loop_line(path_re):
+    """bbfs's line for a `next` link that leads back to a page it has read."""
+    return (r"pagination stopped: the link loops back to a page already read "
+            rf"\(next link 'https?://[^/\s]+/2\.0/{path_re}[?']")
+
+
+def too_big(path_re):
+    return failed_get(path_re, rf"response larger than {CAP} bytes$")
 
 
 def clear(server):
@@ -87,22 +101,21 @@ def test_429_with_retry_after_waits_and_succeeds(mount, server):
     mark = server.log.mark()
     server.knobs(fail={"status": 429, "count": 2, "retry_after": 1,
                        "path_contains": "/repositories/acme"})
-    t0 = time.monotonic()
     assert plat_repos(mount) == expected
-    took = time.monotonic() - t0
-    reqs = [e for e in server.log.since(mark) if is_repo_list(e)]
+    reqs = sorted((e for e in server.log.since(mark) if is_repo_list(e)), key=lambda e: e["time"])
     statuses = [e["status"] for e in reqs]
     assert statuses[:3] == [429, 429, 200], describe(reqs)
-    # each retry came about Retry-After (1 s) after the 429 it answers
+    # each retry follows the 429 it answers, no sooner than Retry-After (1 s) after it (the
+    # server's own clock; a loaded machine can only make the gap longer)
     for before, after in zip(reqs[:2], reqs[1:3]):
         gap = after["time"] - before["time"]
-        assert 0.9 <= gap < 2.5, f"retry after {gap:.2f}s:\n" + describe(reqs)
-    assert 1.9 <= took < 10, took
+        assert gap >= 0.95, f"retried {gap:.2f}s after a 429 with Retry-After: 1\n" + describe(reqs)
     assert mount.stderr_since(err) == [], mount.stderr()
 
 
 def test_429_with_retry_after_for_good_is_eio_then_recovers(mount_factory, server, demo):
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r".*"])
+    cause = failed_get(r"repositories/acme/api/refs/branches", r"HTTP 429\b")
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     branches = m.ws / "api" / "branches"
     ls(m.ws)
     err = m.stderr_mark()
@@ -113,7 +126,7 @@ def test_429_with_retry_after_for_good_is_eio_then_recovers(mount_factory, serve
     assert took < TIMEOUT + SLACK, took
     reqs = server.log.since(mark)
     assert 2 <= sum(1 for r in reqs if r["status"] == 429) <= TIMEOUT + 1, describe(reqs)
-    assert len(m.stderr_since(err)) == 1, m.stderr()
+    logged(m, err, cause)
     clear(server)
     assert sorted(ls(branches)) == sorted({n.split("/")[0] for n in demo.branches("api")})
 
@@ -212,8 +225,9 @@ def test_body_cut_repeatedly_never_gives_wrong_bytes(mount_factory, files_server
     torn is cached."""
     sha = tip_of(files_demo)
     want = git_blob(files_git(files_demo), sha, BLOB)
+    cause = failed_get(rf"repositories/acme/files/src/{sha}/{BLOB}", CUT_SHORT)
     m = mount_factory(files_server, target="acme", options=[f"timeout={TIMEOUT}"],
-                      allow=[r".*"])
+                      allow=[cause])
     f = m.ws / "files" / "commits" / sha / "tree" / BLOB
     assert errno_of("stat", f) == "OK"
     err = m.stderr_mark()
@@ -229,7 +243,7 @@ def test_body_cut_repeatedly_never_gives_wrong_bytes(mount_factory, files_server
         assert m.stderr_since(err) == [], m.stderr()
     else:
         assert took < TIMEOUT + SLACK, took
-        assert len(m.stderr_since(err)) <= 1, m.stderr()
+        logged(m, err, cause)
     clear(files_server)
     assert cat(f) == want
 
@@ -239,7 +253,8 @@ def test_body_cut_repeatedly_never_gives_wrong_bytes(mount_factory, files_server
 
 def test_next_link_looping_back_is_eio_not_partial(mount_factory, server):
     """Pages without `size` (bbfs must follow `next`): page 1 -> page 2 -> page 1 again."""
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r"loop"])
+    cause = loop_line(r"repositories/acme")
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     expected = server.repo_slugs(project="PLAT")
     assert len(expected) > 4
     server.knobs(max_pagelen=2)
@@ -252,13 +267,13 @@ def test_next_link_looping_back_is_eio_not_partial(mount_factory, server):
     pages = [r for r in server.log.since(mark) if is_repo_list(r)]
     assert pages and all(r.get("fault") == "next_loop" for r in pages), describe(pages)
     assert len(pages) <= 3, "the loop was followed:\n" + describe(pages)
-    logged = m.stderr_since(err)
-    assert len(logged) == 1 and "loop" in logged[0], m.stderr()
+    logged(m, err, cause)
 
 
 def test_next_link_to_the_same_page_is_eio(mount_factory, server):
     """The commit listing (cursor pagination) whose `next` is the page just read."""
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r"loop"])
+    cause = loop_line(r"repositories/acme/api/commits/main")
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     server.knobs(max_pagelen=5)
     ls(m.ws)
     err = m.stderr_mark()
@@ -269,13 +284,13 @@ def test_next_link_to_the_same_page_is_eio(mount_factory, server):
     assert took < TIMEOUT + SLACK, took
     reqs = [r for r in server.log.since(mark) if "/commits" in r["path"]]
     assert len(reqs) == 1, describe(reqs)
-    logged = m.stderr_since(err)
-    assert len(logged) == 1 and "loop" in logged[0], m.stderr()
+    logged(m, err, cause)
 
 
 @pytest.mark.parametrize("where", ["repositories", "commits"])
 def test_looping_page_is_not_kept(mount_factory, server, demo, where):
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r"loop"])
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"],
+                      allow=[loop_line(r"repositories/acme(/api/commits/main)?")])
     server.knobs(max_pagelen=2 if where == "repositories" else 5)
     if where == "repositories":
         path, knob = m.ws, {"path_contains": "/repositories/acme"}
@@ -298,7 +313,8 @@ def test_looping_page_is_not_kept(mount_factory, server, demo, where):
 
 def test_looping_page_recovers_after_ttl(mount_factory, server):
     """What does work today: once ttl has passed, the stored page is revalidated."""
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}", "ttl=1"], allow=[r"loop"])
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}", "ttl=1"],
+                      allow=[loop_line(r"repositories/acme")])
     expected = server.repo_slugs(project="PLAT")
     server.knobs(max_pagelen=2)
     server.knobs(next_loop={"count": -1, "path_contains": "/repositories/acme"})
@@ -312,7 +328,8 @@ def test_looping_page_recovers_after_ttl(mount_factory, server):
 
 
 def test_huge_json_listing_is_eio_within_timeout(mount_factory, server):
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r"larger|too (big|large)"])
+    cause = too_big(r"repositories/acme")
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     expected = server.repo_slugs(project="PLAT")
     err = m.stderr_mark()
     mark = server.log.mark()
@@ -325,14 +342,15 @@ def test_huge_json_listing_is_eio_within_timeout(mount_factory, server):
     # the cap stops the transfer: the 70 MiB are never read in full, nor retried
     assert all(r["bytes"] < (70 << 20) for r in reqs), [r["bytes"] for r in reqs]
     assert len(reqs) <= 2, describe(reqs)
-    assert len(m.stderr_since(err)) == 1, m.stderr()
+    logged(m, err, cause)
     clear(server)
     assert plat_repos(m) == expected
 
 
 def test_huge_commit_json_is_eio_within_timeout(mount_factory, server, demo):
-    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[r"larger|too (big|large)"])
     root = demo.rev_list("api", "--max-parents=0", "main")[0]
+    cause = too_big(rf"repositories/acme/api/commit/{root}")
+    m = mount_factory(server, options=[f"timeout={TIMEOUT}"], allow=[cause])
     f = m.ws / "api" / "commits" / root / "commit.json"
     ls(m.ws / "api" / "commits")
     err = m.stderr_mark()
@@ -340,7 +358,7 @@ def test_huge_commit_json_is_eio_within_timeout(mount_factory, server, demo):
     e, took = timed_errno("read", f, timeout=TIMEOUT + 20)
     assert e == "EIO", e
     assert took < TIMEOUT + SLACK, took
-    assert len(m.stderr_since(err)) == 1, m.stderr()
+    logged(m, err, cause)
     clear(server)
     assert json.loads(cat(f))["hash"] == root
 
@@ -350,7 +368,8 @@ def test_huge_commit_json_is_eio_within_timeout(mount_factory, server, demo):
 
 @pytest.mark.timeout(150)
 def test_short_load_with_faults(files_demo, tmp_path):
-    """tests/load.py for 10 s with 8 readers (make load runs it for 120 s with 16)."""
+    """tests/load.py for 10 s with 8 readers (make load runs it for 120 s with 16), then its
+    closing calm, where any EIO fails the run."""
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     try:
         import load
@@ -361,3 +380,4 @@ def test_short_load_with_faults(files_demo, tmp_path):
     assert summary["failures"] == [], summary["failures"]
     assert summary["operations"] > 50, summary
     assert summary["bytes_compared"] > 0, summary
+    assert summary["operations_with_no_fault_near"] > 0, summary

@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from conftest import ERRNO_PROG, PYTHON, cat, errno_of, lines, ls, out, run
+from conftest import ERRNO_PROG, PYTHON, cat, errno_of, git_message, lines, ls, out, run
+from helpers import json_file
 
 BAD_SLUGS = ["..", ".", "", "a/b", "../../etc", "with\nnewline", "tab\there", "esc\x1b[31mred",
              "x" * 300, "del\x7f"]
@@ -115,7 +116,9 @@ ALLOW = [r"skip", r"not usable", r"conflict", r"duplicate", r"ignor", r"invalid 
 
 def test_hostile_repository_slugs(hostile, fakebb_factory, mount_factory):
     server = fakebb_factory(hostile)
-    served = server.repo_slugs(project="PLAT")
+    listed = {r["slug"]: r for r in server.get_all("repositories/acme",
+                                                   params={"q": 'project.key="PLAT"'})}
+    served = sorted(listed)
     assert set(BAD_SLUGS) <= set(served), "the fake server should serve the hostile slugs"
     m = mount_factory(server, allow=ALLOW)
     names = listdir(m.ws)
@@ -127,10 +130,12 @@ def test_hostile_repository_slugs(hostile, fakebb_factory, mount_factory):
     assert len(names) == len(set(names)), names
     good = [s for s in served if s not in BAD_SLUGS]
     assert set(good) <= set(names), set(good) - set(names)
+    # odd but usable slugs: the fake's object, byte for byte, and the description data.json
+    # gave it
+    repos = hostile.repos()
     for slug in ODD_SLUGS:
-        obj = json.loads(cat(m.ws / slug / "repository.json"))
-        assert obj["slug"] == slug
-        assert cat(m.ws / slug / "description").decode() == obj["description"] + "\n"
+        assert cat(m.ws / slug / "repository.json") == json_file(listed[slug]), slug
+        assert cat(m.ws / slug / "description").decode() == repos[slug]["description"] + "\n"
     for p in ("a", "etc", "with", "tab", "esc"):
         assert errno_of("lstat", m.ws / p) == "ENOENT", p
     # the rest keeps working
@@ -165,5 +170,7 @@ def test_hostile_ref_names(hostile, fakebb_factory, mount_factory):
     t = m.ws / "api" / "tags"
     assert out(["readlink", t / "ünï-tag"]).strip() == \
         link_target("ünï-tag", hostile.tags("api")["ünï-tag"])
-    assert cat(b / "$(id)" / "message") == cat(t / "ünï-tag" / "message")
+    gd = hostile.git_dir("api")
+    assert cat(b / "$(id)" / "message") == git_message(gd, branches["$(id)"])
+    assert cat(t / "ünï-tag" / "message") == git_message(gd, hostile.tags("api")["ünï-tag"])
     assert m.proc.poll() is None, "bbfs died"

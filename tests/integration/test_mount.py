@@ -1,6 +1,6 @@
 """
-Mounting and unmounting: foreground (-f), background, SIGTERM, the root of the
-tree and the modes of what is in it.
+Mounting and unmounting: foreground (-f), background, single-threaded (-s),
+SIGTERM, the root of the tree and the modes of what is in it.
 """
 
 import ctypes
@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from conftest import (EXIT_DEADLINE, MOUNT_DEADLINE, bbfs_binary, force_unmount, ls,
-                      mountinfo_has, scan_stderr, stat_fmt, user_env, write_token_file)
+from conftest import (EXIT_DEADLINE, MOUNT_DEADLINE, bbfs_binary, cat, force_unmount, ls,
+                      mountinfo_has, out, scan_stderr, stat_fmt, user_env, write_token_file)
+from helpers import json_file
 
 
 def test_foreground_mount_then_fusermount_exits_zero(mount):
@@ -148,3 +149,35 @@ def test_repository_files(mount, server):
     names = set(ls(mount.ws / "api"))
     assert {"repository.json", "description", "clone-url", "HEAD", "branches", "tags",
             "commits"} <= names
+
+
+def test_single_threaded_mount_serves(mount_factory, server, demo, tmp_path):
+    """-s: FUSE answers one request at a time; the tree is the same, and several readers
+    at once are each served (one after the other), none starves."""
+    m = mount_factory(server, args=["-s"])
+    assert sorted(n for n in ls(m.ws) if not n.endswith(".json")) == \
+        server.repo_slugs(project="PLAT")
+    assert cat(m.ws / "api" / "repository.json") == \
+        json_file(server.get_json("repositories/acme/api"))
+    tip = demo.branches("api")["main"]
+    assert out(["readlink", m.ws / "api" / "HEAD"]).strip() == "branches/main"
+    files = demo.git("api", "ls-tree", "-r", "--name-only", tip).split()
+    assert len(files) >= 4, files
+    procs = []
+    for i, name in enumerate(files[:4]):
+        with open(tmp_path / f"out{i}", "wb") as fh:
+            procs.append(subprocess.Popen(["cat", m.ws / "api" / "commits" / tip / "tree" / name],
+                                          stdin=subprocess.DEVNULL, stdout=fh,
+                                          stderr=subprocess.PIPE, env=user_env()))
+    for p in procs:
+        try:
+            assert p.wait(60) == 0, p.stderr.read()   # hang guard
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+            p.stderr.close()
+    for i, name in enumerate(files[:4]):
+        want = subprocess.run(["git", "--git-dir", demo.git_dir("api"), "show", f"{tip}:{name}"],
+                              capture_output=True, check=True, timeout=30).stdout
+        assert (tmp_path / f"out{i}").read_bytes() == want, name

@@ -1,14 +1,17 @@
 """
 Pull requests as files: REPO/pullrequests/ID/ with the object, title,
 description, state, links to the source and destination commits, the diff
-and every comment. Expected values come from the fake server's data and git.
+and every comment. Expected values come from the fake server's data and git:
+pullrequest.json and comments.json are byte for byte the fake's objects
+pretty-printed, the diff is byte for byte git's diff of the two commits.
 """
 
 import json
 import math
 import subprocess
 
-from conftest import cat, describe, errno_of, ls, out
+from conftest import cat, describe, errno_of, ls, out, stat_fmt
+from helpers import json_file, pullrequest_diff
 
 ALLOW_SCOPE = [r"pullrequest scope", r"lacks one or more required privilege scopes"]
 
@@ -28,8 +31,10 @@ def test_open_pull_requests_are_listed_and_any_can_be_looked_up(mount, demo, ser
         assert cat(d / "title").decode() == p["title"] + "\n"
         assert cat(d / "description").decode() == p["description"] + "\n"
         assert cat(d / "state").decode() == p["state"] + "\n"
-        obj = json.loads(cat(d / "pullrequest.json"))
+        obj = server.get_json(f"repositories/acme/api/pullrequests/{p['id']}")
         assert obj["id"] == p["id"] and obj["title"] == p["title"]
+        assert cat(d / "pullrequest.json") == json_file(obj), p["id"]
+        assert int(stat_fmt(d / "pullrequest.json", "%s")) == len(json_file(obj)), p["id"]
         for side in ("source", "destination"):
             target = out(["readlink", d / side]).strip()
             assert target == "../../commits/" + p[side]["commit"], (side, target)
@@ -40,20 +45,30 @@ def test_open_pull_requests_are_listed_and_any_can_be_looked_up(mount, demo, ser
     assert errno_of("stat", prs / "not-a-number") == "ENOENT"
 
 
-def test_diff_and_comments(mount, demo):
-    want = {p["id"]: p for p in demo.pullrequests("api")}
-    d = mount.ws / "api" / "pullrequests" / "1"
-    p = want[1]
-    diff = cat(d / "diff").decode()
-    expect = demo.git("api", "diff", f"{p['destination']['commit']}...{p['source']['commit']}")
-    changed = sorted(l[len("+++ b/"):] for l in expect.splitlines() if l.startswith("+++ b/"))
-    assert changed and sorted(l[len("+++ b/"):] for l in diff.splitlines()
-                              if l.startswith("+++ b/")) == changed
-    assert int(out(["stat", "-c", "%s", d / "diff"])) == len(diff.encode())
-    comments = json.loads(cat(d / "comments.json"))
-    assert [c["id"] for c in comments] == [c["id"] for c in p["comments"]]
-    assert len(comments) == p["comment_count"] > 10      # more than one page at pagelen 10
-    assert json.loads(cat(mount.ws / "api" / "pullrequests" / "4" / "comments.json")) == []
+def test_diff_is_gits_diff_of_the_two_commits(mount, demo):
+    """Every pull request's diff, byte for byte: what the source brings over its merge base
+    with the destination, as `git diff` writes it with the fake's options (stat first)."""
+    gd = demo.git_dir("api")
+    for p in demo.pullrequests("api"):
+        want = pullrequest_diff(gd, p["source"]["commit"], p["destination"]["commit"])
+        d = mount.ws / "api" / "pullrequests" / str(p["id"])
+        assert int(stat_fmt(d / "diff", "%s")) == len(want), p["id"]
+        assert cat(d / "diff") == want, p["id"]
+    first = [p for p in demo.pullrequests("api") if p["id"] == 1][0]
+    changed = pullrequest_diff(gd, first["source"]["commit"], first["destination"]["commit"])
+    assert b"+++ b/src/x.c" in changed, "pull request 1 should change src/x.c"
+
+
+def test_comments_json_is_every_comment_of_the_fake(mount, demo, server):
+    """comments.json: the values of every page of /comments, in order, pretty-printed."""
+    for p in demo.pullrequests("api"):
+        want = server.get_all(f"repositories/acme/api/pullrequests/{p['id']}/comments")
+        assert [c["id"] for c in want] == [c["id"] for c in p["comments"]], p["id"]
+        f = mount.ws / "api" / "pullrequests" / str(p["id"]) / "comments.json"
+        assert cat(f) == json_file(want), p["id"]
+        assert int(stat_fmt(f, "%s")) == len(json_file(want)), p["id"]
+    counts = {p["id"]: p["comment_count"] for p in demo.pullrequests("api")}
+    assert counts[1] > 10 and counts[4] == 0   # several pages at pagelen 10; none at all
 
 
 def test_comment_pages_are_merged(mount_factory, server, demo):

@@ -1,12 +1,15 @@
 """
 branches/, tags/ and HEAD: one symlink per ref into commits/, names with
-slashes as nested directories, HEAD naming the main branch, compared with
-what git itself says about the demo repositories.
+slashes as nested directories, HEAD naming the main branch, a tag listing of
+many pages walked to its end, compared with what git itself says about the
+demo repositories.
 """
 
+import math
 import time
 
-from conftest import cat, errno_of, git_message, lines, ls, out, stat_fmt
+from conftest import cat, describe, errno_of, git_message, lines, ls, out, stat_fmt
+from helpers import LONG_SLUG, LONG_TAGS, long_demo  # noqa: F401 - a fixture
 
 
 def link_target(name, sha):
@@ -110,3 +113,22 @@ def test_sighup_refreshes_without_waiting_for_ttl(mount_factory, fresh_server, f
         time.sleep(0.1)
     assert out(["readlink", b / "after-hup"]).strip() == link_target("after-hup", tip)
     assert m.proc.poll() is None  # SIGHUP refreshes; it does not end bbfs
+
+
+def test_tag_listing_of_many_pages_is_walked_to_the_end(mount_factory, fakebb_factory, long_demo):
+    """The tag list has no `size`: bbfs must follow `next` page after page. At 25 a page,
+    LONG_TAGS tags are ceil(LONG_TAGS / 25) pages, each asked for once; every tag git has is
+    a link to its commit (annotated ones peeled)."""
+    server = fakebb_factory(long_demo)
+    m = mount_factory(server)
+    ls(m.ws)
+    server.knobs(max_pagelen=25)
+    mark = server.log.mark()
+    want = {n: link_target(n, h) for n, h in long_demo.tags(LONG_SLUG).items()}
+    assert len(want) == LONG_TAGS
+    assert symlinks_under(m.ws / LONG_SLUG / "tags") == want
+    pages = [e for e in server.log.since(mark)
+             if e["path"].rstrip("/") == f"/2.0/repositories/acme/{LONG_SLUG}/refs/tags"]
+    assert len(pages) == math.ceil(LONG_TAGS / 25), describe(pages)
+    assert all(e["status"] == 200 for e in pages), describe(pages)
+    assert len({e["query"] for e in pages}) == len(pages), "a page was asked for twice"

@@ -4,12 +4,15 @@ whole workspace, pagination), workspace.json / project.json, the files of a
 repository, exact sizes and times, and what the listing costs in requests.
 """
 
-import json
 import math
 import time
 
 from conftest import (cat, describe, errno_of, is_repo_list, iso_to_epoch, lines, ls, out, run,
                       stat_fmt)
+from helpers import json_file
+
+
+SLOW_PAGE = 3   # seconds a slowed page of the repository listing takes to send
 
 
 def repo_names(mount):
@@ -56,20 +59,31 @@ def test_pagination_whole_workspace(mount_factory, server):
 
 
 def test_pages_after_the_first_are_fetched_at_once(mount_factory, server):
-    """The first page gives size and pagelen: pages 2..n are then in flight together."""
+    """The first page gives size and pagelen: pages 2..n are then in flight together.
+
+    Pages 2..n are sent slowly (SLOW_PAGE seconds each), so that fetching them one after
+    the other would show in the request log as pages that start only after the one before
+    has been answered; fetched together, each starts before any of them is answered."""
     expected = server.repo_slugs()
     m = mount_factory(server, target="acme")
-    server.knobs(max_pagelen=2, latency_ms=300)
+    server.knobs(max_pagelen=2)
+    page_bytes = max(len(server.get_bytes(f"repositories/acme?page={n}")[1]) for n in (1, 2))
     mark = server.log.mark()
-    assert repo_names(m) == expected
+    server.knobs(slow_body={"skip": 1, "count": -1, "path_contains": "/repositories/acme",
+                            "bytes_per_second": max(1, page_bytes // SLOW_PAGE)})
+    try:
+        assert repo_names(m) == expected
+    finally:
+        server.knobs(slow_body=None)
     pages = sorted((e for e in server.log.since(mark) if is_repo_list(e)), key=lambda e: e["time"])
     assert len(pages) == math.ceil(len(expected) / 2) >= 3, describe(pages)
     first, rest = pages[0], pages[1:]
-    assert all(e["time"] >= first["time"] + first["duration_ms"] / 1000 - 0.05 for e in rest), \
-        describe(pages)
-    # every later page started before any of them had been answered
-    earliest_end = min(e["time"] + e["duration_ms"] / 1000 for e in rest)
-    assert all(e["time"] < earliest_end for e in rest), describe(pages)
+    assert "slow_body" not in first and all("slow_body" in e for e in rest), describe(pages)
+    answered = [e["time"] + e["duration_ms"] / 1000 for e in pages]
+    # page 2..n were asked for only once page 1 had been answered (they need its size) ...
+    assert all(e["time"] >= answered[0] - 0.05 for e in rest), describe(pages)
+    # ... and every one of them before any of them had been answered
+    assert max(e["time"] for e in rest) < min(answered[1:]), describe(pages)
 
 
 def test_a_repository_reached_by_path_costs_one_request_not_the_listing(mount_factory, server,
@@ -143,11 +157,11 @@ def test_sizes_are_exact_before_reading(mount, server):
 
 
 def test_repository_json_is_the_api_object(mount, server):
+    """Byte for byte the fake's object, pretty-printed with a 2-space indent and a newline."""
     for slug in server.repo_slugs(project="PLAT"):
-        text = cat(mount.ws / slug / "repository.json").decode()
-        assert text.endswith("}\n"), slug
-        assert "\n  \"" in text, f"{slug}: not pretty-printed with a 2-space indent"
-        assert json.loads(text) == server.get_json(f"repositories/acme/{slug}"), slug
+        want = json_file(server.get_json(f"repositories/acme/{slug}"))
+        assert b'\n  "' in want and want.endswith(b"}\n")
+        assert cat(mount.ws / slug / "repository.json") == want, slug
 
 
 def test_description_and_clone_url(mount, server):
@@ -166,10 +180,9 @@ def test_repository_mtime_is_updated_on(mount, server):
 
 
 def test_workspace_and_project_json(mount, server):
-    ws = json.loads(cat(mount.ws / "workspace.json"))
-    assert ws == server.get_json("workspaces/acme")
-    pj = json.loads(cat(mount.ws / "project.json"))
-    assert pj == server.get_json("workspaces/acme/projects/PLAT")
+    assert cat(mount.ws / "workspace.json") == json_file(server.get_json("workspaces/acme"))
+    assert cat(mount.ws / "project.json") == \
+        json_file(server.get_json("workspaces/acme/projects/PLAT"))
     assert {"workspace.json", "project.json"} <= set(ls(mount.ws))
 
 
@@ -181,8 +194,8 @@ def test_workspace_json_absent_without_permission(mount_factory, server):
     assert "workspace.json" not in names
     assert errno_of("stat", m.ws / "workspace.json") == "ENOENT"
     assert "project.json" in names
-    assert json.loads(cat(m.ws / "project.json")) == \
-        server.get_json("workspaces/acme/projects/PLAT", token="pat-token")
+    assert cat(m.ws / "project.json") == \
+        json_file(server.get_json("workspaces/acme/projects/PLAT", token="pat-token"))
     assert repo_names(m) == server.repo_slugs(project="PLAT", token="pat-token")
 
 

@@ -10,6 +10,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import time
 
 import pytest
@@ -200,17 +201,53 @@ def test_unreachable_api_is_refused_within_timeout(tmp_path):
     assert elapsed < 3 + 5, elapsed
 
 
+def non_loopback_address():
+    """An IPv4 address of this machine that is not a loopback one (the source address of
+    its default route; a UDP connect sends nothing), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        addr = s.getsockname()[0]
+    return None if addr.startswith("127.") else addr
+
+
 @pytest.mark.parametrize("url", ["http://example.com/2.0", "http://10.0.0.1/2.0",
-                                 "ftp://127.0.0.1/2.0"])
+                                 "ftp://127.0.0.1/2.0", "http://LISTENER/2.0",
+                                 "ftp://127.0.0.1:LISTENER_PORT/2.0"])
 def test_insecure_api_url_is_refused(tmp_path, url):
+    """Refused with one line, and without touching the network: where the URL names a
+    listener of ours (a non-loopback address of this machine; a loopback one with ftp://),
+    not even a connection reaches it."""
     tf = write_token_file(tmp_path / "token", "demo-token")
-    rc, err, elapsed = run_bbfs_expect_failure(
-        "acme/PLAT", tmp_path / "mnt",
-        [f"api_url={url}", f"token_file={tf}", "timeout=3", f"cache_dir={tmp_path / 'cache'}"],
-        timeout=20)
-    assert rc != 0
-    one_clear_line(err)
-    assert elapsed < 2, "refusing an http:// URL should not need the network"
+    listener = None
+    if "LISTENER" in url:
+        host = "127.0.0.1" if url.startswith("ftp:") else non_loopback_address()
+        if host is None:
+            pytest.skip("this machine has no non-loopback IPv4 address")
+        listener = socket.create_server((host, 0))
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        url = url.replace("LISTENER_PORT", str(port)).replace("LISTENER", f"{host}:{port}")
+    try:
+        rc, err, _ = run_bbfs_expect_failure(
+            "acme/PLAT", tmp_path / "mnt",
+            [f"api_url={url}", f"token_file={tf}", "timeout=3", f"cache_dir={tmp_path / 'cache'}"],
+            timeout=20)
+        assert rc != 0
+        one_clear_line(err)
+        if listener is not None:
+            # bbfs has exited: a connection it made would be waiting in the backlog
+            try:
+                conn, peer = listener.accept()
+                conn.close()
+                pytest.fail(f"bbfs connected to {url} ({peer}) before refusing it")
+            except BlockingIOError:
+                pass
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 def test_token_option_is_refused(server, tmp_path):
