@@ -25,7 +25,7 @@ struct source {
     int previous; /* the value the last fetch was shown as replaced, or -1 */
 };
 
-static int fetch_int(void *arg, const void *previous, void **value)
+static int fetch_int(void *arg, const void *previous, struct cache_value *out)
 {
     struct source *src = arg;
     pthread_mutex_lock(&src->lock);
@@ -39,7 +39,8 @@ static int fetch_int(void *arg, const void *previous, void **value)
         return result;
     int *p = malloc(sizeof(*p));
     *p = v;
-    *value = p;
+    out->value = p;
+    out->size = sizeof(*p);
     return 0;
 }
 
@@ -56,7 +57,7 @@ static int get_int(struct cache *c, struct source *src, time_t max_age, int *out
 
 static void test_fresh_value_is_reused(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 7};
     int v;
     (void)state;
@@ -69,7 +70,7 @@ static void test_fresh_value_is_reused(void **state)
 
 static void test_expired_value_is_refetched(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
     int v;
     (void)state;
@@ -92,7 +93,7 @@ static void test_expired_value_is_refetched(void **state)
 
 static void test_refresh_sees_the_value_it_replaces(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
     int v;
     (void)state;
@@ -108,18 +109,19 @@ static void test_refresh_sees_the_value_it_replaces(void **state)
 
 static void test_put_offers_a_value_without_fetching(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
     int *offered = malloc(sizeof(*offered)), *again = malloc(sizeof(*again)), v;
     (void)state;
     *offered = 42;
     *again = 43;
-    assert_int_equal(cache_put(c, "k", 60, offered, free), 0);
+    struct cache_value v1 = {.value = offered}, v2 = {.value = again};
+    assert_int_equal(cache_put(c, "k", 60, &v1, free), 0);
     assert_int_equal(get_int(c, &src, 60, &v), 0);
     assert_int_equal(v, 42);
     assert_int_equal(src.calls, 0);
     /* a key that has a value keeps it; the offer is freed */
-    assert_int_equal(cache_put(c, "k", 60, again, free), -EEXIST);
+    assert_int_equal(cache_put(c, "k", 60, &v2, free), -EEXIST);
     assert_int_equal(get_int(c, &src, 60, &v), 0);
     assert_int_equal(v, 42);
     cache_free(c);
@@ -127,7 +129,7 @@ static void test_put_offers_a_value_without_fetching(void **state)
 
 static void test_peek_never_fetches(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 4};
     struct cache_ref *ref;
     int v;
@@ -148,7 +150,7 @@ static void test_peek_never_fetches(void **state)
 
 static void test_negative_is_remembered_errors_are_not(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .result = -ENOENT};
     int v;
     (void)state;
@@ -157,7 +159,7 @@ static void test_negative_is_remembered_errors_are_not(void **state)
     assert_int_equal(src.calls, 1);
     cache_free(c);
 
-    c = cache_new();
+    c = cache_new(1 << 20);
     src.calls = 0;
     src.result = -EIO;
     assert_int_equal(get_int(c, &src, 60, &v), -EIO);
@@ -173,7 +175,7 @@ static void test_negative_is_remembered_errors_are_not(void **state)
 
 static void test_stale_served_when_refresh_fails(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 9};
     int v = 0;
     (void)state;
@@ -216,7 +218,7 @@ static void run_concurrently(struct cache *c, struct source *src, struct worker 
 
 static void test_single_flight(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 42, .delay_ms = 200};
     struct worker w[8];
     (void)state;
@@ -232,7 +234,7 @@ static void test_single_flight(void **state)
 
 static void test_single_flight_failure_is_shared(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .result = -EIO, .delay_ms = 200};
     struct worker w[8];
     (void)state;
