@@ -76,6 +76,31 @@ static int get_dir(struct tree *tree, const struct node *n, const char *dir, str
     return object_get(tree, OBJECT_DIR, &id, ref);
 }
 
+/*
+ * Whether the directory holding n's entry can hold anything, from its own
+ * entry in its parent's listing when memory has that (the kernel looked it
+ * up just before): a submodule or a file holds nothing, and asking the API
+ * to list it would cost a request for a certain "no such file".
+ */
+static int holder_may_list(struct tree *tree, const struct node *n)
+{
+    struct cache_ref *ref;
+    if (n->nparts < 7)
+        return 1; /* held by tree/ itself */
+    char *grandparent = names_join(n->parts, 5, n->nparts - 2);
+    struct object_id id = {.repo = n->repo->slug, .revision = n->hash, .path = grandparent};
+    int rc = grandparent ? object_peek(tree, OBJECT_DIR, &id, &ref) : -ENOMEM;
+    free(grandparent);
+    if (rc)
+        return 1; /* not at hand: the listing asked for says */
+    const struct dir_index *listing = cache_ref_value(ref);
+    const struct api_entry *holder =
+        index_find(&listing->index, n->parts[n->nparts - 2], entry_name);
+    int may = holder && holder->type == API_ENTRY_DIR;
+    cache_ref_put(ref);
+    return may;
+}
+
 int source_resolve(struct tree *tree, struct node *n)
 {
     n->tree_path = names_join(n->parts, 5, n->nparts);
@@ -84,6 +109,8 @@ int source_resolve(struct tree *tree, struct node *n)
     n->kind = NODE_TREE_DIR;
     if (n->nparts == 5)
         return 0;
+    if (!holder_may_list(tree, n))
+        return -ENOENT;
 
     char *dir = names_join(n->parts, 5, n->nparts - 1);
     if (!dir)
