@@ -255,7 +255,7 @@ int client_is_stored(struct api_client *c, const char *url)
  * served when the API cannot be reached; offline, it is all there is.
  */
 static int get_mutable(struct api_client *c, enum api_kind kind, const char *url,
-                       struct http_response *resp, int *cached)
+                       struct http_response *resp, int *cached, int64_t *fetched_at)
 {
     char *body = NULL, *etag = NULL;
     int64_t fetched = 0, now = (int64_t)time(NULL);
@@ -265,7 +265,9 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
 
     have = c->responses.load_mutable &&
            c->responses.load_mutable(c->responses.ctx, url, &body, &len, &etag, &fetched) == 0;
+    *fetched_at = now; /* a 304 confirms the stored answer now */
     if (have && (c->offline || is_fresh(c, fetched, now))) {
+        *fetched_at = fetched;
         client_count(&c->stored);
         use_stored(resp, body, len, etag);
         *cached = 1;
@@ -298,6 +300,7 @@ out:
     free(etag);
     return rc;
 stale:
+    *fetched_at = fetched;
     client_count(&c->stale);
     url_shown(url, clean, sizeof(clean));
     log_once(LOG_LEVEL_WARN, "api:stale",
@@ -310,15 +313,17 @@ stale:
 
 /*
  * GETs a JSON body, from the response cache when it holds one that may be
- * used (*cached says so); resp is the caller's to release either way.
+ * used (*cached says so, and *fetched_at when the stored answer was fetched
+ * or confirmed); resp is the caller's to release either way.
  */
 static int get_body(struct api_client *c, enum api_kind kind, const char *url,
-                    struct http_response *resp, int *cached)
+                    struct http_response *resp, int *cached, int64_t *fetched_at)
 {
     memset(resp, 0, sizeof(*resp));
     *cached = 0;
+    *fetched_at = 0;
     if (!client_is_immutable(kind))
-        return get_mutable(c, kind, url, resp, cached);
+        return get_mutable(c, kind, url, resp, cached, fetched_at);
     if (c->responses.load &&
         c->responses.load(c->responses.ctx, url, &resp->body, &resp->len) == 0) {
         client_count(&c->stored);
@@ -367,14 +372,15 @@ static void keep_body(struct api_client *c, enum api_kind kind, const char *url,
  * kept by an older bbfs) is fetched again.
  */
 int client_get_object(struct api_client *c, enum api_kind kind, const char *url, object_fn fn,
-                      void *ctx)
+                      void *ctx, int64_t *fetched_at)
 {
     struct http_response resp;
     json_error_t jerr;
     json_t *root;
+    int64_t fetched;
     int rc, cached;
 
-    rc = get_body(c, kind, url, &resp, &cached);
+    rc = get_body(c, kind, url, &resp, &cached, &fetched);
     for (;;) {
         if (rc < 0)
             break;
@@ -391,6 +397,8 @@ int client_get_object(struct api_client *c, enum api_kind kind, const char *url,
         json_decref(root);
         if (rc == 0)
             keep_body(c, kind, url, cached, &resp);
+        if (rc == 0 && fetched_at)
+            *fetched_at = cached ? fetched : (int64_t)time(NULL);
         if (rc == 0 || !cached || rc == -ENOMEM)
             break;
         /* A damaged or unusable cache entry: ask the API instead. */
@@ -408,7 +416,10 @@ static int doc_from(json_t *root, void *ctx)
 
 int client_get_doc(struct api_client *c, enum api_kind kind, char *url, struct api_doc *out)
 {
-    return client_get_object(c, kind, url, doc_from, out);
+    int64_t fetched_at = 0;
+    int rc = client_get_object(c, kind, url, doc_from, out, &fetched_at);
+    out->fetched_at = fetched_at;
+    return rc;
 }
 
 /*
@@ -445,6 +456,7 @@ struct page_batch {
     struct http_response *resps;
     json_t **roots;
     int *rcs, *cached;
+    int64_t *fetched; /* of the stored answers */
     size_t next_index; /* atomic: the next page a worker takes */
 };
 
@@ -454,7 +466,8 @@ static void *page_worker(void *arg)
     size_t i;
 
     while ((i = __atomic_fetch_add(&b->next_index, 1, __ATOMIC_RELAXED)) < b->count)
-        b->rcs[i] = get_body(b->c, b->kind, b->urls[i], &b->resps[i], &b->cached[i]);
+        b->rcs[i] =
+            get_body(b->c, b->kind, b->urls[i], &b->resps[i], &b->cached[i], &b->fetched[i]);
     return NULL;
 }
 
@@ -473,6 +486,7 @@ static void page_batch_release(struct page_batch *b)
     free(b->roots);
     free(b->rcs);
     free(b->cached);
+    free(b->fetched);
 }
 
 /*
@@ -526,8 +540,17 @@ static int batch_is_consistent(const struct page_batch *b, json_t *first)
  * checked) and hands their entries to fn in order. *done is 0 when the pages
  * did not add up: nothing was handed to fn, and the caller walks the links.
  */
+/* The older of *oldest and when an answer was fetched (now, unless it was stored). */
+static void note_fetched(int64_t *oldest, int cached, int64_t fetched)
+{
+    int64_t at = cached ? fetched : (int64_t)time(NULL);
+    if (*oldest == 0 || at < *oldest)
+        *oldest = at;
+}
+
 static int walk_rest_at_once(struct api_client *c, const char *second_url, size_t npages,
-                             json_t *first, enum api_kind kind, item_fn fn, void *ctx, int *done)
+                             json_t *first, enum api_kind kind, item_fn fn, void *ctx, int *done,
+                             int64_t *oldest)
 {
     struct page_batch b = {.c = c, .kind = kind, .count = npages - 1};
     pthread_t threads[PAGE_WORKERS];
@@ -540,7 +563,8 @@ static int walk_rest_at_once(struct api_client *c, const char *second_url, size_
     b.roots = calloc(b.count, sizeof(*b.roots));
     b.rcs = calloc(b.count, sizeof(*b.rcs));
     b.cached = calloc(b.count, sizeof(*b.cached));
-    if (!b.urls || !b.resps || !b.roots || !b.rcs || !b.cached) {
+    b.fetched = calloc(b.count, sizeof(*b.fetched));
+    if (!b.urls || !b.resps || !b.roots || !b.rcs || !b.cached || !b.fetched) {
         rc = -ENOMEM;
         goto out;
     }
@@ -582,6 +606,7 @@ static int walk_rest_at_once(struct api_client *c, const char *second_url, size_
                 goto out;
         }
         keep_body(c, kind, b.urls[i], b.cached[i], &b.resps[i]);
+        note_fetched(oldest, b.cached[i], b.fetched[i]);
     }
     rc = 0;
     *done = 1;
@@ -601,18 +626,31 @@ struct fetched_page {
     struct http_response resp;
 };
 
+static int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url,
+                      size_t max_pages, item_fn fn, void *ctx, int64_t *fetched_at);
+
 int client_walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
-                      void *ctx)
+                      void *ctx, int64_t *fetched_at)
 {
-    return client_walk_pages_capped(c, kind, first_url, PAGE_MAX_PAGES, fn, ctx);
+    int64_t unused;
+    return walk_pages(c, kind, first_url, PAGE_MAX_PAGES, fn, ctx,
+                      fetched_at ? fetched_at : &unused);
+}
+
+int client_walk_pages_capped(struct api_client *c, enum api_kind kind, const char *first_url,
+                             size_t max_pages, item_fn fn, void *ctx)
+{
+    int64_t fetched_at;
+    return walk_pages(c, kind, first_url, max_pages, fn, ctx, &fetched_at);
 }
 
 /*
  * walk_pages for at most max_pages pages: -EFBIG, before any later page is
- * asked for, when the first says there are more.
+ * asked for, when the first says there are more. *fetched_at gets when the
+ * oldest page was fetched.
  */
-int client_walk_pages_capped(struct api_client *c, enum api_kind kind, const char *first_url,
-                             size_t max_pages, item_fn fn, void *ctx)
+static int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url,
+                      size_t max_pages, item_fn fn, void *ctx, int64_t *fetched_at)
 {
     struct http_response resp;
     struct page_walk walk;
@@ -621,9 +659,11 @@ int client_walk_pages_capped(struct api_client *c, enum api_kind kind, const cha
     char *url = NULL, *next_url = NULL;
     struct fetched_page *pending = NULL;
     size_t i, npending = 0, pending_alloc = 0;
+    int64_t fetched;
     int rc, cached, stop = 0;
 
     memset(&resp, 0, sizeof(resp));
+    *fetched_at = 0;
     rc = page_walk_init(&walk, c->base, first_url, max_pages);
     if (rc < 0)
         return rc;
@@ -633,11 +673,12 @@ int client_walk_pages_capped(struct api_client *c, enum api_kind kind, const cha
         goto out;
     }
     while (url) {
-        rc = get_body(c, kind, url, &resp, &cached);
+        rc = get_body(c, kind, url, &resp, &cached, &fetched);
         if (rc == 0)
             rc = parse_page(c, kind, url, &resp, &cached, &root, &values, &next);
         if (rc < 0)
             goto out;
+        note_fetched(fetched_at, cached, fetched);
         for (i = 0; i < json_array_size(values); i++) {
             item = json_array_get(values, i);
             rc = fn(item, ctx);
@@ -672,7 +713,7 @@ int client_walk_pages_capped(struct api_client *c, enum api_kind kind, const cha
             rc = -EFBIG;
         else if (rc == 0 && npages > 2 && !near_rate_limit(c)) {
             int done;
-            rc = walk_rest_at_once(c, url, npages, root, kind, fn, ctx, &done);
+            rc = walk_rest_at_once(c, url, npages, root, kind, fn, ctx, &done, fetched_at);
             if (rc < 0 || done) {
                 free(url);
                 url = NULL;

@@ -57,11 +57,12 @@ typedef int (*object_fn)(json_t *root, void *ctx);
 /*
  * GET url, parse its body as one JSON object and hand it to fn. The answer
  * is kept only when fn took it, and a stored one that fn refuses (damaged, or
- * kept by an older bbfs) is fetched again.
+ * kept by an older bbfs) is fetched again. *fetched_at (when not NULL) gets
+ * when the answer was fetched (api.h: fetched_at).
  */
 int client_get_object(struct api_client *c, enum api_kind kind, const char *url, object_fn fn,
-                      void *ctx);
-/* A whole document: the pretty-printed object of url. */
+                      void *ctx, int64_t *fetched_at);
+/* A whole document: the pretty-printed object of url, with its fetched_at. */
 int client_get_doc(struct api_client *c, enum api_kind kind, char *url, struct api_doc *out);
 
 /* Called for each entry of each page: 0 to go on, 1 to stop after it, or -errno. */
@@ -70,10 +71,11 @@ typedef int (*item_fn)(json_t *item, void *ctx);
 /*
  * GET first_url and every page after it, handing each entry to fn. Stops
  * early when fn returns 1. Any failure fails the whole walk. When the first
- * page says how many there are, the rest are fetched at once.
+ * page says how many there are, the rest are fetched at once. *fetched_at
+ * gets when the oldest page was fetched (api.h: fetched_at).
  */
 int client_walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
-                      void *ctx);
+                      void *ctx, int64_t *fetched_at);
 /*
  * client_walk_pages for at most max_pages pages: -EFBIG, before any later
  * page is asked for, when the first says there are more.

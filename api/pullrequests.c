@@ -78,7 +78,8 @@ int api_list_pullrequests(struct api_client *client, const char *workspace, cons
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_walk_pages(client, API_KIND_PULLREQUESTS, url, client_collect, &acc);
+    rc = client_walk_pages(client, API_KIND_PULLREQUESTS, url, client_collect, &acc,
+                           &out->fetched_at);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -133,7 +134,8 @@ int api_get_pullrequest(struct api_client *client, const char *workspace, const 
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_get_object(client, API_KIND_PULLREQUESTS, url, pullrequest_from, &args);
+    rc = client_get_object(client, API_KIND_PULLREQUESTS, url, pullrequest_from, &args,
+                           &out->doc.fetched_at);
     free(url);
     return rc;
 }
@@ -147,6 +149,7 @@ int api_get_pullrequest_comments(struct api_client *client, const char *workspac
                                  const char *repo, uint64_t id, struct api_doc *out)
 {
     json_t *all = json_array();
+    int64_t fetched_at = 0;
     struct buf u;
     char *url = NULL;
     int rc = -ENOMEM;
@@ -159,9 +162,10 @@ int api_get_pullrequest_comments(struct api_client *client, const char *workspac
     url = client_url_finish(&u, &rc);
     if (!url)
         goto out;
-    rc = client_walk_pages(client, API_KIND_COMMENTS, url, add_to_array, all);
+    rc = client_walk_pages(client, API_KIND_COMMENTS, url, add_to_array, all, &fetched_at);
     if (rc == 0)
         rc = parse_doc(all, out);
+    out->fetched_at = rc == 0 ? fetched_at : 0;
 out:
     free(url);
     json_decref(all);
@@ -229,7 +233,7 @@ int api_expand_hash(struct api_client *client, const char *workspace, const char
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_get_object(client, API_KIND_COMMIT, url, hash_from, &args);
+    rc = client_get_object(client, API_KIND_COMMIT, url, hash_from, &args, NULL);
     free(url);
     return rc;
 }
