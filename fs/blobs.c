@@ -113,27 +113,9 @@ int blob_read(struct tree *tree, const struct blob *blob, size_t max, char **dat
     int fd, rc = blob_open(tree, blob, &fd, &size);
     if (rc)
         return rc;
-    *data = NULL;
-    if (size > max) {
-        rc = -ENAMETOOLONG;
-        goto out;
-    }
-    *data = malloc(size + 1);
-    if (!*data) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    if (pread(fd, *data, size, 0) != (ssize_t)size) {
-        free(*data);
-        *data = NULL;
-        rc = -EIO;
-        goto out;
-    }
-    (*data)[size] = '\0';
-    *len = size;
-out:
+    rc = store_read_all(fd, size, max, data, len);
     close(fd);
-    return rc;
+    return rc == -EFBIG ? -ENAMETOOLONG : rc;
 }
 
 int blob_open_pr_diff(struct tree *tree, const char *repo, const struct api_pullrequest *pr,

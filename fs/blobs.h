@@ -29,7 +29,10 @@ struct blob {
 /* Opens the content read-only into *fd, its size into *size, downloading it first if needed. */
 int blob_open(struct tree *tree, const struct blob *blob, int *fd, uint64_t *size);
 
-/* A small content whole (a symlink's target): malloc'd, NUL-terminated, at most max bytes. */
+/*
+ * A small content whole (a symlink's target): malloc'd and NUL-terminated;
+ * -ENAMETOOLONG when it is over max bytes.
+ */
 int blob_read(struct tree *tree, const struct blob *blob, size_t max, char **data, size_t *len);
 
 /*

@@ -41,10 +41,7 @@ static int is_listed(struct tree *tree, const struct node *n, time_t *date)
 /* HASH/NAME and HASH/parents/PARENT, with the commit at hand. */
 static int resolve_child(struct tree *tree, struct node *n)
 {
-    static const struct {
-        const char *name;
-        enum node_kind kind;
-    } files[] = {
+    static const struct named_kind files[] = {
         {"diff", NODE_DIFF},
         {"commit.json", NODE_COMMIT_JSON},
         {"message", NODE_MESSAGE},
@@ -54,11 +51,8 @@ static int resolve_child(struct tree *tree, struct node *n)
     const char *name = n->parts[4];
     if (strcmp(name, "tree") == 0)
         return source_resolve(tree, n);
-    for (size_t i = 0; n->nparts == 5 && i < sizeof(files) / sizeof(files[0]); i++)
-        if (strcmp(name, files[i].name) == 0) {
-            n->kind = files[i].kind;
-            return 0;
-        }
+    if (n->nparts == 5)
+        return node_kind_named(n, files, sizeof(files) / sizeof(files[0]), name);
     if (n->nparts == 6 && strcmp(name, "parents") == 0) {
         for (size_t i = 0; i < commit->parent_count; i++)
             if (strcmp(commit->parents[i], n->parts[5]) == 0) {

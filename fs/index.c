@@ -103,6 +103,14 @@ void index_release(struct name_index *index)
     index->count = 0;
 }
 
+size_t index_bytes(const struct name_index *index, size_t elem, index_name_fn name_of)
+{
+    size_t bytes = index->count * (elem + sizeof(*index->items));
+    for (size_t i = 0; i < index->count; i++)
+        bytes += strlen(name_of(index->items[i])) + 1;
+    return bytes;
+}
+
 void index_diff(const struct name_index *before, const struct name_index *after,
                 index_name_fn name_of, void (*fn)(void *ctx, const char *name), void *ctx)
 {

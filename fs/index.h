@@ -37,6 +37,9 @@ size_t index_lower_bound(const struct name_index *index, const char *key, index_
 /* The item called key, or NULL. */
 const void *index_find(const struct name_index *index, const char *key, index_name_fn name_of);
 
+/* About what the indexed items hold: elem bytes each, their names, the index. */
+size_t index_bytes(const struct name_index *index, size_t elem, index_name_fn name_of);
+
 /* Calls fn for each name in one of two indexes and not in the other. */
 void index_diff(const struct name_index *before, const struct name_index *after,
                 index_name_fn name_of, void (*fn)(void *ctx, const char *name), void *ctx);

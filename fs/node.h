@@ -188,6 +188,14 @@ struct fixed_child {
 int listing_add_fixed(struct listing *l, const struct fixed_child *children, size_t count,
                       const struct tree_stat *st);
 
+/* A fixed name in a directory, and the kind of node it is. */
+struct named_kind {
+    const char *name;
+    enum node_kind kind;
+};
+/* Makes n the kind called name in table: 0, or -ENOENT when no row has that name. */
+int node_kind_named(struct node *n, const struct named_kind *table, size_t count, const char *name);
+
 /* A JSON document as a file's content. */
 int node_doc(const struct api_doc *doc, const char **data, size_t *len);
 

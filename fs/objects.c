@@ -30,9 +30,10 @@ struct object_type {
     char separator;
     int forever; /* addressed by a commit hash: never refetched (else trusted for ttl) */
     size_t value_size;
-    /* the API call(s) filling the zeroed value; on failure the value is freed as it is */
+    /* the API call(s) filling the zeroed value; on failure the value is released as it is */
     int (*fetch)(struct tree *tree, const struct object_id *id, void *value);
-    void (*free)(void *value);
+    void (*release)(void *value);
+    size_t index_at; /* offset of the value's struct name_index, or 0: none */
     size_t (*size)(const void *value);
     size_t fetched_at; /* offset of the value's int64_t fetched_at (kinds not forever) */
     int einval_absent; /* -EINVAL (the API's "not a hash") means there is no such object */
@@ -109,10 +110,7 @@ static size_t repo_size(const void *value)
 static size_t refs_size(const void *value)
 {
     const struct ref_index *ri = value;
-    size_t bytes = sizeof(*ri) + ri->list.count * (sizeof(struct api_ref) + sizeof(void *));
-    for (size_t i = 0; i < ri->list.count; i++)
-        bytes += str_size(ri->list.items[i].name);
-    return bytes;
+    return sizeof(*ri) + index_bytes(&ri->index, sizeof(struct api_ref), ref_name);
 }
 
 static size_t commits_size(const void *value)
@@ -136,10 +134,7 @@ static size_t doc_size(const void *value)
 static size_t dir_size(const void *value)
 {
     const struct dir_index *di = value;
-    size_t bytes = sizeof(*di) + di->list.count * (sizeof(struct api_entry) + sizeof(void *));
-    for (size_t i = 0; i < di->list.count; i++)
-        bytes += str_size(di->list.items[i].name);
-    return bytes;
+    return sizeof(*di) + index_bytes(&di->index, sizeof(struct api_entry), entry_name);
 }
 
 static size_t prs_size(const void *value)
@@ -162,66 +157,56 @@ static size_t hash_size(const void *value)
     return API_HASH_LEN + 1;
 }
 
-/* ---- releasing ------------------------------------------------------------ */
+/* ---- releasing (the value itself is freed by object_free) ------------------- */
 
-static void repos_free(void *value)
+static void release_repos(void *value)
 {
-    struct repo_index *ri = value;
-    api_repo_list_release(&ri->list);
-    index_release(&ri->index);
-    free(ri);
+    api_repo_list_release(&((struct repo_index *)value)->list);
 }
 
-static void repo_free(void *value)
+static void release_refs(void *value)
+{
+    api_ref_list_release(&((struct ref_index *)value)->list);
+}
+
+static void release_dir(void *value)
+{
+    api_entry_list_release(&((struct dir_index *)value)->list);
+}
+
+static void release_repo(void *value)
 {
     api_repo_release(value);
-    free(value);
 }
 
-static void refs_free(void *value)
-{
-    struct ref_index *ri = value;
-    api_ref_list_release(&ri->list);
-    index_release(&ri->index);
-    free(ri);
-}
-
-static void commits_free(void *value)
+static void release_commits(void *value)
 {
     api_commit_list_release(value);
-    free(value);
 }
 
-static void commit_free(void *value)
+static void release_commit(void *value)
 {
     api_commit_release(value);
-    free(value);
 }
 
-static void doc_free(void *value)
+static void release_doc(void *value)
 {
     api_doc_release(value);
-    free(value);
 }
 
-static void dir_free(void *value)
-{
-    struct dir_index *di = value;
-    api_entry_list_release(&di->list);
-    index_release(&di->index);
-    free(di);
-}
-
-static void prs_free(void *value)
+static void release_prs(void *value)
 {
     api_pullrequest_list_release(value);
-    free(value);
 }
 
-static void pr_free(void *value)
+static void release_pr(void *value)
 {
     api_pullrequest_release(value);
-    free(value);
+}
+
+static void release_nothing(void *value)
+{
+    (void)value;
 }
 
 /* ---- the API calls --------------------------------------------------------- */
@@ -371,46 +356,53 @@ static void tags_changed(struct tree *tree, const struct object_id *id, const vo
 #define FETCHED_AT(type, member) offsetof(type, member)
 
 static const struct object_type types[OBJECT_KIND_COUNT] = {
-    [OBJECT_REPOS] = {"repos", 0, '/', 0, sizeof(struct repo_index), fetch_repos, repos_free,
-                      repos_size, FETCHED_AT(struct repo_index, list.fetched_at), 0, DENIED_EACCES,
-                      NULL, repos_changed},
-    [OBJECT_REPO] = {"repo", KEY_REPO, '/', 0, sizeof(struct api_repo), fetch_repo, repo_free,
+    [OBJECT_REPOS] = {"repos", 0, '/', 0, sizeof(struct repo_index), fetch_repos, release_repos,
+                      offsetof(struct repo_index, index), repos_size,
+                      FETCHED_AT(struct repo_index, list.fetched_at), 0, DENIED_EACCES, NULL,
+                      repos_changed},
+    [OBJECT_REPO] = {"repo", KEY_REPO, '/', 0, sizeof(struct api_repo), fetch_repo, release_repo, 0,
                      repo_size, FETCHED_AT(struct api_repo, doc.fetched_at), 0, DENIED_ABSENT, NULL,
                      NULL},
     [OBJECT_BRANCHES] = {"branches", KEY_REPO, '/', 0, sizeof(struct ref_index), fetch_branches,
-                         refs_free, refs_size, FETCHED_AT(struct ref_index, list.fetched_at), 0,
-                         DENIED_EACCES, NULL, branches_changed},
-    [OBJECT_TAGS] = {"tags", KEY_REPO, '/', 0, sizeof(struct ref_index), fetch_tags, refs_free,
-                     refs_size, FETCHED_AT(struct ref_index, list.fetched_at), 0, DENIED_EACCES,
-                     NULL, tags_changed},
+                         release_refs, offsetof(struct ref_index, index), refs_size,
+                         FETCHED_AT(struct ref_index, list.fetched_at), 0, DENIED_EACCES, NULL,
+                         branches_changed},
+    [OBJECT_TAGS] = {"tags", KEY_REPO, '/', 0, sizeof(struct ref_index), fetch_tags, release_refs,
+                     offsetof(struct ref_index, index), refs_size,
+                     FETCHED_AT(struct ref_index, list.fetched_at), 0, DENIED_EACCES, NULL,
+                     tags_changed},
     [OBJECT_COMMITS] = {"commits", KEY_REPO, '/', 0, sizeof(struct api_commit_list), fetch_commits,
-                        commits_free, commits_size, FETCHED_AT(struct api_commit_list, fetched_at),
-                        0, DENIED_EACCES, NULL, NULL},
+                        release_commits, 0, commits_size,
+                        FETCHED_AT(struct api_commit_list, fetched_at), 0, DENIED_EACCES, NULL,
+                        NULL},
     [OBJECT_COMMIT] = {"commit", KEY_REPO | KEY_REVISION, '/', 1, sizeof(struct api_commit),
-                       fetch_commit, commit_free, commit_size, 0, 1, DENIED_EACCES, NULL, NULL},
+                       fetch_commit, release_commit, 0, commit_size, 0, 1, DENIED_EACCES, NULL,
+                       NULL},
     [OBJECT_WORKSPACE] = {WORKSPACE_JSON, 0, '/', 0, sizeof(struct api_doc), fetch_workspace,
-                          doc_free, doc_size, FETCHED_AT(struct api_doc, fetched_at), 0,
+                          release_doc, 0, doc_size, FETCHED_AT(struct api_doc, fetched_at), 0,
                           DENIED_ABSENT, NULL, NULL},
-    [OBJECT_PROJECT] = {PROJECT_JSON, 0, '/', 0, sizeof(struct api_doc), fetch_project, doc_free,
-                        doc_size, FETCHED_AT(struct api_doc, fetched_at), 0, DENIED_ABSENT, NULL,
+    [OBJECT_PROJECT] = {PROJECT_JSON, 0, '/', 0, sizeof(struct api_doc), fetch_project, release_doc,
+                        0, doc_size, FETCHED_AT(struct api_doc, fetched_at), 0, DENIED_ABSENT, NULL,
                         NULL},
     [OBJECT_DIR] = {"src", KEY_REPO | KEY_REVISION | KEY_PATH, '\n', 1, sizeof(struct dir_index),
-                    fetch_dir, dir_free, dir_size, 0, 0, DENIED_EACCES, NULL, NULL},
+                    fetch_dir, release_dir, offsetof(struct dir_index, index), dir_size, 0, 0,
+                    DENIED_EACCES, NULL, NULL},
     [OBJECT_PULLREQUESTS] = {"prs", KEY_REPO, '/', 0, sizeof(struct api_pullrequest_list),
-                             fetch_pullrequests, prs_free, prs_size,
+                             fetch_pullrequests, release_prs, 0, prs_size,
                              FETCHED_AT(struct api_pullrequest_list, fetched_at), 0, DENIED_EMPTY,
                              "the token may not read pull requests (it lacks the pullrequest "
                              "scope): pullrequests/ stays empty",
                              NULL},
     [OBJECT_PULLREQUEST] = {"pr", KEY_REPO | KEY_NUMBER, '/', 0, sizeof(struct api_pullrequest),
-                            fetch_pullrequest, pr_free, pr_size,
+                            fetch_pullrequest, release_pr, 0, pr_size,
                             FETCHED_AT(struct api_pullrequest, doc.fetched_at), 0, DENIED_ABSENT,
                             NULL, NULL},
     [OBJECT_COMMENTS] = {"comments", KEY_REPO | KEY_NUMBER, '/', 0, sizeof(struct api_doc),
-                         fetch_comments, doc_free, doc_size, FETCHED_AT(struct api_doc, fetched_at),
-                         0, DENIED_EACCES, NULL, NULL},
+                         fetch_comments, release_doc, 0, doc_size,
+                         FETCHED_AT(struct api_doc, fetched_at), 0, DENIED_EACCES, NULL, NULL},
     [OBJECT_FULL_HASH] = {"hash", KEY_REPO | KEY_REVISION, '/', 1, API_HASH_LEN + 1,
-                          fetch_full_hash, free, hash_size, 0, 1, DENIED_EACCES, NULL, NULL},
+                          fetch_full_hash, release_nothing, 0, hash_size, 0, 1, DENIED_EACCES, NULL,
+                          NULL},
 };
 
 /* ---- the generic part ------------------------------------------------------- */
@@ -455,6 +447,33 @@ static time_t age_of(int64_t fetched_at)
     return fetched_at > 0 && fetched_at < now ? (time_t)(now - fetched_at) : 0;
 }
 
+/*
+ * Every value sits in a box that says its type, so that one function frees
+ * any of them (a cache_free_fn gets nothing but the value).
+ */
+struct box {
+    const struct object_type *type;
+    max_align_t value[];
+};
+
+static void *box_new(const struct object_type *t)
+{
+    struct box *box = calloc(1, sizeof(*box) + t->value_size);
+    if (!box)
+        return NULL;
+    box->type = t;
+    return box->value;
+}
+
+static void object_free(void *value)
+{
+    struct box *box = (struct box *)((char *)value - offsetof(struct box, value));
+    box->type->release(value);
+    if (box->type->index_at)
+        index_release((struct name_index *)((char *)value + box->type->index_at));
+    free(box);
+}
+
 struct fetch_call {
     struct tree *tree;
     const struct object_type *type;
@@ -465,12 +484,12 @@ static int fetch_object(void *arg, const void *previous, struct cache_value *out
 {
     const struct fetch_call *call = arg;
     const struct object_type *t = call->type;
-    void *value = calloc(1, t->value_size);
+    void *value = box_new(t);
     if (!value)
         return -ENOMEM;
     int rc = remap_error(t, t->fetch(call->tree, call->id, value));
     if (rc) {
-        t->free(value);
+        object_free(value);
         return rc;
     }
     if (previous && t->changed && call->tree->changed)
@@ -491,7 +510,7 @@ int object_get(struct tree *tree, enum object_kind kind, const struct object_id 
     if (!key)
         return -ENOMEM;
     int rc = cache_get(tree->cache, key, t->forever ? CACHE_FOREVER : tree->ttl, fetch_object,
-                       t->free, &call, ref);
+                       object_free, &call, ref);
     free(key);
     return rc;
 }
@@ -510,7 +529,7 @@ int object_peek(struct tree *tree, enum object_kind kind, const struct object_id
 void object_offer_dir(struct tree *tree, const struct object_id *id, struct api_entry_list *entries)
 {
     const struct object_type *t = &types[OBJECT_DIR];
-    struct dir_index *di = calloc(1, sizeof(*di));
+    struct dir_index *di = box_new(t);
     char *key = object_key(t, id);
 
     if (!di || !key) {
@@ -522,11 +541,11 @@ void object_offer_dir(struct tree *tree, const struct object_id *id, struct api_
     if (index_build(&di->index, di->list.items, di->list.count, sizeof(*di->list.items),
                     &entry_spec) == 0) {
         struct cache_value v = {.value = di, .size = dir_size(di)};
-        cache_put(tree->cache, key, CACHE_FOREVER, &v, dir_free);
+        cache_put(tree->cache, key, CACHE_FOREVER, &v, object_free);
         di = NULL;
     }
 out:
     if (di)
-        dir_free(di);
+        object_free(di);
     free(key);
 }

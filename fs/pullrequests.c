@@ -61,10 +61,7 @@ static int find_pullrequest(struct tree *tree, struct node *n, uint64_t number)
 /* REPO/pullrequests[/ID[/CHILD]] */
 int pullrequests_resolve(struct tree *tree, struct node *n)
 {
-    static const struct {
-        const char *name;
-        enum node_kind kind;
-    } children[] = {
+    static const struct named_kind children[] = {
         {"pullrequest.json", NODE_PR_JSON},
         {"title", NODE_PR_TITLE},
         {"description", NODE_PR_DESCRIPTION},
@@ -87,18 +84,11 @@ int pullrequests_resolve(struct tree *tree, struct node *n)
     n->mtime = (time_t)n->pr->updated_on;
     if (n->nparts == 4)
         return 0;
-    for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++) {
-        if (strcmp(n->parts[4], children[i].name) != 0)
-            continue;
-        n->kind = children[i].kind;
-        if (n->kind == NODE_PR_LINK) {
-            n->pr_hash = n->parts[4][0] == 's' ? n->pr->source : n->pr->destination;
-            if (!n->pr_hash[0])
-                return -ENOENT; /* the API did not say */
-        }
-        return 0;
-    }
-    return -ENOENT;
+    rc = node_kind_named(n, children, sizeof(children) / sizeof(children[0]), n->parts[4]);
+    if (rc || n->kind != NODE_PR_LINK)
+        return rc;
+    n->pr_hash = n->parts[4][0] == 's' ? n->pr->source : n->pr->destination;
+    return n->pr_hash[0] ? 0 : -ENOENT; /* the API did not say */
 }
 
 static int list_pullrequests(struct tree *tree, struct node *n, struct listing *l, const char *path)

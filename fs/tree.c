@@ -47,14 +47,10 @@ static const struct node_ops *ops_of(enum node_kind kind)
 
 static void node_release(struct node *n)
 {
-    cache_ref_put(n->doc_ref);
-    cache_ref_put(n->repos_ref);
-    cache_ref_put(n->repo_ref);
-    cache_ref_put(n->refs_ref);
-    cache_ref_put(n->commit_ref);
-    cache_ref_put(n->dir_ref);
-    cache_ref_put(n->pr_ref);
-    cache_ref_put(n->comments_ref);
+    struct cache_ref *const held[] = {n->doc_ref,    n->repos_ref, n->repo_ref, n->refs_ref,
+                                      n->commit_ref, n->dir_ref,   n->pr_ref,   n->comments_ref};
+    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+        cache_ref_put(held[i]);
     free(n->tree_path);
     free(n->ref_prefix);
     free(n->scratch);
@@ -389,6 +385,16 @@ void tree_dir_release(struct tree_dir *dir)
 }
 
 /* ---- shared by the parts ------------------------------------------------ */
+
+int node_kind_named(struct node *n, const struct named_kind *table, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(name, table[i].name) == 0) {
+            n->kind = table[i].kind;
+            return 0;
+        }
+    return -ENOENT;
+}
 
 int node_doc(const struct api_doc *doc, const char **data, size_t *len)
 {

@@ -75,21 +75,15 @@ int workspace_resolve(struct tree *tree, struct node *n)
 
 int workspace_resolve_file(struct tree *tree, struct node *n)
 {
-    static const struct {
-        const char *name;
-        enum node_kind kind;
-    } files[] = {
+    static const struct named_kind files[] = {
         {"repository.json", NODE_REPO_JSON},
         {"description", NODE_DESCRIPTION},
         {"clone-url", NODE_CLONE_URL},
     };
     (void)tree;
-    for (size_t i = 0; n->nparts == 3 && i < sizeof(files) / sizeof(files[0]); i++)
-        if (strcmp(n->parts[2], files[i].name) == 0) {
-            n->kind = files[i].kind;
-            return 0;
-        }
-    return -ENOENT;
+    if (n->nparts != 3)
+        return -ENOENT;
+    return node_kind_named(n, files, sizeof(files) / sizeof(files[0]), n->parts[2]);
 }
 
 char *workspace_repo_url(const struct tree *tree, const struct api_repo *repo)
