@@ -170,7 +170,10 @@ int stats_resolve(struct tree *tree, struct node *n); /* .bbfs/ */
 /* A repository's web page, malloc'd (NULL without memory). */
 char *workspace_repo_url(const struct tree *tree, const struct api_repo *repo);
 
-/* The walk of a listing that wants the entries of dir at hash (source.c). */
+/*
+ * The entries of directory dir at commit hash from the API: from one
+ * recursive listing when a walk is under way, else alone (source.c).
+ */
 int source_list_dir(struct tree *tree, const char *repo, const char *hash, const char *dir,
                     struct api_entry_list *out);
 
@@ -180,7 +183,7 @@ int source_list_dir(struct tree *tree, const char *repo, const char *hash, const
 int listing_add(struct listing *l, const char *name, size_t namelen, const struct tree_stat *st);
 /* Adds the child called name of the directory at dirpath, with its attributes (-ENOENT: none). */
 int listing_add_child(struct tree *tree, struct listing *l, const char *dirpath, const char *name);
-/* Adds fixed children, each with its mode, at mtime. */
+/* Adds fixed children, each with its mode and otherwise the attributes st. */
 struct fixed_child {
     const char *name;
     mode_t mode;
