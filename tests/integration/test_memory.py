@@ -9,19 +9,23 @@ The in-memory cache of parsed answers (issue 12):
   each, so that an unbounded cache would hold about 100 MiB of them;
 - an answer the API took from its store is trusted for what is left of its
   ttl, not for a whole ttl more;
-- opening a file resolves its path once (counted by .bbfs/stats' memory_hits).
+- opening a file resolves its path once (counted by .bbfs/stats' memory_hits);
+- a download is not remembered in memory: when a stored file was evicted and
+  downloading it again fails, the next read tries again.
 
 Expected values come from git.
 """
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, Demo, cat, describe, git_message, ls, run, user_env
+from conftest import PYTHON, Demo, cat, describe, errno_of, git_message, ls, run, user_env
+from test_tree import Repo, clear_failures, requests_for, small_files, tree_of
 
 N_COMMITS = 5000
 N_TREES = 1000
@@ -182,3 +186,31 @@ def test_an_open_resolves_its_path_once(mount_factory, server, demo):
     before = memory_hits(m)
     assert cat(f) == git_message(demo.git_dir("api"), sha)
     assert memory_hits(m) - before == one
+
+
+def test_an_evicted_file_whose_download_fails_is_tried_again(mount_factory, files_server,
+                                                             files_demo):
+    repo = Repo(files_demo)
+    sha = repo.main()
+    path, entry = small_files(repo, sha, n=1)[0]
+    m = mount_factory(files_server, target="acme", options=["timeout=3"], allow=[r"HTTP 503"])
+    f = tree_of(m, sha) / path
+    assert cat(f) == repo.blob(entry[2])
+    # the store lets it go (as cache_size= would), and downloading it again fails
+    for d, _, names in os.walk(m.cache):
+        if "objects" in os.path.relpath(d, m.cache).split(os.sep):
+            for n in names:
+                os.unlink(os.path.join(d, n))
+    files_server.knobs(fail={"status": 503, "count": -1, "path_contains": f"/src/{sha}/{path}"})
+    err = m.stderr_mark()
+    try:
+        assert errno_of("read", f) == "EIO"
+    finally:
+        clear_failures(files_server)
+    said = m.stderr_since(err)
+    assert not [ln for ln in said if "serving cached data" in ln], said
+    # the next read asks again at once, and gets it
+    mark = files_server.log.mark()
+    assert cat(f) == repo.blob(entry[2])
+    reqs = files_server.log.since(mark)
+    assert len(requests_for(reqs, sha, path)) == 1, describe(reqs)
