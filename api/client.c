@@ -456,7 +456,7 @@ struct page_batch {
     struct http_response *resps;
     json_t **roots;
     int *rcs, *cached;
-    int64_t *fetched; /* of the stored answers */
+    int64_t *fetched;  /* of the stored answers */
     size_t next_index; /* atomic: the next page a worker takes */
 };
 
