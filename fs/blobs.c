@@ -111,10 +111,8 @@ int blob_read(struct tree *tree, const struct blob *blob, size_t max, char **dat
 {
     uint64_t size;
     int fd, rc = blob_open(tree, blob, &fd, &size);
-    if (rc)
-        return rc;
-    rc = store_read_all(fd, size, max, data, len);
-    close(fd);
+    if (rc == 0)
+        rc = store_read_all(fd, size, max, data, len);
     return rc == -EFBIG ? -ENAMETOOLONG : rc;
 }
 

@@ -52,10 +52,8 @@ static int find_pullrequest(struct tree *tree, struct node *n, uint64_t number)
     cache_ref_put(n->pr_ref);
     n->pr_ref = NULL;
     rc = object_get(tree, OBJECT_PULLREQUEST, &id, &n->pr_ref);
-    if (rc)
-        return rc;
-    n->pr = cache_ref_value(n->pr_ref);
-    return 0;
+    n->pr = rc ? NULL : cache_ref_value(n->pr_ref);
+    return rc;
 }
 
 /* REPO/pullrequests[/ID[/CHILD]] */

@@ -438,28 +438,27 @@ void store_abort(struct store_writer *w)
 
 int store_read_all(int fd, uint64_t size, uint64_t max, char **data, size_t *len)
 {
+    int rc = 0;
     *data = size <= max ? malloc(size + 1) : NULL;
-    if (!*data)
-        return size <= max ? -ENOMEM : -EFBIG;
-    if (pread(fd, *data, size, 0) != (ssize_t)size) {
+    if (!*data) {
+        rc = size <= max ? -ENOMEM : -EFBIG;
+    } else if (pread(fd, *data, size, 0) != (ssize_t)size) {
         free(*data);
         *data = NULL;
-        return -EIO;
+        rc = -EIO;
+    } else {
+        (*data)[size] = '\0';
+        *len = size;
     }
-    (*data)[size] = '\0';
-    *len = size;
-    return 0;
+    close(fd);
+    return rc;
 }
 
 int store_get_bytes(struct store *store, const char *key, char **data, size_t *len)
 {
     uint64_t size;
     int fd, rc = store_lookup(store, key, &fd, &size);
-    if (rc)
-        return rc;
-    rc = store_read_all(fd, size, STORE_MAX_BYTES, data, len);
-    close(fd);
-    return rc;
+    return rc ? rc : store_read_all(fd, size, STORE_MAX_BYTES, data, len);
 }
 
 int store_put_bytes(struct store *store, const char *key, const void *data, size_t len)

@@ -50,7 +50,7 @@ void store_abort(struct store_writer *w);
 
 /*
  * An entry open as fd (of size bytes, from store_lookup) whole: a malloc'd,
- * NUL-terminated copy, or -EFBIG when it is over max bytes.
+ * NUL-terminated copy, or -EFBIG when it is over max bytes. Closes fd.
  */
 int store_read_all(int fd, uint64_t size, uint64_t max, char **data, size_t *len);
 
