@@ -29,7 +29,7 @@
  * costs disk reads, not requests, and keeps a mount that goes through
  * thousands of commits at a flat size.
  */
-#define TREE_MEMORY_BYTES ((size_t)16 << 20)
+#define TREE_MEMORY_BYTES ((size_t)12 << 20)
 
 /* The rows of the parts, asked in turn for the one that owns a kind. */
 static const struct node_ops *ops_of(enum node_kind kind)
