@@ -16,7 +16,7 @@
 
 /* What a 401 or 403 (-EACCES) means for a kind of object. */
 enum on_denied {
-    DENIED_EACCES, /* the contract's EACCES */
+    DENIED_EACCES, /* the contract's EACCES (the default) */
     DENIED_ABSENT, /* not there for this mount: ENOENT */
     DENIED_EMPTY,  /* an empty object (listing), said once */
 };
@@ -27,8 +27,8 @@ enum { KEY_REPO = 1, KEY_REVISION = 2, KEY_PATH = 4, KEY_NUMBER = 8 };
 struct object_type {
     const char *key; /* the key's start; the fields of key_fields follow, each after separator */
     unsigned key_fields;
-    char separator;
-    int forever; /* addressed by a commit hash: never refetched (else trusted for ttl) */
+    char separator; /* 0: '/' */
+    int forever;    /* addressed by a commit hash: never refetched (else trusted for ttl) */
     size_t value_size;
     /* the API call(s) filling the zeroed value; on failure the value is released as it is */
     int (*fetch)(struct tree *tree, const struct object_id *id, void *value);
@@ -353,56 +353,113 @@ static void tags_changed(struct tree *tree, const struct object_id *id, const vo
 
 /* ---- the table ------------------------------------------------------------ */
 
-#define FETCHED_AT(type, member) offsetof(type, member)
-
 static const struct object_type types[OBJECT_KIND_COUNT] = {
-    [OBJECT_REPOS] = {"repos", 0, '/', 0, sizeof(struct repo_index), fetch_repos, release_repos,
-                      offsetof(struct repo_index, index), repos_size,
-                      FETCHED_AT(struct repo_index, list.fetched_at), 0, DENIED_EACCES, NULL,
-                      repos_changed},
-    [OBJECT_REPO] = {"repo", KEY_REPO, '/', 0, sizeof(struct api_repo), fetch_repo, release_repo, 0,
-                     repo_size, FETCHED_AT(struct api_repo, doc.fetched_at), 0, DENIED_ABSENT, NULL,
-                     NULL},
-    [OBJECT_BRANCHES] = {"branches", KEY_REPO, '/', 0, sizeof(struct ref_index), fetch_branches,
-                         release_refs, offsetof(struct ref_index, index), refs_size,
-                         FETCHED_AT(struct ref_index, list.fetched_at), 0, DENIED_EACCES, NULL,
-                         branches_changed},
-    [OBJECT_TAGS] = {"tags", KEY_REPO, '/', 0, sizeof(struct ref_index), fetch_tags, release_refs,
-                     offsetof(struct ref_index, index), refs_size,
-                     FETCHED_AT(struct ref_index, list.fetched_at), 0, DENIED_EACCES, NULL,
-                     tags_changed},
-    [OBJECT_COMMITS] = {"commits", KEY_REPO, '/', 0, sizeof(struct api_commit_list), fetch_commits,
-                        release_commits, 0, commits_size,
-                        FETCHED_AT(struct api_commit_list, fetched_at), 0, DENIED_EACCES, NULL,
-                        NULL},
-    [OBJECT_COMMIT] = {"commit", KEY_REPO | KEY_REVISION, '/', 1, sizeof(struct api_commit),
-                       fetch_commit, release_commit, 0, commit_size, 0, 1, DENIED_EACCES, NULL,
-                       NULL},
-    [OBJECT_WORKSPACE] = {WORKSPACE_JSON, 0, '/', 0, sizeof(struct api_doc), fetch_workspace,
-                          release_doc, 0, doc_size, FETCHED_AT(struct api_doc, fetched_at), 0,
-                          DENIED_ABSENT, NULL, NULL},
-    [OBJECT_PROJECT] = {PROJECT_JSON, 0, '/', 0, sizeof(struct api_doc), fetch_project, release_doc,
-                        0, doc_size, FETCHED_AT(struct api_doc, fetched_at), 0, DENIED_ABSENT, NULL,
-                        NULL},
-    [OBJECT_DIR] = {"src", KEY_REPO | KEY_REVISION | KEY_PATH, '\n', 1, sizeof(struct dir_index),
-                    fetch_dir, release_dir, offsetof(struct dir_index, index), dir_size, 0, 0,
-                    DENIED_EACCES, NULL, NULL},
-    [OBJECT_PULLREQUESTS] = {"prs", KEY_REPO, '/', 0, sizeof(struct api_pullrequest_list),
-                             fetch_pullrequests, release_prs, 0, prs_size,
-                             FETCHED_AT(struct api_pullrequest_list, fetched_at), 0, DENIED_EMPTY,
-                             "the token may not read pull requests (it lacks the pullrequest "
-                             "scope): pullrequests/ stays empty",
-                             NULL},
-    [OBJECT_PULLREQUEST] = {"pr", KEY_REPO | KEY_NUMBER, '/', 0, sizeof(struct api_pullrequest),
-                            fetch_pullrequest, release_pr, 0, pr_size,
-                            FETCHED_AT(struct api_pullrequest, doc.fetched_at), 0, DENIED_ABSENT,
-                            NULL, NULL},
-    [OBJECT_COMMENTS] = {"comments", KEY_REPO | KEY_NUMBER, '/', 0, sizeof(struct api_doc),
-                         fetch_comments, release_doc, 0, doc_size,
-                         FETCHED_AT(struct api_doc, fetched_at), 0, DENIED_EACCES, NULL, NULL},
-    [OBJECT_FULL_HASH] = {"hash", KEY_REPO | KEY_REVISION, '/', 1, API_HASH_LEN + 1,
-                          fetch_full_hash, release_nothing, 0, hash_size, 0, 1, DENIED_EACCES, NULL,
-                          NULL},
+    [OBJECT_REPOS] = {.key = "repos",
+                      .value_size = sizeof(struct repo_index),
+                      .fetch = fetch_repos,
+                      .release = release_repos,
+                      .index_at = offsetof(struct repo_index, index),
+                      .size = repos_size,
+                      .fetched_at = offsetof(struct repo_index, list.fetched_at),
+                      .changed = repos_changed},
+    [OBJECT_REPO] = {.key = "repo",
+                     .key_fields = KEY_REPO,
+                     .value_size = sizeof(struct api_repo),
+                     .fetch = fetch_repo,
+                     .release = release_repo,
+                     .size = repo_size,
+                     .fetched_at = offsetof(struct api_repo, doc.fetched_at),
+                     .denied = DENIED_ABSENT},
+    [OBJECT_BRANCHES] = {.key = "branches",
+                         .key_fields = KEY_REPO,
+                         .value_size = sizeof(struct ref_index),
+                         .fetch = fetch_branches,
+                         .release = release_refs,
+                         .index_at = offsetof(struct ref_index, index),
+                         .size = refs_size,
+                         .fetched_at = offsetof(struct ref_index, list.fetched_at),
+                         .changed = branches_changed},
+    [OBJECT_TAGS] = {.key = "tags",
+                     .key_fields = KEY_REPO,
+                     .value_size = sizeof(struct ref_index),
+                     .fetch = fetch_tags,
+                     .release = release_refs,
+                     .index_at = offsetof(struct ref_index, index),
+                     .size = refs_size,
+                     .fetched_at = offsetof(struct ref_index, list.fetched_at),
+                     .changed = tags_changed},
+    [OBJECT_COMMITS] = {.key = "commits",
+                        .key_fields = KEY_REPO,
+                        .value_size = sizeof(struct api_commit_list),
+                        .fetch = fetch_commits,
+                        .release = release_commits,
+                        .size = commits_size,
+                        .fetched_at = offsetof(struct api_commit_list, fetched_at)},
+    [OBJECT_COMMIT] = {.key = "commit",
+                       .key_fields = KEY_REPO | KEY_REVISION,
+                       .forever = 1,
+                       .value_size = sizeof(struct api_commit),
+                       .fetch = fetch_commit,
+                       .release = release_commit,
+                       .size = commit_size,
+                       .einval_absent = 1},
+    [OBJECT_WORKSPACE] = {.key = WORKSPACE_JSON,
+                          .value_size = sizeof(struct api_doc),
+                          .fetch = fetch_workspace,
+                          .release = release_doc,
+                          .size = doc_size,
+                          .fetched_at = offsetof(struct api_doc, fetched_at),
+                          .denied = DENIED_ABSENT},
+    [OBJECT_PROJECT] = {.key = PROJECT_JSON,
+                        .value_size = sizeof(struct api_doc),
+                        .fetch = fetch_project,
+                        .release = release_doc,
+                        .size = doc_size,
+                        .fetched_at = offsetof(struct api_doc, fetched_at),
+                        .denied = DENIED_ABSENT},
+    [OBJECT_DIR] = {.key = "src",
+                    .key_fields = KEY_REPO | KEY_REVISION | KEY_PATH,
+                    .separator = '\n',
+                    .forever = 1,
+                    .value_size = sizeof(struct dir_index),
+                    .fetch = fetch_dir,
+                    .release = release_dir,
+                    .index_at = offsetof(struct dir_index, index),
+                    .size = dir_size},
+    [OBJECT_PULLREQUESTS] = {.key = "prs",
+                             .key_fields = KEY_REPO,
+                             .value_size = sizeof(struct api_pullrequest_list),
+                             .fetch = fetch_pullrequests,
+                             .release = release_prs,
+                             .size = prs_size,
+                             .fetched_at = offsetof(struct api_pullrequest_list, fetched_at),
+                             .denied = DENIED_EMPTY,
+                             .denied_message =
+                                 "the token may not read pull requests (it lacks the pullrequest "
+                                 "scope): pullrequests/ stays empty"},
+    [OBJECT_PULLREQUEST] = {.key = "pr",
+                            .key_fields = KEY_REPO | KEY_NUMBER,
+                            .value_size = sizeof(struct api_pullrequest),
+                            .fetch = fetch_pullrequest,
+                            .release = release_pr,
+                            .size = pr_size,
+                            .fetched_at = offsetof(struct api_pullrequest, doc.fetched_at),
+                            .denied = DENIED_ABSENT},
+    [OBJECT_COMMENTS] = {.key = "comments",
+                         .key_fields = KEY_REPO | KEY_NUMBER,
+                         .value_size = sizeof(struct api_doc),
+                         .fetch = fetch_comments,
+                         .release = release_doc,
+                         .size = doc_size,
+                         .fetched_at = offsetof(struct api_doc, fetched_at)},
+    [OBJECT_FULL_HASH] = {.key = "hash",
+                          .key_fields = KEY_REPO | KEY_REVISION,
+                          .forever = 1,
+                          .value_size = sizeof(char[API_HASH_LEN + 1]),
+                          .fetch = fetch_full_hash,
+                          .release = release_nothing,
+                          .size = hash_size,
+                          .einval_absent = 1},
 };
 
 /* ---- the generic part ------------------------------------------------------- */
@@ -419,7 +476,7 @@ static char *object_key(const struct object_type *t, const struct object_id *id)
     const char *fields[] = {id->repo, id->revision, id->path, number};
     for (unsigned i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (t->key_fields & (1u << i))
-            fprintf(f, "%c%s", t->separator, fields[i] ? fields[i] : "");
+            fprintf(f, "%c%s", t->separator ? t->separator : '/', fields[i] ? fields[i] : "");
     if (fclose(f) != 0) {
         free(key);
         return NULL;
