@@ -323,7 +323,8 @@ int api_get_repo(struct api_client *client, const char *workspace, const char *s
     if (!url)
         return rc;
     args.url = url;
-    rc = client_get_object(client, API_KIND_REPOS, url, repo_object_from, &args);
+    rc = client_get_object(client, API_KIND_REPOS, url, repo_object_from, &args,
+                           &out->doc.fetched_at);
     free(url);
     if (rc == 0 && strcmp(out->slug, slug) != 0) {
         /* an answer about another repository (a rename redirects) is not this one */
@@ -352,7 +353,7 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
     url = repos_url(client, workspace, project_key, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(client, API_KIND_REPOS, url, walk_collect, &acc);
+    rc = walk_pages(client, API_KIND_REPOS, url, walk_collect, &acc, &out->fetched_at);
     out->items = acc.items;
     out->count = acc.count;
     if (rc == 0)
@@ -416,7 +417,7 @@ static int list_refs(struct api_client *c, const char *workspace, const char *re
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(c, kind, url, walk_collect, &acc);
+    rc = walk_pages(c, kind, url, walk_collect, &acc, &out->fetched_at);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -495,7 +496,7 @@ int api_list_commits(struct api_client *client, const char *workspace, const cha
         api_commit_list_release(out);
         return rc;
     }
-    rc = walk_pages(client, API_KIND_COMMITS, url, walk_collect, &acc);
+    rc = walk_pages(client, API_KIND_COMMITS, url, walk_collect, &acc, &out->fetched_at);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -539,7 +540,7 @@ int api_get_commit(struct api_client *client, const char *workspace, const char 
     if (!url)
         return rc;
     struct commit_args args = {url, hash, out};
-    rc = client_get_object(client, API_KIND_COMMIT, url, commit_from, &args);
+    rc = client_get_object(client, API_KIND_COMMIT, url, commit_from, &args, NULL);
     free(url);
     return rc;
 }

@@ -98,10 +98,19 @@ void api_expire(struct api_client *client);
 int api_check_access(struct api_client *client, const char *workspace, const char *project_key,
                      char *errbuf, size_t errlen);
 
+/*
+ * fetched_at, in the results of mutable answers below: the wall-clock second
+ * (since the epoch) the oldest answer the result is made of was fetched or
+ * last confirmed by the API (a stored answer keeps the time it was fetched),
+ * so that a caller keeping the result trusts it no longer than ttl from then.
+ * 0 where not known; not set for answers addressed by a commit hash.
+ */
+
 /* A JSON document, pretty-printed with a 2-space indent and a trailing newline. */
 struct api_doc {
     char *text;
     size_t len;
+    int64_t fetched_at;
 };
 void api_doc_release(struct api_doc *doc);
 
@@ -132,6 +141,7 @@ void api_repo_release(struct api_repo *repo);
 struct api_repo_list {
     struct api_repo *items;
     size_t count;
+    int64_t fetched_at;
 };
 void api_repo_list_release(struct api_repo_list *list);
 
@@ -160,6 +170,7 @@ struct api_ref {
 struct api_ref_list {
     struct api_ref *items;
     size_t count;
+    int64_t fetched_at;
 };
 void api_ref_list_release(struct api_ref_list *list);
 
@@ -177,6 +188,7 @@ struct api_commit_summary {
 struct api_commit_list {
     struct api_commit_summary *items;
     size_t count;
+    int64_t fetched_at;
 };
 void api_commit_list_release(struct api_commit_list *list);
 
@@ -301,6 +313,7 @@ void api_pullrequest_release(struct api_pullrequest *pr);
 struct api_pullrequest_list {
     struct api_pullrequest *items; /* sorted by id, no duplicates */
     size_t count;
+    int64_t fetched_at;
 };
 void api_pullrequest_list_release(struct api_pullrequest_list *list);
 

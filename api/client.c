@@ -255,7 +255,7 @@ static int check_object(const struct http_response *resp, int from_store, void *
 }
 
 int client_get_object(struct api_client *c, enum api_kind kind, const char *url, object_fn fn,
-                      void *ctx)
+                      void *ctx, int64_t *fetched_at)
 {
     struct object_check check = {c, url, fn, ctx};
     struct http_response resp;
@@ -264,6 +264,8 @@ int client_get_object(struct api_client *c, enum api_kind kind, const char *url,
     rc = stored_get_checked(c, kind, url, check_object, &check, &resp, &from_store);
     if (rc == 0 && !from_store)
         stored_keep(c, kind, url, &resp);
+    if (rc == 0 && fetched_at)
+        *fetched_at = resp.fetched_at;
     http_response_release(&resp);
     return rc;
 }
@@ -275,7 +277,7 @@ static int doc_from(json_t *root, void *ctx)
 
 int client_get_doc(struct api_client *c, enum api_kind kind, char *url, struct api_doc *out)
 {
-    return client_get_object(c, kind, url, doc_from, out);
+    return client_get_object(c, kind, url, doc_from, out, &out->fetched_at);
 }
 
 void *client_grow_array(void *items, size_t *alloc, size_t count, size_t elem)

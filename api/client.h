@@ -67,10 +67,11 @@ typedef int (*object_fn)(json_t *root, void *ctx);
 /*
  * GET url, parse its body as one JSON object and hand it to fn. The answer
  * is kept only when fn took it, and a stored one that fn refuses (damaged, or
- * kept by an older bbfs) is fetched again.
+ * kept by an older bbfs) is fetched again. *fetched_at (when not NULL) gets
+ * when the answer was fetched (api.h: fetched_at).
  */
 int client_get_object(struct api_client *c, enum api_kind kind, const char *url, object_fn fn,
-                      void *ctx);
+                      void *ctx, int64_t *fetched_at);
 /* A whole document: the pretty-printed object of url. */
 int client_get_doc(struct api_client *c, enum api_kind kind, char *url, struct api_doc *out);
 

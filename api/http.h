@@ -74,6 +74,9 @@ struct http_response {
     char *etag;        /* the ETag header verbatim, or NULL */
     int transport;     /* 1 when the failure was no HTTP answer at all */
     char message[256]; /* on failure: one sanitised line (API message or curl's), else "" */
+    /* the wall-clock second the body was fetched or last confirmed by the API: set by the
+     * stored answers (stored.h) for mutable answers, 0 elsewhere */
+    int64_t fetched_at;
 };
 
 int http_global_init(void);

@@ -79,7 +79,7 @@ int api_list_pullrequests(struct api_client *client, const char *workspace, cons
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(client, API_KIND_PULLREQUESTS, url, walk_collect, &acc);
+    rc = walk_pages(client, API_KIND_PULLREQUESTS, url, walk_collect, &acc, &out->fetched_at);
     out->items = acc.items;
     out->count = acc.count;
     free(url);
@@ -134,7 +134,8 @@ int api_get_pullrequest(struct api_client *client, const char *workspace, const 
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_get_object(client, API_KIND_PULLREQUESTS, url, pullrequest_from, &args);
+    rc = client_get_object(client, API_KIND_PULLREQUESTS, url, pullrequest_from, &args,
+                           &out->doc.fetched_at);
     free(url);
     return rc;
 }
@@ -148,6 +149,7 @@ int api_get_pullrequest_comments(struct api_client *client, const char *workspac
                                  uint64_t id, struct api_doc *out)
 {
     json_t *all = json_array();
+    int64_t fetched_at = 0;
     struct buf u;
     char *url = NULL;
     int rc = -ENOMEM;
@@ -160,9 +162,11 @@ int api_get_pullrequest_comments(struct api_client *client, const char *workspac
     url = client_url_finish(&u, &rc);
     if (!url)
         goto out;
-    rc = walk_pages(client, API_KIND_COMMENTS, url, add_to_array, all);
+    rc = walk_pages(client, API_KIND_COMMENTS, url, add_to_array, all, &fetched_at);
     if (rc == 0)
         rc = parse_doc(all, out);
+    if (rc == 0)
+        out->fetched_at = fetched_at;
 out:
     free(url);
     json_decref(all);
@@ -223,7 +227,7 @@ int api_expand_hash(struct api_client *client, const char *workspace, const char
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = client_get_object(client, API_KIND_COMMIT, url, hash_from, &args);
+    rc = client_get_object(client, API_KIND_COMMIT, url, hash_from, &args, NULL);
     free(url);
     return rc;
 }

@@ -108,7 +108,7 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
     url = client_url_finish(&u, &rc);
     if (!url)
         return rc;
-    rc = walk_pages(client, API_KIND_TREE, url, walk_collect, &acc);
+    rc = walk_pages(client, API_KIND_TREE, url, walk_collect, &acc, NULL);
     out->items = acc.items;
     out->count = acc.count;
     free(url);

@@ -77,6 +77,7 @@ static void use_stored(struct http_response *resp, struct stored_answer *a)
     resp->body = a->body;
     resp->len = a->len;
     resp->etag = a->etag;
+    resp->fetched_at = a->fetched_at;
     memset(a, 0, sizeof(*a));
 }
 
@@ -136,6 +137,7 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
         client_count(&c->stored.not_modified);
         if (c->stored.cache.save_mutable)
             c->stored.cache.save_mutable(c->stored.cache.ctx, url, a.body, a.len, a.etag, now);
+        a.fetched_at = now; /* confirmed just now */
         use_stored(resp, &a);
         return 0;
     }
@@ -145,6 +147,7 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
     }
     *from_store = 0;
     stored_answer_release(&a);
+    resp->fetched_at = now;
     return rc;
 }
 

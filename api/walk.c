@@ -35,7 +35,15 @@ struct walk {
     struct page_walk links;
     struct held_page *held;
     size_t nheld, held_alloc;
+    int64_t oldest; /* when the oldest page was fetched (api.h: fetched_at), 0 before any */
 };
+
+/* Notes when a page the walk used was fetched. */
+static void note_fetched(struct walk *w, const struct http_response *resp)
+{
+    if (w->oldest == 0 || (resp->fetched_at && resp->fetched_at < w->oldest))
+        w->oldest = resp->fetched_at;
+}
 
 /* One page's envelope (see page_parse); values and next are borrowed from root. */
 struct page {
@@ -266,6 +274,7 @@ static int walk_rest_at_once(struct walk *w, const char *second_url, size_t npag
     }
     for (size_t i = 0; i < b.count && rc == 0; i++) {
         rc = stop ? 0 : hand_out(w, b.pages[i].page.values, &stop);
+        note_fetched(w, &b.pages[i].resp);
         if (rc == 0 && !b.pages[i].from_store)
             rc = hold_page(w, &b.pages[i].url, &b.pages[i].resp);
     }
@@ -313,8 +322,10 @@ static int walk_page(struct walk *w, char **url)
     int rc, from_store, stop = 0;
 
     rc = get_page(w, *url, &p, &resp, &from_store);
-    if (rc == 0)
+    if (rc == 0) {
+        note_fetched(w, &resp);
         rc = hand_out(w, p.values, &stop);
+    }
     if (rc == 0 && !stop)
         rc = page_walk_next(&w->links, p.next, &next_url);
     if (rc == 0 && !from_store)
@@ -328,8 +339,9 @@ static int walk_page(struct walk *w, char **url)
     return rc;
 }
 
-int walk_pages_capped(struct api_client *c, enum api_kind kind, const char *first_url,
-                      size_t max_pages, item_fn fn, void *ctx)
+/* walk_pages_capped, telling when the oldest page was fetched. */
+static int walk_dated(struct api_client *c, enum api_kind kind, const char *first_url,
+                      size_t max_pages, item_fn fn, void *ctx, int64_t *fetched_at)
 {
     struct walk w = {.c = c, .kind = kind, .fn = fn, .ctx = ctx, .max_pages = max_pages};
     char *url;
@@ -345,13 +357,21 @@ int walk_pages_capped(struct api_client *c, enum api_kind kind, const char *firs
         rc = walk_page(&w, &url);
     free(url);
     walk_finish(&w, rc);
+    if (rc == 0 && fetched_at)
+        *fetched_at = w.oldest;
     return rc;
 }
 
-int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
-               void *ctx)
+int walk_pages_capped(struct api_client *c, enum api_kind kind, const char *first_url,
+                      size_t max_pages, item_fn fn, void *ctx)
 {
-    return walk_pages_capped(c, kind, first_url, PAGE_MAX_PAGES, fn, ctx);
+    return walk_dated(c, kind, first_url, max_pages, fn, ctx, NULL);
+}
+
+int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
+               void *ctx, int64_t *fetched_at)
+{
+    return walk_dated(c, kind, first_url, PAGE_MAX_PAGES, fn, ctx, fetched_at);
 }
 
 /* ---- the collector ---- */

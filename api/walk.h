@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "api/api.h"
 
@@ -23,10 +24,11 @@ typedef int (*item_fn)(json_t *item, void *ctx);
 
 /*
  * GET first_url and every page after it, handing each entry to fn. Stops
- * early when fn returns 1. Any failure fails the whole walk.
+ * early when fn returns 1. Any failure fails the whole walk. *fetched_at (when
+ * not NULL) gets when the oldest page was fetched (api.h: fetched_at).
  */
 int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
-               void *ctx);
+               void *ctx, int64_t *fetched_at);
 /*
  * walk_pages for at most max_pages pages: -EFBIG, before any later page is
  * asked for, when the first says there are more.

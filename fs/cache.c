@@ -1,10 +1,14 @@
 /*
- * cache.c - single-flight, TTL-honouring object cache (see cache.h).
+ * cache.c - single-flight, TTL-honouring, size-bounded object cache (see
+ * cache.h).
  *
  * One mutex guards the table; fetches run without it so that lookups of
  * other keys go on while the network is slow. A per-entry generation counter
  * lets waiters take the outcome of the fetch they waited for instead of
- * starting one of their own after it failed.
+ * starting one of their own after it failed. Entries sit on a list in order
+ * of use, so the least recently used is found at its tail; an entry that a
+ * fetch or a waiter still needs is passed over, as is one whose value a
+ * reader holds (dropping it would free nothing yet).
  */
 #include "fs/cache.h"
 
@@ -22,21 +26,33 @@
 struct cache_ref {
     unsigned refs; /* guarded by the owning cache's lock */
     void *value;
+    size_t size;
     cache_free_fn free_fn;
     struct cache *cache;
 };
 
 struct cache_entry {
-    struct cache_entry *next;
+    struct cache_entry *next;          /* in its bucket */
+    struct cache_entry *newer, *older; /* in order of use */
     char *key;
+    size_t bytes;          /* what it counts against the bound */
     struct cache_ref *ref; /* current value or NULL */
     int negative;          /* last fetch said -ENOENT */
     time_t fetched_at;     /* monotonic seconds */
     time_t fresh_for;      /* seconds, or CACHE_FOREVER */
     int expired;           /* cache_expire_all() was called since the fetch */
     int fetching;
+    unsigned waiters;    /* callers waiting for its fetch: it must stay */
     unsigned generation; /* bumped when a fetch ends */
     int last_error;
+};
+
+/* A cache_run_once under way. */
+struct flight {
+    struct flight *next;
+    char *key;
+    int done, rc;
+    unsigned waiters;
 };
 
 struct cache {
@@ -45,6 +61,9 @@ struct cache {
     struct cache_entry **buckets;
     size_t nbuckets;
     size_t count;
+    struct cache_entry *newest, *oldest;
+    size_t bytes, max_bytes;
+    struct flight *flights;
     uint64_t hits, misses;
 };
 
@@ -63,7 +82,7 @@ static uint64_t hash_key(const char *key)
     return h;
 }
 
-struct cache *cache_new(void)
+struct cache *cache_new(size_t max_bytes)
 {
     struct cache *cache = calloc(1, sizeof(*cache));
     if (!cache)
@@ -74,6 +93,7 @@ struct cache *cache_new(void)
         free(cache);
         return NULL;
     }
+    cache->max_bytes = max_bytes;
     pthread_mutex_init(&cache->lock, NULL);
     pthread_cond_init(&cache->fetched, NULL);
     return cache;
@@ -131,14 +151,87 @@ static void grow_locked(struct cache *cache)
     cache->nbuckets = nbuckets;
 }
 
-static struct cache_entry *find_or_add_locked(struct cache *cache, const char *key)
+/* ---- order of use and the bound ------------------------------------------ */
+
+static void unlink_use_locked(struct cache *cache, struct cache_entry *e)
+{
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        cache->newest = e->older;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        cache->oldest = e->newer;
+    e->newer = e->older = NULL;
+}
+
+static void mark_used_locked(struct cache *cache, struct cache_entry *e)
+{
+    if (cache->newest == e)
+        return;
+    if (e->newer || e->older || cache->oldest == e)
+        unlink_use_locked(cache, e);
+    e->older = cache->newest;
+    if (cache->newest)
+        cache->newest->newer = e;
+    cache->newest = e;
+    if (!cache->oldest)
+        cache->oldest = e;
+}
+
+/* Sets what e counts against the bound: itself, its key and its value. */
+static void recount_locked(struct cache *cache, struct cache_entry *e)
+{
+    size_t bytes = sizeof(*e) + strlen(e->key) + 1;
+    if (e->ref)
+        bytes += sizeof(*e->ref) + e->ref->size;
+    cache->bytes = cache->bytes - e->bytes + bytes;
+    e->bytes = bytes;
+}
+
+static void remove_locked(struct cache *cache, struct cache_entry *e)
+{
+    struct cache_entry **link = &cache->buckets[hash_key(e->key) & (cache->nbuckets - 1)];
+    while (*link != e)
+        link = &(*link)->next;
+    *link = e->next;
+    unlink_use_locked(cache, e);
+    cache->bytes -= e->bytes;
+    cache->count--;
+    if (e->ref)
+        ref_put_locked(e->ref);
+    free(e->key);
+    free(e);
+}
+
+/* Drops the least recently used entries that can go until the bound holds. */
+static void evict_locked(struct cache *cache)
+{
+    struct cache_entry *e = cache->oldest;
+    while (e && cache->bytes > cache->max_bytes) {
+        struct cache_entry *newer = e->newer;
+        if (!e->fetching && e->waiters == 0 && (!e->ref || e->ref->refs == 1))
+            remove_locked(cache, e);
+        e = newer;
+    }
+}
+
+static struct cache_entry *find_locked(struct cache *cache, const char *key)
 {
     size_t b = hash_key(key) & (cache->nbuckets - 1);
     for (struct cache_entry *e = cache->buckets[b]; e; e = e->next)
         if (strcmp(e->key, key) == 0)
             return e;
+    return NULL;
+}
 
-    struct cache_entry *e = calloc(1, sizeof(*e));
+static struct cache_entry *find_or_add_locked(struct cache *cache, const char *key)
+{
+    struct cache_entry *e = find_locked(cache, key);
+    if (e)
+        return e;
+    e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
     e->key = strdup(key);
@@ -146,12 +239,17 @@ static struct cache_entry *find_or_add_locked(struct cache *cache, const char *k
         free(e);
         return NULL;
     }
+    size_t b = hash_key(key) & (cache->nbuckets - 1);
     e->next = cache->buckets[b];
     cache->buckets[b] = e;
+    mark_used_locked(cache, e);
+    recount_locked(cache, e);
     if (++cache->count > cache->nbuckets * 2)
         grow_locked(cache);
     return e;
 }
+
+/* ---- values -------------------------------------------------------------- */
 
 static int is_fresh(const struct cache_entry *e, time_t now)
 {
@@ -162,8 +260,9 @@ static int is_fresh(const struct cache_entry *e, time_t now)
     return now - e->fetched_at < e->fresh_for;
 }
 
-static int serve_locked(struct cache_entry *e, struct cache_ref **out)
+static int serve_locked(struct cache *cache, struct cache_entry *e, struct cache_ref **out)
 {
+    mark_used_locked(cache, e);
     if (e->negative)
         return -ENOENT;
     e->ref->refs++;
@@ -171,39 +270,55 @@ static int serve_locked(struct cache_entry *e, struct cache_ref **out)
     return 0;
 }
 
-static int store_result_locked(struct cache *cache, struct cache_entry *e, int rc, void *value,
-                               cache_free_fn free_fn, time_t max_age, struct cache_ref **out)
+/* Makes value e's, fresh for max_age from when its data was fetched. */
+static int take_value_locked(struct cache *cache, struct cache_entry *e,
+                             const struct cache_value *v, cache_free_fn free_fn, time_t max_age)
 {
     time_t now = now_seconds();
+    struct cache_ref *ref = calloc(1, sizeof(*ref));
+    if (!ref) {
+        if (free_fn)
+            free_fn(v->value);
+        return -ENOMEM;
+    }
+    ref->refs = 1;
+    ref->value = v->value;
+    ref->size = v->size;
+    ref->free_fn = free_fn;
+    ref->cache = cache;
+    if (e->ref)
+        ref_put_locked(e->ref);
+    e->ref = ref;
+    e->negative = 0;
+    e->fetched_at = now - (v->age > 0 ? v->age : 0);
+    e->fresh_for = max_age;
+    if (max_age != CACHE_FOREVER && v->age > 0 && v->age >= max_age) {
+        /* Already as old as max_age (kept elsewhere, served stale): like a stale value. */
+        e->fetched_at = now;
+        e->fresh_for = STALE_RETRY_SECONDS;
+    }
+    recount_locked(cache, e);
+    return 0;
+}
 
+static int store_result_locked(struct cache *cache, struct cache_entry *e, int rc,
+                               const struct cache_value *v, cache_free_fn free_fn, time_t max_age,
+                               struct cache_ref **out)
+{
     e->expired = 0;
     if (rc == 0) {
-        struct cache_ref *ref = calloc(1, sizeof(*ref));
-        if (!ref) {
-            if (free_fn)
-                free_fn(value);
-            return -ENOMEM;
-        }
-        ref->refs = 1;
-        ref->value = value;
-        ref->free_fn = free_fn;
-        ref->cache = cache;
-        if (e->ref)
-            ref_put_locked(e->ref);
-        e->ref = ref;
-        e->negative = 0;
-        e->fetched_at = now;
-        e->fresh_for = max_age;
-        return serve_locked(e, out);
+        rc = take_value_locked(cache, e, v, free_fn, max_age);
+        return rc ? rc : serve_locked(cache, e, out);
     }
     if (rc == -ENOENT) {
         if (e->ref)
             ref_put_locked(e->ref);
         e->ref = NULL;
         e->negative = 1;
-        e->fetched_at = now;
+        e->fetched_at = now_seconds();
         /* A missing object may appear later, even under an immutable key. */
         e->fresh_for = max_age == CACHE_FOREVER ? 3600 : max_age;
+        recount_locked(cache, e);
         return -ENOENT;
     }
     if (e->ref && !e->negative) {
@@ -212,11 +327,22 @@ static int store_result_locked(struct cache *cache, struct cache_entry *e, int r
         log_once(LOG_LEVEL_WARN, e->key, "refresh of '%s' failed (%s); serving cached data", safe,
                  strerror(-rc));
         /* Stale but served: consider it fresh again for a short while. */
-        e->fetched_at = now;
+        e->fetched_at = now_seconds();
         e->fresh_for = STALE_RETRY_SECONDS;
-        return serve_locked(e, out);
+        return serve_locked(cache, e, out);
     }
     return rc;
+}
+
+/* Waits for the fetch of e under way; 1 when it failed with nothing to fall back on. */
+static int wait_for_fetch_locked(struct cache *cache, struct cache_entry *e)
+{
+    unsigned seen = e->generation;
+    e->waiters++;
+    while (e->fetching && e->generation == seen)
+        pthread_cond_wait(&cache->fetched, &cache->lock);
+    e->waiters--;
+    return e->generation != seen && e->last_error && !e->ref && !e->negative;
 }
 
 int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_fn fetch,
@@ -239,17 +365,13 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
                 cache->misses++;
             else
                 cache->hits++;
-            rc = serve_locked(e, out);
+            rc = serve_locked(cache, e, out);
             goto out;
         }
         if (!e->fetching)
             break;
         waited = 1;
-        unsigned seen = e->generation;
-        while (e->fetching && e->generation == seen)
-            pthread_cond_wait(&cache->fetched, &cache->lock);
-        if (e->generation != seen && e->last_error && !e->ref && !e->negative) {
-            /* The fetch we waited for failed with nothing to fall back on. */
+        if (wait_for_fetch_locked(cache, e)) {
             cache->misses++;
             rc = e->last_error;
             goto out;
@@ -262,7 +384,7 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
     if (previous)
         previous->refs++;
     pthread_mutex_unlock(&cache->lock);
-    void *value = NULL;
+    struct cache_value value = {0};
     int fetched = fetch(arg, previous ? previous->value : NULL, &value);
     pthread_mutex_lock(&cache->lock);
     if (previous)
@@ -270,10 +392,11 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
     e->fetching = 0;
     e->generation++;
     e->last_error = fetched;
-    rc = store_result_locked(cache, e, fetched, value, free_fn, max_age, out);
+    rc = store_result_locked(cache, e, fetched, &value, free_fn, max_age, out);
     if (fetched == 0 || fetched == -ENOENT)
         log_forget(e->key);
     pthread_cond_broadcast(&cache->fetched);
+    evict_locked(cache);
 out:
     pthread_mutex_unlock(&cache->lock);
     return rc;
@@ -285,38 +408,83 @@ int cache_peek(struct cache *cache, const char *key, struct cache_ref **out)
 
     *out = NULL;
     pthread_mutex_lock(&cache->lock);
-    size_t b = hash_key(key) & (cache->nbuckets - 1);
-    for (struct cache_entry *e = cache->buckets[b]; e; e = e->next)
-        if (strcmp(e->key, key) == 0) {
-            if (is_fresh(e, now_seconds())) {
-                cache->hits++;
-                rc = serve_locked(e, out);
-            }
-            break;
-        }
+    struct cache_entry *e = find_locked(cache, key);
+    if (e && is_fresh(e, now_seconds())) {
+        cache->hits++;
+        rc = serve_locked(cache, e, out);
+    }
     pthread_mutex_unlock(&cache->lock);
     return rc;
 }
 
-int cache_put(struct cache *cache, const char *key, time_t max_age, void *value,
+int cache_put(struct cache *cache, const char *key, time_t max_age, const struct cache_value *value,
               cache_free_fn free_fn)
 {
-    struct cache_ref *unused = NULL;
-    int rc = -EEXIST;
+    int rc = -EEXIST, taken = 0;
 
     pthread_mutex_lock(&cache->lock);
     struct cache_entry *e = find_or_add_locked(cache, key);
     if (!e) {
         rc = -ENOMEM;
     } else if (!e->ref && !e->fetching) {
-        rc = store_result_locked(cache, e, 0, value, free_fn, max_age, &unused);
-        if (unused)
-            ref_put_locked(unused);
-        value = NULL; /* store_result_locked owns it now, even when it failed */
+        e->expired = 0;
+        rc = take_value_locked(cache, e, value, free_fn, max_age);
+        taken = 1; /* take_value_locked owns it now, even when it failed */
+        evict_locked(cache);
     }
     pthread_mutex_unlock(&cache->lock);
-    if (value && free_fn)
-        free_fn(value);
+    if (!taken && free_fn)
+        free_fn(value->value);
+    return rc;
+}
+
+int cache_run_once(struct cache *cache, const char *key, int (*run)(void *arg), void *arg)
+{
+    struct flight *f;
+    int rc;
+
+    pthread_mutex_lock(&cache->lock);
+    for (f = cache->flights; f && strcmp(f->key, key) != 0; f = f->next)
+        ;
+    if (f) {
+        f->waiters++;
+        while (!f->done)
+            pthread_cond_wait(&cache->fetched, &cache->lock);
+        rc = f->rc;
+        if (--f->waiters == 0) {
+            free(f->key);
+            free(f);
+        }
+        cache->misses++;
+        pthread_mutex_unlock(&cache->lock);
+        return rc;
+    }
+    f = calloc(1, sizeof(*f));
+    if (!f || !(f->key = strdup(key))) {
+        free(f);
+        pthread_mutex_unlock(&cache->lock);
+        return -ENOMEM;
+    }
+    f->next = cache->flights;
+    cache->flights = f;
+    cache->misses++;
+    pthread_mutex_unlock(&cache->lock);
+
+    rc = run(arg);
+
+    pthread_mutex_lock(&cache->lock);
+    struct flight **link = &cache->flights;
+    while (*link != f)
+        link = &(*link)->next;
+    *link = f->next;
+    f->done = 1;
+    f->rc = rc;
+    if (f->waiters == 0) {
+        free(f->key);
+        free(f);
+    }
+    pthread_cond_broadcast(&cache->fetched);
+    pthread_mutex_unlock(&cache->lock);
     return rc;
 }
 
@@ -341,6 +509,14 @@ void cache_counts(struct cache *cache, uint64_t *hits, uint64_t *misses)
     *hits = cache->hits;
     *misses = cache->misses;
     pthread_mutex_unlock(&cache->lock);
+}
+
+size_t cache_bytes(struct cache *cache)
+{
+    pthread_mutex_lock(&cache->lock);
+    size_t bytes = cache->bytes;
+    pthread_mutex_unlock(&cache->lock);
+    return bytes;
 }
 
 void cache_expire_all(struct cache *cache)

@@ -8,19 +8,23 @@
  *   - one fetch in flight per key: concurrent callers wait for it and share
  *     its result (value or error);
  *   - a value younger than max_age seconds is served without fetching
- *     (max_age CACHE_FOREVER: never refetched);
+ *     (max_age CACHE_FOREVER: never refetched); its age counts from when the
+ *     data was fetched, which may be before it reached the cache (a stored
+ *     answer): a value already max_age old is kept only briefly, like a
+ *     stale one;
  *   - -ENOENT is remembered for max_age too (an unknown hash probed twice
  *     costs one request), other errors are never remembered;
  *   - when a refresh fails and an older value exists, the older value is
  *     served (stale beats nothing), logged once, and retried a few seconds
- *     later rather than on every call.
- *
- * The persistent disk cache of a later issue sits below the fetch
- * functions; this header does not change for it.
+ *     later rather than on every call;
+ *   - the entries' sizes stay within the bound given to cache_new: the least
+ *     recently used entries go first. A value goes from memory only when no
+ *     reader holds a reference to it (cache_ref_put of the last one frees it).
  */
 #ifndef BBFS_CACHE_H
 #define BBFS_CACHE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -29,15 +33,23 @@
 struct cache;
 struct cache_ref;
 
+/* What a fetch produced. */
+struct cache_value {
+    void *value;
+    size_t size; /* about how many bytes it holds, for the bound */
+    time_t age;  /* seconds since its data was fetched (0: just now) */
+};
+
 /*
- * Produces a value for a key; returns 0 and sets *value, or a negative errno.
+ * Produces a value for a key; returns 0 and fills *out, or a negative errno.
  * previous is the value being replaced (NULL on a first fetch), so that a
  * refresh can tell what changed; it stays valid during the call.
  */
-typedef int (*cache_fetch_fn)(void *arg, const void *previous, void **value);
+typedef int (*cache_fetch_fn)(void *arg, const void *previous, struct cache_value *out);
 typedef void (*cache_free_fn)(void *value);
 
-struct cache *cache_new(void);
+/* max_bytes bounds the entries' sizes (values, keys and bookkeeping). */
+struct cache *cache_new(size_t max_bytes);
 void cache_free(struct cache *cache);
 
 /*
@@ -53,19 +65,28 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
 int cache_peek(struct cache *cache, const char *key, struct cache_ref **out);
 
 /*
- * Offers value for key, as if a fetch had produced it (a fetch that yields
+ * Offers a value for key, as if a fetch had produced it (a fetch that yields
  * neighbours' values too, e.g. a recursive listing). Taken (0) only when the
- * key has no value and no fetch in flight; otherwise value is freed and
+ * key has no value and no fetch in flight; otherwise the value is freed and
  * -EEXIST returned.
  */
-int cache_put(struct cache *cache, const char *key, time_t max_age, void *value,
+int cache_put(struct cache *cache, const char *key, time_t max_age, const struct cache_value *value,
               cache_free_fn free_fn);
+
+/*
+ * Runs run(arg) unless a run for key is under way; then waits for that one
+ * and returns its result instead. Nothing is kept: for work whose outcome
+ * lives elsewhere (a download into the store).
+ */
+int cache_run_once(struct cache *cache, const char *key, int (*run)(void *arg), void *arg);
 
 void *cache_ref_value(const struct cache_ref *ref);
 void cache_ref_put(struct cache_ref *ref);
 
 /* Gets answered from memory, and gets that had to fetch (or wait for a fetch). */
 void cache_counts(struct cache *cache, uint64_t *hits, uint64_t *misses);
+/* The entries' sizes now, in bytes. */
+size_t cache_bytes(struct cache *cache);
 
 /* Marks every entry that can expire as expired (the next get refetches). */
 void cache_expire_all(struct cache *cache);

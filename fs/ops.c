@@ -333,7 +333,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct ops_context *ctx = ctx_of(req);
     struct open_file *of = NULL;
-    struct tree_stat ts;
     char *path = inode_path(ctx->inodes, ino);
     int rc;
 
@@ -352,15 +351,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     atomic_init(&of->refs, 1);
     of->file.fd = -1;
-    rc = tree_stat(ctx->tree, path, &ts);
-    if (rc == 0)
-        rc = tree_open(ctx->tree, path, &of->file);
+    rc = tree_open(ctx->tree, path, &of->file);
     if (rc)
         goto out;
     fi->fh = (uint64_t)(uintptr_t)of;
-    fi->keep_cache = ts.immutable;
+    fi->keep_cache = of->file.st.immutable;
     /* Reads of a live file go to its content at open, not to a stale page cache or size. */
-    fi->direct_io = ts.live;
+    fi->direct_io = of->file.st.live;
     handle_add(ctx, &of->handle, 0);
     if (fuse_reply_open(req, fi) == 0)
         of = NULL;

@@ -436,28 +436,29 @@ void store_abort(struct store_writer *w)
 /* Entries read whole are API answers; anything bigger than this is not one of ours. */
 #define STORE_MAX_BYTES (64u << 20)
 
+int store_read_all(int fd, uint64_t size, uint64_t max, char **data, size_t *len)
+{
+    int rc = 0;
+    *data = size <= max ? malloc(size + 1) : NULL;
+    if (!*data) {
+        rc = size <= max ? -ENOMEM : -EFBIG;
+    } else if (pread(fd, *data, size, 0) != (ssize_t)size) {
+        free(*data);
+        *data = NULL;
+        rc = -EIO;
+    } else {
+        (*data)[size] = '\0';
+        *len = size;
+    }
+    close(fd);
+    return rc;
+}
+
 int store_get_bytes(struct store *store, const char *key, char **data, size_t *len)
 {
     uint64_t size;
     int fd, rc = store_lookup(store, key, &fd, &size);
-    if (rc)
-        return rc;
-    *data = size <= STORE_MAX_BYTES ? malloc(size + 1) : NULL;
-    if (!*data) {
-        rc = size <= STORE_MAX_BYTES ? -ENOMEM : -EFBIG;
-        goto out;
-    }
-    if (pread(fd, *data, size, 0) != (ssize_t)size) {
-        free(*data);
-        *data = NULL;
-        rc = -EIO;
-        goto out;
-    }
-    (*data)[size] = '\0';
-    *len = size;
-out:
-    close(fd);
-    return rc;
+    return rc ? rc : store_read_all(fd, size, STORE_MAX_BYTES, data, len);
 }
 
 int store_put_bytes(struct store *store, const char *key, const void *data, size_t len)

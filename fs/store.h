@@ -48,6 +48,12 @@ int store_begin(struct store *store, struct store_writer *w);
 int store_commit(struct store *store, struct store_writer *w, const char *key);
 void store_abort(struct store_writer *w);
 
+/*
+ * An entry open as fd (of size bytes, from store_lookup) whole: a malloc'd,
+ * NUL-terminated copy, or -EFBIG when it is over max bytes. Closes fd.
+ */
+int store_read_all(int fd, uint64_t size, uint64_t max, char **data, size_t *len);
+
 /* Small entries whole: a malloc'd, NUL-terminated copy, or -ENOENT. */
 int store_get_bytes(struct store *store, const char *key, char **data, size_t *len);
 int store_put_bytes(struct store *store, const char *key, const void *data, size_t len);

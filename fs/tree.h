@@ -33,7 +33,7 @@ struct tree_config {
     const char *project; /* NULL: the whole workspace */
     time_t ttl;          /* seconds mutable data is trusted */
     size_t commit_limit;
-    int offline; /* never touch the network */
+    int offline;             /* never touch the network */
     tree_changed_fn changed; /* optional */
     void *changed_ctx;
 };
@@ -70,15 +70,20 @@ void tree_dir_release(struct tree_dir *dir);
 
 /*
  * An open file: either on disk (fd >= 0: read it with pread) or generated in
- * memory (fd == -1: data and len).
+ * memory (fd == -1: data and len); st is its attributes as opened (st.size
+ * the bytes there are to read).
  */
 struct tree_file {
     int fd;
     char *data;
     size_t len;
+    struct tree_stat st;
 };
 
-/* Opens a regular file, fetching its content first when it is not cached. */
+/*
+ * Opens a regular file, fetching its content first when it is not cached:
+ * the path is resolved once, and a generated file built once.
+ */
 int tree_open(struct tree *tree, const char *path, struct tree_file *out);
 void tree_file_release(struct tree_file *file);
 

@@ -295,7 +295,7 @@ static void test_broken_pages_fail_whole_listing(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(second) / sizeof(second[0]); i++) {
         struct canned script[3];
-        struct api_repo_list list = {(struct api_repo *)1, 99};
+        struct api_repo_list list = {(struct api_repo *)1, 99, 0};
         listen_srv();
         script[0] = (struct canned){
             CANNED_REPLY,

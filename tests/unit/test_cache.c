@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,9 +24,11 @@ struct source {
     int value;    /* the value a successful fetch produces */
     int delay_ms; /* how long a fetch takes */
     int previous; /* the value the last fetch was shown as replaced, or -1 */
+    size_t size;  /* what a value says it holds (0: an int's size) */
+    time_t age;   /* how old a fetched value already is */
 };
 
-static int fetch_int(void *arg, const void *previous, void **value)
+static int fetch_int(void *arg, const void *previous, struct cache_value *out)
 {
     struct source *src = arg;
     pthread_mutex_lock(&src->lock);
@@ -39,7 +42,9 @@ static int fetch_int(void *arg, const void *previous, void **value)
         return result;
     int *p = malloc(sizeof(*p));
     *p = v;
-    *value = p;
+    out->value = p;
+    out->size = src->size ? src->size : sizeof(*p);
+    out->age = src->age;
     return 0;
 }
 
@@ -56,7 +61,7 @@ static int get_int(struct cache *c, struct source *src, time_t max_age, int *out
 
 static void test_fresh_value_is_reused(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 7};
     int v;
     (void)state;
@@ -69,7 +74,7 @@ static void test_fresh_value_is_reused(void **state)
 
 static void test_expired_value_is_refetched(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
     int v;
     (void)state;
@@ -92,7 +97,7 @@ static void test_expired_value_is_refetched(void **state)
 
 static void test_refresh_sees_the_value_it_replaces(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
     int v;
     (void)state;
@@ -108,18 +113,19 @@ static void test_refresh_sees_the_value_it_replaces(void **state)
 
 static void test_put_offers_a_value_without_fetching(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
     int *offered = malloc(sizeof(*offered)), *again = malloc(sizeof(*again)), v;
     (void)state;
     *offered = 42;
     *again = 43;
-    assert_int_equal(cache_put(c, "k", 60, offered, free), 0);
+    struct cache_value v1 = {.value = offered}, v2 = {.value = again};
+    assert_int_equal(cache_put(c, "k", 60, &v1, free), 0);
     assert_int_equal(get_int(c, &src, 60, &v), 0);
     assert_int_equal(v, 42);
     assert_int_equal(src.calls, 0);
     /* a key that has a value keeps it; the offer is freed */
-    assert_int_equal(cache_put(c, "k", 60, again, free), -EEXIST);
+    assert_int_equal(cache_put(c, "k", 60, &v2, free), -EEXIST);
     assert_int_equal(get_int(c, &src, 60, &v), 0);
     assert_int_equal(v, 42);
     cache_free(c);
@@ -127,7 +133,7 @@ static void test_put_offers_a_value_without_fetching(void **state)
 
 static void test_peek_never_fetches(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 4};
     struct cache_ref *ref;
     int v;
@@ -148,7 +154,7 @@ static void test_peek_never_fetches(void **state)
 
 static void test_negative_is_remembered_errors_are_not(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .result = -ENOENT};
     int v;
     (void)state;
@@ -157,7 +163,7 @@ static void test_negative_is_remembered_errors_are_not(void **state)
     assert_int_equal(src.calls, 1);
     cache_free(c);
 
-    c = cache_new();
+    c = cache_new(1 << 20);
     src.calls = 0;
     src.result = -EIO;
     assert_int_equal(get_int(c, &src, 60, &v), -EIO);
@@ -173,7 +179,7 @@ static void test_negative_is_remembered_errors_are_not(void **state)
 
 static void test_stale_served_when_refresh_fails(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 9};
     int v = 0;
     (void)state;
@@ -185,6 +191,113 @@ static void test_stale_served_when_refresh_fails(void **state)
     int calls = src.calls;
     assert_int_equal(get_int(c, &src, 0, &v), 0);
     assert_int_equal(src.calls, calls);
+    cache_free(c);
+}
+
+static int get_key(struct cache *c, struct source *src, const char *key, struct cache_ref **ref)
+{
+    return cache_get(c, key, CACHE_FOREVER, fetch_int, free, src, ref);
+}
+
+static void test_least_recently_used_go_beyond_the_bound(void **state)
+{
+    const size_t bound = 64 << 10;
+    struct cache *c = cache_new(bound);
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 7, .size = 1000};
+    struct cache_ref *held, *ref;
+    char key[32];
+    (void)state;
+    assert_int_equal(get_key(c, &src, "held", &held), 0);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(get_key(c, &src, key, &ref), 0);
+        cache_ref_put(ref);
+        assert_true(cache_bytes(c) <= bound);
+        if (i % 10 == 0) { /* k0 is used all along: it stays */
+            assert_int_equal(get_key(c, &src, "k0", &ref), 0);
+            cache_ref_put(ref);
+        }
+    }
+    assert_int_equal(src.calls, 1001);
+    /* a value a reader holds outlives its entry */
+    assert_int_equal(*(int *)cache_ref_value(held), 7);
+    cache_ref_put(held);
+    /* the newest and the one in use are there; the oldest went */
+    assert_int_equal(get_key(c, &src, "k999", &ref), 0);
+    cache_ref_put(ref);
+    assert_int_equal(get_key(c, &src, "k0", &ref), 0);
+    cache_ref_put(ref);
+    assert_int_equal(src.calls, 1001);
+    assert_int_equal(get_key(c, &src, "k1", &ref), 0);
+    cache_ref_put(ref);
+    assert_int_equal(src.calls, 1002);
+    cache_free(c);
+}
+
+static void test_age_counts_from_the_fetch_of_the_data(void **state)
+{
+    struct cache *c = cache_new(1 << 20);
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1, .age = 58};
+    int v;
+    (void)state;
+    /* stored 58 s before it came: of a max_age of 60, 2 s are left */
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    usleep(2500 * 1000);
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(src.calls, 2);
+    /* fresh data is trusted for max_age */
+    src.age = 0;
+    cache_expire_all(c);
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(get_int(c, &src, 60, &v), 0);
+    assert_int_equal(src.calls, 3);
+    cache_free(c);
+}
+
+static int run_count(void *arg)
+{
+    struct source *src = arg;
+    pthread_mutex_lock(&src->lock);
+    src->calls++;
+    pthread_mutex_unlock(&src->lock);
+    usleep((useconds_t)src->delay_ms * 1000);
+    return src->result;
+}
+
+struct runner {
+    struct cache *cache;
+    struct source *src;
+    int rc;
+};
+
+static void *runner_main(void *arg)
+{
+    struct runner *r = arg;
+    r->rc = cache_run_once(r->cache, "job", run_count, r->src);
+    return NULL;
+}
+
+static void test_run_once_shares_one_run_and_keeps_nothing(void **state)
+{
+    struct cache *c = cache_new(1 << 20);
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .result = -EIO, .delay_ms = 200};
+    struct runner r[4];
+    pthread_t threads[4];
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        r[i] = (struct runner){c, &src, 0};
+        pthread_create(&threads[i], NULL, runner_main, &r[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(r[i].rc, -EIO);
+    }
+    assert_int_equal(src.calls, 1);
+    /* a failure is not remembered: the next run goes ahead */
+    src.result = 0;
+    src.delay_ms = 0;
+    assert_int_equal(cache_run_once(c, "job", run_count, &src), 0);
+    assert_int_equal(src.calls, 2);
     cache_free(c);
 }
 
@@ -216,7 +329,7 @@ static void run_concurrently(struct cache *c, struct source *src, struct worker 
 
 static void test_single_flight(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 42, .delay_ms = 200};
     struct worker w[8];
     (void)state;
@@ -232,7 +345,7 @@ static void test_single_flight(void **state)
 
 static void test_single_flight_failure_is_shared(void **state)
 {
-    struct cache *c = cache_new();
+    struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .result = -EIO, .delay_ms = 200};
     struct worker w[8];
     (void)state;
@@ -257,6 +370,9 @@ int main(void)
         cmocka_unit_test(test_stale_served_when_refresh_fails),
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_single_flight_failure_is_shared),
+        cmocka_unit_test(test_least_recently_used_go_beyond_the_bound),
+        cmocka_unit_test(test_age_counts_from_the_fetch_of_the_data),
+        cmocka_unit_test(test_run_once_shares_one_run_and_keeps_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

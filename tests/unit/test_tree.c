@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <ftw.h>
 #include <unistd.h>
 
@@ -33,13 +34,27 @@
 static struct {
     int list_repos, list_branches, list_tags, list_commits, get_commit, get_workspace, get_project,
         list_dir, get_file, get_diff;
-    int fail_repos; /* errno the next repo listings return */
+    int fail_repos;        /* errno the next repo listings return */
     size_t branches_shown; /* how many of branches[] the listing has; 0: all */
     int list_prs, get_pr, get_comments, get_pr_diff, expand_hash, list_subtree, get_repo;
     int listing_not_stored; /* api_repos_are_stored says no: repositories are asked for alone */
-    int pr_scope_missing; /* pull request calls answer -EACCES */
+    int pr_scope_missing;   /* pull request calls answer -EACCES */
     int workspace_error;
+    int file_error;  /* what api_get_file returns instead of the content */
+    time_t refs_age; /* how old the ref listings are, as if stored that long ago */
 } fake;
+
+/* Successful opens of store entries (the linker wraps store_lookup for this test). */
+static int store_opens;
+int __real_store_lookup(struct store *store, const char *key, int *fd, uint64_t *size);
+int __wrap_store_lookup(struct store *store, const char *key, int *fd, uint64_t *size);
+int __wrap_store_lookup(struct store *store, const char *key, int *fd, uint64_t *size)
+{
+    int rc = __real_store_lookup(store, key, fd, size);
+    if (rc == 0)
+        __atomic_fetch_add(&store_opens, 1, __ATOMIC_SEQ_CST);
+    return rc;
+}
 
 static char *dup_or_null(const char *s)
 {
@@ -139,8 +154,7 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
     return 0;
 }
 
-int api_repos_are_stored(struct api_client *client, const char *workspace,
-                         const char *project_key)
+int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key)
 {
     (void)client, (void)workspace, (void)project_key;
     return !fake.listing_not_stored;
@@ -202,6 +216,7 @@ static int fill_refs(struct api_ref_list *out, int tags)
         n = fake.branches_shown;
     out->items = calloc(n, sizeof(*out->items));
     out->count = n;
+    out->fetched_at = fake.refs_age ? (int64_t)(time(NULL) - fake.refs_age) : 0;
     for (size_t i = 0; i < n; i++) {
         out->items[i].name = strdup(tags ? "v1" : branches[i].name);
         strcpy(out->items[i].target, tags ? HASH_B : branches[i].target);
@@ -338,6 +353,8 @@ int api_get_file(struct api_client *client, const char *workspace, const char *r
     char text[256];
     (void)client, (void)workspace, (void)repo, (void)hash;
     __atomic_fetch_add(&fake.get_file, 1, __ATOMIC_SEQ_CST); /* readahead threads too */
+    if (fake.file_error)
+        return fake.file_error;
     if (strcmp(path, "link") == 0)
         return write_all(fd, "README.md", size);
     snprintf(text, sizeof(text), "content of %s\n", path);
@@ -411,8 +428,8 @@ void api_pullrequest_list_release(struct api_pullrequest_list *list)
     free(list->items);
 }
 
-int api_get_pullrequest_comments(struct api_client *client, const char *workspace,
-                                 const char *repo, uint64_t id, struct api_doc *out)
+int api_get_pullrequest_comments(struct api_client *client, const char *workspace, const char *repo,
+                                 uint64_t id, struct api_doc *out)
 {
     (void)client, (void)workspace, (void)repo, (void)id;
     fake.get_comments++;
@@ -872,15 +889,15 @@ static void test_web_links_as_extended_attributes(void **state)
     assert_int_equal(len, strlen("https://bitbucket.org/acme/api"));
     assert_memory_equal(value, "https://bitbucket.org/acme/api", len);
     free(value);
-    assert_int_equal(tree_getxattr(tree, "acme/api/commits/" HASH_B, "user.bitbucket.html_url",
-                                   &value, &len),
-                     0);
+    assert_int_equal(
+        tree_getxattr(tree, "acme/api/commits/" HASH_B, "user.bitbucket.html_url", &value, &len),
+        0);
     assert_memory_equal(value, "https://bitbucket.org/acme/api/commits/" HASH_B, len);
     free(value);
     assert_int_equal(tree_getxattr(tree, "acme/api", "user.other", &value, &len), -ENODATA);
-    assert_int_equal(tree_getxattr(tree, "acme/api/description", "user.bitbucket.html_url",
-                                   &value, &len),
-                     -ENODATA);
+    assert_int_equal(
+        tree_getxattr(tree, "acme/api/description", "user.bitbucket.html_url", &value, &len),
+        -ENODATA);
     assert_int_equal(tree_listxattr(tree, "acme/api/description", &value, &len), 0);
     assert_int_equal(len, 0);
     assert_int_equal(tree_listxattr(tree, "acme/nope", &value, &len), -ENOENT);
@@ -1001,6 +1018,91 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
+static int remove_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    return flag == FTW_F ? remove(path) : 0;
+}
+
+/* ---- issue 12: the bugs a review found ---------------------------------- */
+
+static void test_nothing_is_listed_below_a_submodule(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    const char *root = "acme/api/commits/" HASH_A "/tree";
+    char path[256];
+    assert_non_null(list_names(tree, root));
+    int listings = fake.list_dir;
+    /* a shell probing inside the submodule, and a path through a file */
+    snprintf(path, sizeof(path), "%s/vendor/.git", root);
+    assert_int_equal(tree_stat(tree, path, &st), -ENOENT);
+    snprintf(path, sizeof(path), "%s/README.md/x", root);
+    assert_int_equal(tree_stat(tree, path, &st), -ENOENT);
+    assert_int_equal(fake.list_dir, listings);
+    /* a real directory is still listed */
+    snprintf(path, sizeof(path), "%s/src/main.c", root);
+    assert_int_equal(tree_stat(tree, path, &st), 0);
+    assert_int_equal(fake.list_dir, listings + 1);
+}
+
+static void test_an_evicted_file_whose_download_fails_is_tried_again(void **state)
+{
+    struct tree *tree = *state;
+    const char *path = "acme/api/commits/" HASH_A "/tree/src/util.c";
+    char *data;
+    size_t len;
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    free(data);
+    /* the store lets it go (cache_size=), and the next download fails */
+    char objects[sizeof(store_dir) + 16];
+    snprintf(objects, sizeof(objects), "%s/objects", store_dir);
+    assert_int_equal(nftw(objects, remove_file, 8, FTW_PHYS), 0);
+    fake.file_error = -EIO;
+    assert_int_equal(read_all(tree, path, &data, &len), -EIO);
+    /* the next read asks again, and gets it */
+    fake.file_error = 0;
+    int downloads = fake.get_file;
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    assert_memory_equal(data, "content of src/util.c\n", len);
+    free(data);
+    assert_int_equal(fake.get_file, downloads + 1);
+}
+
+static void test_a_stored_answer_is_trusted_for_what_is_left_of_ttl(void **state)
+{
+    struct tree *tree = *state; /* ttl 60 */
+    /* the API answers from a listing it stored 58 s ago: 2 s of the ttl are left */
+    fake.refs_age = 58;
+    assert_non_null(list_names(tree, "acme/api/branches"));
+    assert_int_equal(fake.list_branches, 1);
+    usleep(2500 * 1000);
+    assert_non_null(list_names(tree, "acme/api/branches"));
+    assert_int_equal(fake.list_branches, 2);
+    fake.refs_age = 0;
+}
+
+static void test_an_open_resolves_and_opens_once(void **state)
+{
+    struct tree *tree = *state;
+    const char *path = "acme/api/commits/" HASH_B "/diff";
+    struct tree_stat st;
+    struct tree_file f;
+    assert_int_equal(tree_stat(tree, path, &st), 0); /* downloaded for its size */
+    int opens = __atomic_load_n(&store_opens, __ATOMIC_SEQ_CST);
+    assert_int_equal(tree_open(tree, path, &f), 0);
+    assert_int_equal(__atomic_load_n(&store_opens, __ATOMIC_SEQ_CST), opens + 1);
+    assert_int_equal(f.st.size, st.size);
+    assert_true(f.st.immutable);
+    tree_file_release(&f);
+    assert_int_equal(fake.get_diff, 1);
+    /* a generated file: its attributes come with the bytes built once */
+    assert_int_equal(tree_open(tree, "acme/api/description", &f), 0);
+    assert_int_equal((size_t)f.st.size, f.len);
+    assert_true(S_ISREG(f.st.mode) && !f.st.immutable);
+    tree_file_release(&f);
+}
+
 static int remove_store(void **state)
 {
     (void)state;
@@ -1034,6 +1136,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_web_links_as_extended_attributes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pull_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pull_requests_without_scope, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nothing_is_listed_below_a_submodule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_evicted_file_whose_download_fails_is_tried_again,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_stored_answer_is_trusted_for_what_is_left_of_ttl,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_open_resolves_and_opens_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, remove_store);
 }
