@@ -5,6 +5,7 @@
 #                   then all of them again against an ASan+UBSan build (make asan)
 #   make demo       start the fake Bitbucket server with demo data and mount it
 #   make deps       only install missing Debian packages (quiet when none is missing)
+#   make format     lay the C sources out with clang-format (check fails on a difference)
 #   make install    install bbfs, git-credential-bbfs and bbfs(1) (PREFIX=/usr/local, DESTDIR=)
 #   make uninstall  remove exactly those files
 
@@ -16,7 +17,7 @@ PKGS := fuse3 libcurl jansson openssl libgit2 hiredis
 # Debian packages the build, tests and demo need (checked with dpkg-query).
 DEB_PACKAGES := build-essential pkg-config git fuse3 libfuse3-dev libcurl4-openssl-dev \
 	libjansson-dev libssl-dev libcmocka-dev python3 python3-pytest python3-pytest-timeout \
-	curl attr groff-base jq openssl libgit2-dev libhiredis-dev redis-server
+	curl attr groff-base jq openssl libgit2-dev libhiredis-dev redis-server clang-format
 
 WARNINGS := -std=gnu11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wvla
@@ -36,7 +37,8 @@ MAIN_OBJ := $(BUILD)/fs/main.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check unit integration asan demo clean layering format install uninstall bench
+.PHONY: all deps check unit integration asan demo clean layering format format-check install \
+	uninstall bench
 
 all: $(BUILD)/bbfs $(BUILD)/git-credential-bbfs
 
@@ -110,6 +112,7 @@ integration: $(BUILD)/bbfs $(BUILD)/git-credential-bbfs
 
 check: deps
 	$(MAKE) layering
+	$(MAKE) format-check
 	$(MAKE) all
 	$(MAKE) unit
 	$(PYTHON) -m pytest -q tests/fakebb
@@ -136,8 +139,15 @@ LOAD_SECONDS ?= 120
 load: deps all
 	$(PYTHON) tests/load.py --bbfs $(abspath $(BUILD)/bbfs) --duration $(LOAD_SECONDS)
 
+# The C sources, as .clang-format lays them out; check fails on any difference.
+FORMATTED := $(wildcard api/*.[ch] fs/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch])
+
 format:
-	clang-format -i api/*.[ch] fs/*.[ch] tests/unit/*.c
+	clang-format -i $(FORMATTED)
+
+format-check:
+	@clang-format --dry-run -Werror $(FORMATTED) || \
+		{ echo "format-check: run 'make format' (clang-format)"; exit 1; }
 
 # Fuzzing (tests/fuzz/README.md). `make fuzz` builds one libFuzzer binary per
 # tests/fuzz/fuzz_*.c with clang into build/fuzz/ (its own clang objects of api/ and fs/)

@@ -149,8 +149,7 @@ void api_repo_list_release(struct api_repo_list *list);
  * Whether api_list_repos would answer without a request now: its first page
  * is stored and fresh (or, offline, stored at all).
  */
-int api_repos_are_stored(struct api_client *client, const char *workspace,
-                         const char *project_key);
+int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key);
 
 /*
  * Every repository of the workspace the token can see, restricted to one
@@ -324,8 +323,8 @@ int api_list_pullrequests(struct api_client *client, const char *workspace, cons
 int api_get_pullrequest(struct api_client *client, const char *workspace, const char *repo,
                         uint64_t id, struct api_pullrequest *out);
 /* Every comment of a pull request, all pages as one JSON array (pretty-printed). */
-int api_get_pullrequest_comments(struct api_client *client, const char *workspace,
-                                 const char *repo, uint64_t id, struct api_doc *out);
+int api_get_pullrequest_comments(struct api_client *client, const char *workspace, const char *repo,
+                                 uint64_t id, struct api_doc *out);
 /*
  * The pull request's diff into fd (see api_get_file). The API answers with a
  * redirect, followed with the token on the same origin only.
@@ -366,14 +365,14 @@ const char *api_kind_name(enum api_kind kind);
  * take from any thread at any time.
  */
 struct api_stats {
-    uint64_t requests;             /* HTTP requests sent, retries included */
-    uint64_t retries;              /* of which repeats after 429/5xx/network errors */
-    uint64_t failures;             /* requests that failed for good */
-    long ratelimit_limit;          /* last X-RateLimit-Limit (requests/hour), -1 if never sent */
-    int ratelimit_near;            /* the last X-RateLimit-NearLimit said "true" */
-    uint64_t ratelimit_near_count; /* responses that said NearLimit: true */
-    uint64_t requests_last_hour;   /* HTTP requests sent in the last 60 minutes */
-    uint64_t bytes;                /* response bodies received */
+    uint64_t requests;                /* HTTP requests sent, retries included */
+    uint64_t retries;                 /* of which repeats after 429/5xx/network errors */
+    uint64_t failures;                /* requests that failed for good */
+    long ratelimit_limit;             /* last X-RateLimit-Limit (requests/hour), -1 if never sent */
+    int ratelimit_near;               /* the last X-RateLimit-NearLimit said "true" */
+    uint64_t ratelimit_near_count;    /* responses that said NearLimit: true */
+    uint64_t requests_last_hour;      /* HTTP requests sent in the last 60 minutes */
+    uint64_t bytes;                   /* response bodies received */
     uint64_t by_kind[API_KIND_COUNT]; /* calls that went to the network, retries not counted */
     uint64_t stored;                  /* answers taken from the store without a request */
     uint64_t not_modified;            /* stored answers revalidated by a 304 */

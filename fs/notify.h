@@ -16,7 +16,8 @@
 struct inode_table;
 struct notify;
 
-/* inodes is borrowed. Names that change before notify_start are not passed on (nothing is mounted). */
+/* inodes is borrowed. Names that change before notify_start are not passed on (nothing is mounted).
+ */
 int notify_new(struct inode_table *inodes, struct notify **out);
 
 /* Starts passing names on to the kernel through se (borrowed): after fuse_daemonize. */
