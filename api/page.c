@@ -150,13 +150,30 @@ int page_url_for(const char *second_url, size_t page, char **out)
     return 0;
 }
 
-static int bad_page(const char *what, const char *why)
+/* The log key of a listing's malformed pages: its pages share it, so a walk says it once. */
+static void bad_page_key(const char *url, char *key, size_t len)
 {
     char shown[256];
 
-    log_warn("malformed page from %s: %s", url_for_log(what ? what : "?", shown, sizeof(shown)),
-             why);
+    snprintf(key, len, "page:%s", url_for_log(url ? url : "?", shown, sizeof(shown)));
+}
+
+static int bad_page(const char *what, const char *why)
+{
+    char shown[256], key[300];
+
+    bad_page_key(what, key, sizeof(key));
+    log_once(LOG_LEVEL_WARN, key, "malformed page from %s: %s",
+             url_for_log(what ? what : "?", shown, sizeof(shown)), why);
     return -EIO;
+}
+
+void page_forget_failure(const char *url)
+{
+    char key[300];
+
+    bad_page_key(url, key, sizeof(key));
+    log_forget(key);
 }
 
 int page_parse(const char *what, const char *body, size_t len, json_t **root, json_t **values,

@@ -59,9 +59,12 @@ int page_url_for(const char *second_url, size_t page, char **out);
  * json_decref; *values (an array of objects) and *next (NULL when absent or
  * null) are borrowed from it. -EIO (logged, naming what) when the body is
  * not JSON or not the envelope: no values array, an entry that is not an
- * object, next that is not a string.
+ * object, next that is not a string. The pages of one listing (one URL but
+ * for the query) are logged once, until page_forget_failure(url).
  */
 int page_parse(const char *what, const char *body, size_t len, json_t **root, json_t **values,
                const char **next);
+/* A listing read whole: its next malformed page is logged again. */
+void page_forget_failure(const char *url);
 
 #endif

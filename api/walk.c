@@ -357,6 +357,8 @@ static int walk_dated(struct api_client *c, enum api_kind kind, const char *firs
         rc = walk_page(&w, &url);
     free(url);
     walk_finish(&w, rc);
+    if (rc == 0)
+        page_forget_failure(first_url);
     if (rc == 0 && fetched_at)
         *fetched_at = w.oldest;
     return rc;
