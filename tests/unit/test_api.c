@@ -289,8 +289,7 @@ static void test_broken_pages_fail_whole_listing(void **state)
         "{\"values\": [" REPO("b", "b") "], \"next\": 3}",
         "{\"values\": \"oops\"}",
         "{\"values\": [" REPO("b", "b") ", 7]}",
-        "{\"values\": [" REPO("b", "b") "]",
-        "",
+        /* (a body that is not JSON is retried: test_spoilt_page_is_retried) */
     };
     (void)state;
     for (size_t i = 0; i < sizeof(second) / sizeof(second[0]); i++) {
@@ -1071,6 +1070,120 @@ static void test_refused_answer_is_not_kept(void **state)
     assert_int_equal(immutable_saves, 1);
 }
 
+/* Issue 14: a 200 body that does not parse is transient like a 5xx. */
+static void test_spoilt_page_is_retried(void **state)
+{
+    struct canned script[3];
+    struct api_repo_list list;
+    struct capture cap;
+    char *logged;
+
+    (void)state;
+    listen_srv();
+    script[0] =
+        (struct canned){CANNED_REPLY,
+                        page("{\"values\": [" REPO(
+                            "a", "a") "], \"next\": "
+                                      "\"http://127.0.0.1:%d/2.0/repositories/acme?page=2\"}"),
+                        0, 0, 0};
+    script[1] = (struct canned){CANNED_REPLY, page("{\"values\": [" REPO("b", "b") "]"), 0, 0, 0};
+    script[2] = (struct canned){CANNED_REPLY, page("{\"values\": [" REPO("b", "b") "]}"), 0, 0, 0};
+    run_srv(script, 3);
+    connect_client(5000);
+    capture_start(&cap);
+    assert_int_equal(api_list_repos(client, "acme", NULL, &list), 0);
+    logged = capture_end(&cap);
+    assert_int_equal(list.count, 2);
+    api_repo_list_release(&list);
+    assert_string_equal(logged, ""); /* a retry that worked is not worth a line */
+    free(logged);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 3);
+}
+
+static void test_spoilt_forever_is_eio_logged_once(void **state)
+{
+    struct canned script[HTTP_MAX_ATTEMPTS + 1];
+    struct api_response_cache rc = {.load = no_load, .save = count_save};
+    struct api_commit c;
+    struct capture cap;
+    char *logged;
+
+    (void)state;
+    immutable_saves = 0;
+    listen_srv();
+    for (size_t i = 0; i < HTTP_MAX_ATTEMPTS; i++)
+        script[i] = (struct canned){
+            CANNED_REPLY, reply("200 OK", "{\"type\":\"commit\",\"hash\":\"" H1), 0, 0, 0};
+    script[HTTP_MAX_ATTEMPTS] = (struct canned){
+        CANNED_REPLY, reply("200 OK", "{\"type\":\"commit\",\"hash\":\"" H1 "\"}"), 0, 0, 0};
+    run_srv(script, HTTP_MAX_ATTEMPTS + 1);
+    connect_client(10000);
+    api_set_response_cache(client, &rc);
+    capture_start(&cap);
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), -EIO);
+    logged = capture_end(&cap);
+    assert_non_null(strstr(logged, "/commit/" H1 ": HTTP 200: a body that is not JSON"));
+    assert_non_null(strstr(logged, "(5 attempts)"));
+    assert_null(strchr(logged, '\n') ? strchr(strchr(logged, '\n') + 1, '\n') : NULL);
+    free(logged);
+    assert_int_equal(immutable_saves, 0);
+    assert_int_equal(requests_sent(), HTTP_MAX_ATTEMPTS);
+    /* not an outage: the next call is sent, and gets the whole answer */
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), 0);
+    api_commit_release(&c);
+    assert_int_equal(immutable_saves, 1);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, HTTP_MAX_ATTEMPTS + 1);
+}
+
+/*
+ * Issue 14: once the API is known unreachable, every call of any kind fails
+ * at once for a while, without a request, and the outage is one line.
+ */
+static void test_outage_pauses_every_kind_of_call(void **state)
+{
+    struct canned script[HTTP_MAX_ATTEMPTS];
+    struct api_entry_list entries;
+    struct api_ref_list refs;
+    struct api_commit c;
+    struct api_doc d;
+    struct capture cap;
+    struct api_stats st;
+    char *logged;
+    uint64_t size;
+    FILE *f = tmpfile();
+
+    (void)state;
+    listen_srv();
+    for (size_t i = 0; i < HTTP_MAX_ATTEMPTS; i++)
+        script[i] = (struct canned){
+            CANNED_REPLY, reply("503 Service Unavailable", "{\"type\":\"error\"}"), 0, 0, 0};
+    run_srv(script, HTTP_MAX_ATTEMPTS);
+    connect_client(10000);
+    capture_start(&cap);
+    assert_int_equal(api_get_workspace(client, "acme", &d), -EIO);
+    assert_int_equal(api_list_branches(client, "acme", "api", &refs), -EIO);
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), -EIO);
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "", &entries), -EIO);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "README", fileno(f), &size), -EIO);
+    assert_int_equal(api_get_diff(client, "acme", "api", H1, fileno(f), &size), -EIO);
+    logged = capture_end(&cap);
+    fclose(f);
+    assert_non_null(strstr(logged, "/workspaces/acme: HTTP 503"));
+    assert_int_equal(strchr(logged, '\n') - logged + 1, (long)strlen(logged)); /* one line */
+    free(logged);
+    api_get_stats(client, &st);
+    assert_int_equal(st.requests, HTTP_MAX_ATTEMPTS);
+    assert_int_equal(st.by_kind[API_KIND_WORKSPACE], 1);
+    assert_int_equal(st.by_kind[API_KIND_BRANCHES] + st.by_kind[API_KIND_COMMIT] +
+                         st.by_kind[API_KIND_TREE] + st.by_kind[API_KIND_FILE] +
+                         st.by_kind[API_KIND_DIFF],
+                     0);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, HTTP_MAX_ATTEMPTS);
+}
+
 /* ---- directory listings ---- */
 
 #define SRC_FIELDS                                                                                 \
@@ -1812,6 +1925,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_repos_pages_dedupe_sort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_repos_without_project, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_pages_fail_whole_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spoilt_page_is_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spoilt_forever_is_eio_logged_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outage_pauses_every_kind_of_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_page_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_branches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_tags_path, setup, teardown),
