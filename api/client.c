@@ -264,7 +264,7 @@ int client_get_object(struct api_client *c, enum api_kind kind, const char *url,
     struct http_response resp;
     int rc, from_store;
 
-    rc = stored_get_checked(c, kind, url, check_object, &check, &resp, &from_store);
+    rc = stored_get_checked(c, kind, url, 0, check_object, &check, &resp, &from_store);
     if (rc == 0 && !from_store)
         stored_keep(c, kind, url, &resp);
     if (rc == 0 && fetched_at)

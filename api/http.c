@@ -344,15 +344,22 @@ static int check_paused(struct http_client *c, struct http_response *resp)
     return resp->paused ? -EIO : 0;
 }
 
+/* Whether a call with flags that failed as rc, resp was an outage. */
+static int call_is_outage(unsigned flags, int rc, const struct http_response *resp)
+{
+    return !(flags & HTTP_NOT_OUTAGE) && http_is_outage(rc, resp);
+}
+
 /*
  * After a call: an outage pauses the client and is remembered; any answer
  * that is not one (the API is there) ends the pause and the outage's line.
  */
-static void note_reachability(struct http_client *c, int rc, const struct http_response *resp)
+static void note_reachability(struct http_client *c, unsigned flags, int rc,
+                              const struct http_response *resp)
 {
     char cause[sizeof(c->outage_cause)];
 
-    if (http_is_outage(rc, resp)) {
+    if (call_is_outage(flags, rc, resp)) {
         http_describe_failure(resp, cause, sizeof(cause));
         pthread_mutex_lock(&c->stats_lock);
         c->paused_until = now_ms() + HTTP_OUTAGE_PAUSE_SECONDS * 1000;
@@ -400,7 +407,7 @@ static void log_outcome(struct http_client *c, const char *url, unsigned flags, 
 {
     char where[512], key[600], cause[320];
     const char *plural = attempts == 1 ? "" : "s";
-    int outage = http_is_outage(rc, resp);
+    int outage = call_is_outage(flags, rc, resp);
 
     url_for_log(url, where, sizeof(where));
     snprintf(key, sizeof(key), "%s %s", LOG_KEY_STATUS, where);
@@ -418,7 +425,7 @@ static void log_outcome(struct http_client *c, const char *url, unsigned flags, 
     if (outage) {
         log_once(LOG_LEVEL_WARN, HTTP_LOG_KEY_OUTAGE, "GET %s: %s (%u attempt%s)", where, cause,
                  attempts, plural);
-    } else if (resp->spoilt || http_status_retryable(resp->status)) {
+    } else if (resp->spoilt || resp->transport || http_status_retryable(resp->status)) {
         __atomic_store_n(&c->logged_by_url, 1, __ATOMIC_RELAXED);
         log_once(LOG_LEVEL_WARN, key, "GET %s: %s (%u attempt%s)", where, cause, attempts, plural);
     } else if (rc == -ENOENT || rc == -EACCES) {
@@ -577,7 +584,7 @@ static int perform(struct http_client *c, const struct request *req, struct http
         goto out;
     }
     rc = take_answer(&t, req, spoilt ? why : NULL, resp);
-    note_reachability(c, rc, resp);
+    note_reachability(c, req->flags, rc, resp);
     log_outcome(c, req->url, req->flags, rc, resp, attempt + 1);
     if (rc < 0)
         count_failure(c, resp);

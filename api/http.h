@@ -82,6 +82,8 @@ enum {
     HTTP_QUIET_555 = 1 << 1,    /* likewise, for a final status 555 only */
     HTTP_QUIET_OUTAGE = 1 << 2, /* likewise, for an outage only (see http_is_outage) */
     HTTP_JSON = 1 << 3, /* the answer is JSON: a 2xx body that does not parse is transient */
+    /* a failure says nothing of the API (a listing too big to answer in time): no outage */
+    HTTP_NOT_OUTAGE = 1 << 4,
 };
 
 struct http_response {

@@ -362,8 +362,9 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
     url = dir_url(client, workspace, repo, hash, dir, depth, &rc);
     if (!url)
         return rc;
-    rc = walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, add_subtree_item,
-                           &acc);
+    /* the API times out on a listing too big (or answers 555): not an outage */
+    rc = walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, HTTP_NOT_OUTAGE,
+                           add_subtree_item, &acc);
     free(url);
     if (rc < 0)
         goto out;

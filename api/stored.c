@@ -103,7 +103,7 @@ static void serve_stale(struct api_client *c, const char *url, struct http_respo
  * served when the API cannot be reached (at once while the client is paused
  * by an outage); offline, it is all there is.
  */
-static int get_mutable(struct api_client *c, enum api_kind kind, const char *url,
+static int get_mutable(struct api_client *c, enum api_kind kind, const char *url, unsigned flags,
                        struct http_response *resp, int *from_store)
 {
     int64_t now = (int64_t)time(NULL);
@@ -116,7 +116,8 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
         use_stored(resp, &a);
         return 0;
     }
-    rc = client_fetch(c, kind, url, have ? a.etag : NULL, have ? HTTP_QUIET_OUTAGE : 0, resp);
+    rc = client_fetch(c, kind, url, have ? a.etag : NULL, flags | (have ? HTTP_QUIET_OUTAGE : 0),
+                      resp);
     if (have && rc == 0 && resp->status == 304) {
         client_count(&c->stored.not_modified);
         if (c->stored.cache.save_mutable)
@@ -136,27 +137,27 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
 }
 
 /* GET url's body, from the store when it holds one that may be used (*from_store says so). */
-static int get_body(struct api_client *c, enum api_kind kind, const char *url,
+static int get_body(struct api_client *c, enum api_kind kind, const char *url, unsigned flags,
                     struct http_response *resp, int *from_store)
 {
     const struct api_response_cache *cache = &c->stored.cache;
 
     memset(resp, 0, sizeof(*resp));
     if (!client_is_immutable(kind))
-        return get_mutable(c, kind, url, resp, from_store);
+        return get_mutable(c, kind, url, flags, resp, from_store);
     *from_store = cache->load && cache->load(cache->ctx, url, &resp->body, &resp->len) == 0;
     if (!*from_store)
-        return client_fetch(c, kind, url, NULL, 0, resp);
+        return client_fetch(c, kind, url, NULL, flags, resp);
     client_count(&c->stored.used);
     resp->status = 200;
     return 0;
 }
 
-int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url,
+int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url, unsigned flags,
                        answer_check_fn check, void *ctx, struct http_response *resp,
                        int *from_store)
 {
-    int rc = get_body(c, kind, url, resp, from_store);
+    int rc = get_body(c, kind, url, flags, resp, from_store);
 
     if (rc == 0)
         rc = check(resp, *from_store, ctx);
@@ -164,7 +165,7 @@ int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url
         /* A damaged or unusable stored answer: ask the API instead. */
         *from_store = 0;
         http_response_release(resp);
-        rc = client_fetch(c, kind, url, NULL, 0, resp);
+        rc = client_fetch(c, kind, url, NULL, flags, resp);
         if (rc == 0)
             rc = check(resp, 0, ctx);
     }

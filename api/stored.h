@@ -47,9 +47,10 @@ typedef int (*answer_check_fn)(const struct http_response *resp, int from_store,
  * GET url as kind through the stored answers, and check its body. A stored
  * body that check refuses (except for -ENOMEM) is fetched again from the
  * API and checked once more. *from_store says where the accepted body came
- * from. resp is the caller's to release either way.
+ * from. flags go to http_get (HTTP_NOT_OUTAGE). resp is the caller's to
+ * release either way.
  */
-int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url,
+int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url, unsigned flags,
                        answer_check_fn check, void *ctx, struct http_response *resp,
                        int *from_store);
 
