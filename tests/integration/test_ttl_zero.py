@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import cat, describe, out
+from conftest import cat, out
 
 MIN_GAP = 0.9       # seconds between two requests for one URL (bbfs shares a second of uses)
 
