@@ -539,6 +539,87 @@ static void test_list_subtree_groups_complete_directories(void **state)
                         "values.size%2Cvalues.attributes");
 }
 
+/* An immutable response cache in memory: what api_list_subtree keeps. */
+static struct {
+    char url[512];
+    char *body;
+} kept[8];
+static size_t nkept;
+
+static int kept_load(void *ctx, const char *url, char **body, size_t *len)
+{
+    (void)ctx;
+    for (size_t i = 0; i < nkept; i++)
+        if (strcmp(kept[i].url, url) == 0) {
+            *body = strdup(kept[i].body);
+            *len = strlen(kept[i].body);
+            return 0;
+        }
+    return -ENOENT;
+}
+
+static void kept_save(void *ctx, const char *url, const char *body, size_t len)
+{
+    (void)ctx;
+    assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
+    snprintf(kept[nkept].url, sizeof(kept[nkept].url), "%s", url);
+    kept[nkept++].body = strndup(body, len);
+}
+
+/*
+ * Issue 14: each complete directory of a recursive listing is kept as the
+ * answer a listing of it alone gets, so that it is found without a request
+ * (offline, after a remount); one that is not complete is not kept.
+ */
+static void test_list_subtree_keeps_each_complete_directory(void **state)
+{
+    struct api_response_cache rc = {.load = kept_load, .save = kept_save};
+    struct canned script[1];
+    struct api_entry_list list;
+    struct api_subtree sub;
+
+    (void)state;
+    nkept = 0;
+    listen_srv();
+    script[0] =
+        (struct canned){CANNED_REPLY,
+                        page("{\"size\": 4, \"page\": 1, \"pagelen\": 100, \"values\": ["
+                             "{\"path\": \"src/main.c\", \"type\": \"commit_file\", \"size\": 5,"
+                             " \"attributes\": [\"executable\"]},"
+                             "{\"path\": \"src/a\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/a/deep\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/a/x \\u00e9.c\", \"type\": \"commit_file\", "
+                             "\"size\": 1}]}"),
+                        0, 0, 0};
+    run_srv(script, 1);
+    connect_client(5000);
+    api_set_response_cache(client, &rc);
+    assert_int_equal(api_list_subtree(client, "acme", "api", H1, "src", 2, 1000, &sub), 0);
+    api_subtree_release(&sub);
+    /* the recursive answer itself, src and src/a: not src/a/deep (not within reach) */
+    assert_int_equal(nkept, 3);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 1);
+    /* a listing of src/a alone, with the server gone, from what was kept */
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "src/a", &list), 0);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].name, "deep");
+    assert_int_equal(list.items[0].type, API_ENTRY_DIR);
+    assert_string_equal(list.items[1].name, "x \xc3\xa9.c");
+    assert_int_equal(list.items[1].size, 1);
+    api_entry_list_release(&list);
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "src", &list), 0);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[1].name, "main.c");
+    assert_true(list.items[1].executable);
+    api_entry_list_release(&list);
+    for (size_t i = 0; i < nkept; i++) {
+        assert_null(strstr(kept[i].url, "/src/a/deep/"));
+        free(kept[i].body);
+    }
+    nkept = 0;
+}
+
 static void test_list_commits_stops_at_limit(void **state)
 {
     struct canned script[3];
@@ -1935,6 +2016,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_subtree_groups_complete_directories, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pullrequest_comments_and_hashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_subtree_keeps_each_complete_directory, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_list_commits_stops_at_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_commits_short_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_commit, setup, teardown),
