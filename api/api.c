@@ -279,11 +279,12 @@ static char *repos_url(struct api_client *client, const char *workspace, const c
     return client_url_finish(&u, rc);
 }
 
-int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key)
+int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key,
+                         int any_age)
 {
     int rc;
     char *url = repos_url(client, workspace, project_key, &rc);
-    int stored = url && stored_is_usable(client, url);
+    int stored = url && stored_is_usable(client, url, any_age);
     free(url);
     return stored;
 }

@@ -146,10 +146,12 @@ struct api_repo_list {
 void api_repo_list_release(struct api_repo_list *list);
 
 /*
- * Whether api_list_repos would answer without a request now: its first page
- * is stored and fresh (or, offline, stored at all).
+ * Whether api_list_repos's first page is stored: at any age (any_age), or
+ * such that api_list_repos would answer without a request now (fresh, or
+ * offline).
  */
-int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key);
+int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key,
+                         int any_age);
 
 /*
  * Every repository of the workspace the token can see, restricted to one

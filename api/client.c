@@ -190,25 +190,26 @@ int client_refuse_offline(struct api_client *c, const char *url)
     return -EIO;
 }
 
-/* Whether a request for url may go out (-EIO offline, logged), counted as kind if so. */
-static int begin_request(struct api_client *c, enum api_kind kind, const char *url,
-                         struct http_response *resp)
+/* Counts a call as kind when it went to the network (a paused one did not). */
+static void count_request(struct api_client *c, enum api_kind kind,
+                          const struct http_response *resp)
+{
+    if (!resp->paused)
+        client_count(&c->by_kind[kind]);
+}
+
+int client_fetch(struct api_client *c, enum api_kind kind, const char *url, const char *etag,
+                 unsigned flags, struct http_response *resp)
 {
     int rc;
 
     memset(resp, 0, sizeof(*resp));
     rc = client_refuse_offline(c, url);
-    if (rc == 0)
-        client_count(&c->by_kind[kind]);
+    if (rc < 0)
+        return rc;
+    rc = http_get(c->http, url, etag, HTTP_MAX_JSON, flags | HTTP_JSON, resp);
+    count_request(c, kind, resp);
     return rc;
-}
-
-int client_fetch(struct api_client *c, enum api_kind kind, const char *url, const char *etag,
-                 struct http_response *resp)
-{
-    int rc = begin_request(c, kind, url, resp);
-
-    return rc < 0 ? rc : http_get(c->http, url, etag, HTTP_MAX_JSON, 0, resp);
 }
 
 int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int fd, unsigned flags,
@@ -220,9 +221,11 @@ int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int
     memset(resp, 0, sizeof(*resp));
     if (!url)
         return rc;
-    rc = begin_request(c, kind, url, resp);
-    if (rc == 0)
+    rc = client_refuse_offline(c, url);
+    if (rc == 0) {
         rc = http_download(c->http, url, fd, flags, resp, size);
+        count_request(c, kind, resp);
+    }
     free(url);
     return rc;
 }
@@ -261,7 +264,7 @@ int client_get_object(struct api_client *c, enum api_kind kind, const char *url,
     struct http_response resp;
     int rc, from_store;
 
-    rc = stored_get_checked(c, kind, url, check_object, &check, &resp, &from_store);
+    rc = stored_get_checked(c, kind, url, 0, check_object, &check, &resp, &from_store);
     if (rc == 0 && !from_store)
         stored_keep(c, kind, url, &resp);
     if (rc == 0 && fetched_at)

@@ -54,12 +54,12 @@ void client_log_bad_json(const char *url, const char *why);
 int client_refuse_offline(struct api_client *c, const char *url);
 
 /*
- * GET url's JSON answer from the API itself, counted as kind, etag (or
- * NULL) sent as If-None-Match; offline, -EIO. See http_get(); resp is the
- * caller's to release either way.
+ * GET url's JSON answer from the API itself (HTTP_JSON and flags), counted
+ * as kind when it went out, etag (or NULL) sent as If-None-Match; offline,
+ * -EIO. See http_get(); resp is the caller's to release either way.
  */
 int client_fetch(struct api_client *c, enum api_kind kind, const char *url, const char *etag,
-                 struct http_response *resp);
+                 unsigned flags, struct http_response *resp);
 
 /* Turns an answer's JSON object into the caller's struct: 0, or -errno (nothing left behind). */
 typedef int (*object_fn)(json_t *root, void *ctx);

@@ -1,14 +1,14 @@
 /*
  * http.c - the policy of the Bitbucket client's requests (see http.h):
  * which failures are worth another attempt and how long to wait before it,
- * the deadline of a whole call, the single table that turns HTTP statuses
- * into errno values, what a failure's message says and how it is logged,
- * and the counters of http_stats. Each attempt itself is a transfer
- * (transfer.h).
+ * the deadline of a whole call, the pause after an outage, the single table
+ * that turns HTTP statuses into errno values, what a failure's message says
+ * and how it is logged, and the counters of http_stats. Each attempt itself
+ * is a transfer (transfer.h).
  *
- * Thread model: an http_client is shared by every thread; its counters
- * are under one mutex and the transfer_share guards curl's shared data.
- * Each call has a transfer of its own.
+ * Thread model: an http_client is shared by every thread; its counters and
+ * its pause are under one mutex and the transfer_share guards curl's shared
+ * data. Each call has a transfer of its own.
  */
 #include "api/http.h"
 
@@ -27,19 +27,21 @@
 #include "api/transfer.h"
 #include "api/url.h"
 
-#define LOG_KEY_TRANSPORT "http:transport"
 #define LOG_KEY_STATUS "http:status"
 #define LOG_KEY_NEARLIMIT "http:nearlimit"
 
 struct http_client {
     struct transfer_share *share;
     long timeout_ms;
-    pthread_mutex_t stats_lock;
+    pthread_mutex_t stats_lock; /* also guards the pause */
     struct http_stats stats;
     /* attempts per minute of the last hour: minute_count[m % 60] counts minute m */
     int64_t minute_of[60];
     uint64_t minute_count[60];
-    int outage; /* a failure was logged with log_once: successes must forget keys */
+    int64_t paused_until;   /* monotonic ms: calls fail at once until then (an outage) */
+    char outage_cause[256]; /* what the last outage was, for the calls it pauses */
+    int outage;             /* an outage since the last answer: the next answer forgets its line */
+    int logged_by_url;      /* a failure was logged under a key of its URL: successes forget */
 };
 
 /* What one http_get() or http_download() call asks for. */
@@ -85,6 +87,22 @@ int http_status_retryable(long status)
 {
     return status == 429 || status == 500 || status == 502 || status == 503 || status == 504 ||
            status == 555;
+}
+
+int http_is_outage(int rc, const struct http_response *resp)
+{
+    return rc == -EIO && (resp->paused || resp->transport || resp->status == 429 ||
+                          (resp->status >= 500 && resp->status != 555));
+}
+
+void http_describe_failure(const struct http_response *resp, char *buf, size_t len)
+{
+    const char *sep = resp->message[0] ? ": " : "";
+
+    if (resp->paused || resp->status == 0)
+        snprintf(buf, len, "%s", resp->message);
+    else
+        snprintf(buf, len, "HTTP %ld%s%s", resp->status, sep, resp->message);
 }
 
 /* The transport failures worth another attempt: the server may answer next time. */
@@ -150,20 +168,52 @@ static void sleep_ms(long ms)
         ;
 }
 
+/* Whether body parses as JSON; if not, why says what jansson found. */
+static int parses(const struct buf *body, char *why, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body->data ? body->data : "", body->len,
+                              PARSE_JSON_FLAGS | JSON_DECODE_ANY, &jerr);
+
+    if (!root) {
+        log_sanitize(why, len, jerr.text);
+        return 0;
+    }
+    json_decref(root);
+    return 1;
+}
+
+/*
+ * Whether the attempt's answer is a 2xx body that does not parse as JSON
+ * although the call wants JSON (a body cut short with its length right):
+ * then why says what jansson found. jansson reports some failed allocations
+ * as syntax errors: a body is spoilt only when it fails twice.
+ */
+static int body_is_spoilt(const struct request *req, const struct transfer *t, char *why,
+                          size_t len)
+{
+    if (!(req->flags & HTTP_JSON) || req->fd >= 0 || t->result != CURLE_OK || t->status < 200 ||
+        t->status > 299)
+        return 0;
+    return !parses(&t->body, why, len) && !parses(&t->body, why, len);
+}
+
 /*
  * The sleep before another attempt after attempt number attempt (from 0),
  * or -1 when there is none: the answer was good or cannot get better, no
  * attempt is left, or the next could not finish before *deadline. A body
- * that was flowing renews *deadline first: the server is alive.
+ * that was flowing renews *deadline first: the server is alive. A spoilt
+ * body is transient like a 5xx.
  */
-static long retry_pause(const struct http_client *c, const struct transfer *t, unsigned attempt,
-                        int64_t *deadline)
+static long retry_pause(const struct http_client *c, const struct transfer *t, int spoilt,
+                        unsigned attempt, int64_t *deadline)
 {
     long pause;
 
     if (t->result == CURLE_WRITE_ERROR && (t->body.err || t->write_errno))
         return -1; /* the body cap, memory or the disk: retrying cannot help */
-    if (!(t->result == CURLE_OK ? http_status_retryable(t->status) : curl_retryable(t->result)))
+    if (!spoilt &&
+        !(t->result == CURLE_OK ? http_status_retryable(t->status) : curl_retryable(t->result)))
         return -1;
     if (attempt + 1 >= HTTP_MAX_ATTEMPTS)
         return -1;
@@ -278,6 +328,53 @@ static void count_failure(struct http_client *c, const struct http_response *res
     pthread_mutex_unlock(&c->stats_lock);
 }
 
+/* ---- the pause after an outage ---- */
+
+/* -EIO, with resp saying so, when the client is paused by an outage; else 0. */
+static int check_paused(struct http_client *c, struct http_response *resp)
+{
+    int64_t now = now_ms();
+
+    pthread_mutex_lock(&c->stats_lock);
+    if (now < c->paused_until) {
+        resp->paused = 1;
+        snprintf(resp->message, sizeof(resp->message), "%s", c->outage_cause);
+    }
+    pthread_mutex_unlock(&c->stats_lock);
+    return resp->paused ? -EIO : 0;
+}
+
+/* Whether a call with flags that failed as rc, resp was an outage. */
+static int call_is_outage(unsigned flags, int rc, const struct http_response *resp)
+{
+    return !(flags & HTTP_NOT_OUTAGE) && http_is_outage(rc, resp);
+}
+
+/*
+ * After a call: an outage pauses the client and is remembered; any answer
+ * that is not one (the API is there) ends the pause and the outage's line.
+ */
+static void note_reachability(struct http_client *c, unsigned flags, int rc,
+                              const struct http_response *resp)
+{
+    char cause[sizeof(c->outage_cause)];
+
+    if (call_is_outage(flags, rc, resp)) {
+        http_describe_failure(resp, cause, sizeof(cause));
+        pthread_mutex_lock(&c->stats_lock);
+        c->paused_until = now_ms() + HTTP_OUTAGE_PAUSE_SECONDS * 1000;
+        memcpy(c->outage_cause, cause, sizeof(cause));
+        pthread_mutex_unlock(&c->stats_lock);
+        __atomic_store_n(&c->outage, 1, __ATOMIC_RELAXED);
+    } else if (resp->status != 0) {
+        pthread_mutex_lock(&c->stats_lock);
+        c->paused_until = 0;
+        pthread_mutex_unlock(&c->stats_lock);
+        if (__atomic_exchange_n(&c->outage, 0, __ATOMIC_RELAXED))
+            log_forget(HTTP_LOG_KEY_OUTAGE);
+    }
+}
+
 /* ---- outcomes: messages and log lines ---- */
 
 /* The one-line reason of a failed HTTP answer: the API's message, else a short text body. */
@@ -299,50 +396,47 @@ static void status_message(struct http_response *resp, const char *content_type)
 }
 
 /*
- * Failures that persist after retries are logged once: a dead network (any
- * URL) under one key, a failing status under a key per URL, so that neither
- * a storm of requests nor an unrelated success in between repeats the line.
- * A success forgets the keys that concern it.
+ * Failures that persist after retries are logged once: an outage (any URL)
+ * under HTTP_LOG_KEY_OUTAGE, another transient failure (555, a spoilt body)
+ * under a key per URL, so that neither a storm of requests nor an unrelated
+ * success in between repeats the line. A success forgets its URL's key (the
+ * outage's is forgotten by note_reachability).
  */
 static void log_outcome(struct http_client *c, const char *url, unsigned flags, int rc,
                         const struct http_response *resp, unsigned attempts)
 {
-    char where[512], key[600];
-    const char *sep = resp->message[0] ? ": " : "";
+    char where[512], key[600], cause[320];
     const char *plural = attempts == 1 ? "" : "s";
+    int outage = call_is_outage(flags, rc, resp);
 
     url_for_log(url, where, sizeof(where));
     snprintf(key, sizeof(key), "%s %s", LOG_KEY_STATUS, where);
     if (rc == 0) {
-        if (__atomic_load_n(&c->outage, __ATOMIC_RELAXED)) {
-            log_forget(LOG_KEY_TRANSPORT);
+        if (__atomic_load_n(&c->logged_by_url, __ATOMIC_RELAXED))
             log_forget(key);
-        }
         return;
     }
-    if ((flags & HTTP_QUIET) || ((flags & HTTP_QUIET_555) && resp->status == 555)) {
-        log_debug("GET %s: HTTP %ld%s%s (%u attempts)", where, resp->status, sep, resp->message,
-                  attempts);
+    http_describe_failure(resp, cause, sizeof(cause));
+    if ((flags & HTTP_QUIET) || ((flags & HTTP_QUIET_555) && resp->status == 555) ||
+        ((flags & HTTP_QUIET_OUTAGE) && outage)) {
+        log_debug("GET %s: %s (%u attempts)", where, cause, attempts);
         return;
     }
-    if (resp->transport) {
-        __atomic_store_n(&c->outage, 1, __ATOMIC_RELAXED);
-        log_once(LOG_LEVEL_WARN, LOG_KEY_TRANSPORT, "GET %s: %s (%u attempt%s)", where,
-                 resp->message, attempts, plural);
-    } else if (http_status_retryable(resp->status)) {
-        __atomic_store_n(&c->outage, 1, __ATOMIC_RELAXED);
-        log_once(LOG_LEVEL_WARN, key, "GET %s: HTTP %ld%s%s (%u attempt%s)", where, resp->status,
-                 sep, resp->message, attempts, plural);
+    if (outage) {
+        log_once(LOG_LEVEL_WARN, HTTP_LOG_KEY_OUTAGE, "GET %s: %s (%u attempt%s)", where, cause,
+                 attempts, plural);
+    } else if (resp->spoilt || resp->transport || http_status_retryable(resp->status)) {
+        __atomic_store_n(&c->logged_by_url, 1, __ATOMIC_RELAXED);
+        log_once(LOG_LEVEL_WARN, key, "GET %s: %s (%u attempt%s)", where, cause, attempts, plural);
     } else if (rc == -ENOENT || rc == -EACCES) {
-        log_debug("GET %s: HTTP %ld%s%s", where, resp->status, sep, resp->message);
-    } else if (resp->status == 0) {
-        log_warn("GET %s: %s", where, resp->message);
+        log_debug("GET %s: %s", where, cause);
     } else {
-        log_warn("GET %s: HTTP %ld%s%s", where, resp->status, sep, resp->message);
+        log_warn("GET %s: %s", where, cause);
     }
 }
 
-static void log_retry(const char *url, const struct transfer *t, unsigned attempt, long pause)
+static void log_retry(const char *url, const struct transfer *t, int spoilt, unsigned attempt,
+                      long pause)
 {
     char where[512], cause[64];
 
@@ -351,7 +445,9 @@ static void log_retry(const char *url, const struct transfer *t, unsigned attemp
     if (t->errbuf[0])
         log_debug("curl: %s", t->errbuf);
     url_for_log(url, where, sizeof(where));
-    if (t->result == CURLE_OK)
+    if (spoilt)
+        snprintf(cause, sizeof(cause), "HTTP %ld with a body that is not JSON", t->status);
+    else if (t->result == CURLE_OK)
         snprintf(cause, sizeof(cause), "HTTP %ld", t->status);
     else
         snprintf(cause, sizeof(cause), "%s", curl_easy_strerror(t->result));
@@ -397,10 +493,12 @@ static int local_failure(struct http_client *c, const char *url, int err, int be
 /*
  * What the last attempt's answer means for the call: 0 for a 2xx (and a 304
  * to a request with an ETag), else the errno of the status table, -EIO for
- * no answer or a body over the cap, -ENOMEM. resp gets the status, body,
- * ETag and, on failure, a one-line message.
+ * no answer, a body over the cap or a spoilt one (why: what was wrong),
+ * -ENOMEM. resp gets the status, body, ETag and, on failure, a one-line
+ * message.
  */
-static int take_answer(struct transfer *t, const struct request *req, struct http_response *resp)
+static int take_answer(struct transfer *t, const struct request *req, const char *spoilt,
+                       struct http_response *resp)
 {
     int rc;
 
@@ -425,6 +523,11 @@ static int take_answer(struct transfer *t, const struct request *req, struct htt
         if (!resp->etag)
             return -ENOMEM;
     }
+    if (spoilt) {
+        resp->spoilt = 1;
+        snprintf(resp->message, sizeof(resp->message), "a body that is not JSON (%s)", spoilt);
+        return -EIO;
+    }
     rc = t->status == 304 && req->etag ? 0 : http_status_errno(t->status);
     if (rc < 0)
         status_message(resp, t->content_type);
@@ -434,7 +537,8 @@ static int take_answer(struct transfer *t, const struct request *req, struct htt
 /*
  * The attempts of one call until one is final or the policy stops: each
  * counted, the pauses between them within the call's deadline; then the
- * outcome, logged and counted. A failed download leaves fd empty.
+ * outcome, logged and counted. A failed download leaves fd empty. While
+ * the client is paused by an outage, nothing is sent.
  */
 static int perform(struct http_client *c, const struct request *req, struct http_response *resp,
                    uint64_t *written)
@@ -443,11 +547,20 @@ static int perform(struct http_client *c, const struct request *req, struct http
     struct transfer t;
     unsigned attempt = 0;
     long pause;
-    int rc, fd_err = 0;
+    int rc, fd_err = 0, spoilt = 0;
+    char why[160] = "";
 
     memset(resp, 0, sizeof(*resp));
     if (written)
         *written = 0;
+    if (check_paused(c, resp) < 0) {
+        char where[512];
+        log_debug("GET %s: not sent, the API failed a moment ago (%s)",
+                  url_for_log(req->url, where, sizeof(where)), resp->message);
+        if (req->fd >= 0)
+            transfer_reset_fd(req->fd);
+        return -EIO;
+    }
     rc = transfer_open(&t, c->share, req->url, req->etag, req->fd, req->max_body);
     if (rc < 0)
         goto out;
@@ -456,10 +569,11 @@ static int perform(struct http_client *c, const struct request *req, struct http
         if (fd_err < 0)
             break;
         count_attempt(c, attempt, &t);
-        pause = retry_pause(c, &t, attempt, &deadline);
+        spoilt = body_is_spoilt(req, &t, why, sizeof(why));
+        pause = retry_pause(c, &t, spoilt, attempt, &deadline);
         if (pause < 0)
             break;
-        log_retry(req->url, &t, attempt, pause);
+        log_retry(req->url, &t, spoilt, attempt, pause);
         sleep_ms(pause);
     }
     if (fd_err < 0 || t.write_errno) {
@@ -469,7 +583,8 @@ static int perform(struct http_client *c, const struct request *req, struct http
             rc = local_failure(c, req->url, t.write_errno, 0, resp);
         goto out;
     }
-    rc = take_answer(&t, req, resp);
+    rc = take_answer(&t, req, spoilt ? why : NULL, resp);
+    note_reachability(c, req->flags, rc, resp);
     log_outcome(c, req->url, req->flags, rc, resp, attempt + 1);
     if (rc < 0)
         count_failure(c, resp);

@@ -9,14 +9,25 @@
  * two threads. The token goes only through CURLOPT_XOAUTH2_BEARER, which
  * curl does not send to another host or port on a redirect.
  *
- * Retry policy (http.c): 429, 500, 502, 503, 504, 555 and transport failures
- * (refused, reset, timed out, partial or empty reply) are retried, at most
- * HTTP_MAX_ATTEMPTS attempts in all, sleeping Retry-After when the server
- * sent one, otherwise a full-jitter exponential backoff (uniform in
- * [0, min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS * 2^n)]). Everything,
- * sleeps included, fits in the client's timeout_ms: a retry that could not
- * finish before the deadline is not started. (Downloads bound how long a
- * transfer may stall rather than how long it may take: see http_download.)
+ * Retry policy (http.c): 429, 500, 502, 503, 504, 555, transport failures
+ * (refused, reset, timed out, partial or empty reply) and, for HTTP_JSON
+ * calls, a 2xx body that does not parse as JSON (cut short with its length
+ * right) are retried, at most HTTP_MAX_ATTEMPTS attempts in all, sleeping
+ * Retry-After when the server sent one, otherwise a full-jitter exponential
+ * backoff (uniform in [0, min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS *
+ * 2^n)]). Everything, sleeps included, fits in the client's timeout_ms: a
+ * retry that could not finish before the deadline is not started.
+ * (Downloads bound how long a transfer may stall rather than how long it may
+ * take: see http_download.)
+ *
+ * Outages: a call that fails for good because the API cannot be reached
+ * (http_is_outage: no answer, 429, a 5xx other than 555) pauses the client:
+ * for HTTP_OUTAGE_PAUSE_SECONDS every call fails at once, without a request
+ * (resp->paused), so that a dead or rate-limited API costs one retry cycle,
+ * not one per file. Any answer that is not an outage ends the pause. An
+ * outage is logged once (key HTTP_LOG_KEY_OUTAGE, whatever the URL), and
+ * forgotten at the next answer that is not one, so that the next outage is
+ * logged again.
  */
 #ifndef BBFS_API_HTTP_H
 #define BBFS_API_HTTP_H
@@ -27,6 +38,10 @@
 #define HTTP_MAX_ATTEMPTS 5
 #define HTTP_BACKOFF_BASE_MS 100
 #define HTTP_BACKOFF_CAP_MS 2000
+/* After an outage, calls fail at once this long. */
+#define HTTP_OUTAGE_PAUSE_SECONDS 10
+/* The log_once key of an outage's one line: whoever reports an outage logs under it. */
+#define HTTP_LOG_KEY_OUTAGE "http:outage"
 /* Cap on a JSON response body (after decompression). */
 #define HTTP_MAX_JSON ((size_t)64 << 20)
 /* What http_download() keeps of an error answer's body, for its message. */
@@ -63,17 +78,24 @@ struct http_stats {
 
 /* Flags for http_get(). */
 enum {
-    HTTP_QUIET = 1 << 0,     /* the caller reports failures itself: log at debug level only */
-    HTTP_QUIET_555 = 1 << 1, /* likewise, for a final status 555 only */
+    HTTP_QUIET = 1 << 0,        /* the caller reports failures itself: log at debug level only */
+    HTTP_QUIET_555 = 1 << 1,    /* likewise, for a final status 555 only */
+    HTTP_QUIET_OUTAGE = 1 << 2, /* likewise, for an outage only (see http_is_outage) */
+    HTTP_JSON = 1 << 3, /* the answer is JSON: a 2xx body that does not parse is transient */
+    /* a failure says nothing of the API (a listing too big to answer in time): no outage */
+    HTTP_NOT_OUTAGE = 1 << 4,
 };
 
 struct http_response {
     long status; /* final HTTP status, 0 when no response arrived */
     char *body;  /* NUL-terminated, owned; NULL after a transport failure */
     size_t len;
-    char *etag;        /* the ETag header verbatim, or NULL */
-    int transport;     /* 1 when the failure was no HTTP answer at all */
-    char message[256]; /* on failure: one sanitised line (API message or curl's), else "" */
+    char *etag;    /* the ETag header verbatim, or NULL */
+    int transport; /* 1 when the failure was no HTTP answer at all */
+    int paused;    /* 1 when no request was made: the API failed a moment ago */
+    int spoilt;    /* 1 when the failure was a 2xx body that is not JSON (HTTP_JSON) */
+    /* on failure: one sanitised line (API message or curl's; paused: the outage's cause) */
+    char message[256];
     /* the wall-clock second the body was fetched or last confirmed by the API: set by the
      * stored answers (stored.h) for mutable answers, 0 elsewhere */
     int64_t fetched_at;
@@ -90,8 +112,10 @@ void http_client_free(struct http_client *c);
  * GET url. etag (or NULL) is sent as If-None-Match. Returns 0 for a 2xx
  * answer, and for 304 when etag was given (status tells which); otherwise
  * the errno of http_status_errno() for the final status, -EIO for a
- * transport failure or a body over max_body, -ENOMEM. resp is filled in
- * either way and must be released with http_response_release().
+ * transport failure, a body over max_body, a body that is not JSON
+ * (HTTP_JSON: resp->spoilt) or a paused client (resp->paused), -ENOMEM.
+ * resp is filled in either way and must be released with
+ * http_response_release().
  */
 int http_get(struct http_client *c, const char *url, const char *etag, size_t max_body,
              unsigned flags, struct http_response *resp);
@@ -115,6 +139,15 @@ int http_download(struct http_client *c, const char *url, int fd, unsigned flags
                   struct http_response *resp, uint64_t *written);
 
 void http_get_stats(struct http_client *c, struct http_stats *out);
+
+/*
+ * Whether a failed call (rc, resp) says the API cannot be reached now: no
+ * HTTP answer, 429 or a 5xx other than 555 (an answer about the URL: too
+ * big or too deep) after retries, or a call paused by such a failure.
+ */
+int http_is_outage(int rc, const struct http_response *resp);
+/* A failure's cause in a few words: "HTTP 429: Rate limit...", "Couldn't connect to server". */
+void http_describe_failure(const struct http_response *resp, char *buf, size_t len);
 
 /* The one status -> errno table: 0 for 2xx, -EACCES, -ENOENT, -EIO. */
 int http_status_errno(long status);

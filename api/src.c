@@ -1,6 +1,9 @@
 /*
  * src.c - directories and files at a commit, and diffs (api.h): listings
  * one directory or a whole subtree at a time, contents streamed to a file.
+ * Each complete directory of a subtree is also kept as the answer a listing
+ * of that directory alone would have got, so that later look-ups (after a
+ * remount, offline, or once memory let go of it) find it without a request.
  */
 #include "api/api.h"
 
@@ -10,11 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/buf.h"
 #include "api/client.h"
 #include "api/log.h"
 #include "api/parse.h"
+#include "api/stored.h"
 #include "api/url.h"
 #include "api/walk.h"
+
+/* include-only mode: next must be named or the pagination link is dropped */
+#define SRC_FIELDS "size,page,pagelen,next,values.path,values.type,values.size,values.attributes"
 
 /* ---- directory listings ---- */
 
@@ -82,6 +90,21 @@ static int entries_sort_dedupe(struct api_entry_list *list)
     return 0;
 }
 
+/* The first page's URL of directory dir at hash, listed max_depth deep (NULL: alone). */
+static char *dir_url(struct api_client *client, const char *workspace, const char *repo,
+                     const char *hash, const char *dir, const char *max_depth, int *rc)
+{
+    struct buf u;
+
+    client_url_at(&u, client, workspace, repo, "src", hash);
+    url_add_dir(&u, dir); /* the root needs its trailing '/': /src/{hash}/ */
+    url_add_query(&u, "pagelen", "100");
+    if (max_depth)
+        url_add_query(&u, "max_depth", max_depth);
+    url_add_query(&u, "fields", SRC_FIELDS);
+    return client_url_finish(&u, rc);
+}
+
 int api_list_dir(struct api_client *client, const char *workspace, const char *repo,
                  const char *hash, const char *dir, struct api_entry_list *out)
 {
@@ -92,20 +115,13 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
                             .skip_message =
                                 "ignoring a directory entry whose path is not a name in "
                                 "the directory listed, or whose type is unknown"};
-    struct buf u;
     char *url;
     int rc;
 
     memset(out, 0, sizeof(*out));
     if (!api_is_full_hash(hash) || !dir)
         return -EINVAL;
-    client_url_at(&u, client, workspace, repo, "src", hash);
-    url_add_dir(&u, dir); /* the root needs its trailing '/': /src/{hash}/ */
-    url_add_query(&u, "pagelen", "100");
-    /* include-only mode: next must be named or the pagination link is dropped */
-    url_add_query(&u, "fields",
-                  "size,page,pagelen,next,values.path,values.type,values.size,values.attributes");
-    url = client_url_finish(&u, &rc);
+    url = dir_url(client, workspace, repo, hash, dir, NULL, &rc);
     if (!url)
         return rc;
     rc = walk_pages(client, API_KIND_TREE, url, walk_collect, &acc, NULL);
@@ -142,11 +158,13 @@ struct subtree_item {
     size_t depth; /* of parent below the directory listed: 0 for the directory itself */
     size_t index; /* place in the listing */
     struct api_entry entry;
+    char *json; /* the entry as the API sent it (compact), when directories are kept */
 };
 
 struct subtree_acc {
     const char *dir;
     unsigned max_depth;
+    int keep; /* keep each entry's JSON: complete directories are stored */
     struct subtree_item *items;
     size_t count, alloc;
 };
@@ -155,6 +173,7 @@ static void subtree_items_release(struct subtree_acc *acc)
 {
     for (size_t i = 0; i < acc->count; i++) {
         free(acc->items[i].parent);
+        free(acc->items[i].json);
         parse_entry_release(&acc->items[i].entry);
     }
     free(acc->items);
@@ -214,6 +233,12 @@ static int add_subtree_item(json_t *item, void *ctx)
                      "listed, or whose type is unknown");
         return rc == -EINVAL ? 0 : rc;
     }
+    it->json = acc->keep ? json_dumps(item, JSON_COMPACT) : NULL;
+    if (acc->keep && !it->json) {
+        parse_entry_release(&it->entry);
+        free(parent);
+        return -ENOMEM;
+    }
     it->parent = parent;
     it->depth = (size_t)depth;
     it->index = acc->count++;
@@ -227,12 +252,74 @@ static int cmp_subtree_item(const void *a, const void *b)
     return c ? c : (x->index > y->index) - (x->index < y->index);
 }
 
+/* The items of directory path: [*lo, *hi) of items (sorted by parent). */
+static void dir_items(const struct subtree_item *items, size_t count, const char *path, size_t *lo,
+                      size_t *hi)
+{
+    size_t l = 0, h = count;
+
+    while (l < h) { /* the first item of path */
+        size_t mid = l + (h - l) / 2;
+        if (strcmp(items[mid].parent, path) < 0)
+            l = mid + 1;
+        else
+            h = mid;
+    }
+    for (h = l; h < count && strcmp(items[h].parent, path) == 0; h++)
+        ;
+    *lo = l;
+    *hi = h;
+}
+
+/*
+ * Keeps the complete directory path (its items [lo, hi)) as the one page a
+ * listing of it alone would get, unless that is kept already. A failure
+ * costs a request later, nothing now.
+ */
+static void keep_dir_page(struct api_client *client, const char *workspace, const char *repo,
+                          const char *hash, const char *path, const struct subtree_item *items,
+                          size_t lo, size_t hi)
+{
+    const struct api_response_cache *cache = &client->stored.cache;
+    struct http_response page = {.status = 200};
+    char *url, *kept, pagelen[24];
+    size_t len;
+    struct buf b;
+    int rc;
+
+    url = dir_url(client, workspace, repo, hash, path, NULL, &rc);
+    if (!url)
+        return;
+    if (cache->load(cache->ctx, url, &kept, &len) == 0) {
+        free(kept);
+        free(url);
+        return;
+    }
+    snprintf(pagelen, sizeof(pagelen), "%zu", hi - lo);
+    buf_init(&b, HTTP_MAX_JSON);
+    buf_appends(&b, "{\"pagelen\":");
+    buf_appends(&b, pagelen);
+    buf_appends(&b, ",\"values\":[");
+    for (size_t i = lo; i < hi; i++) {
+        if (i > lo)
+            buf_appendc(&b, ',');
+        buf_appends(&b, items[i].json);
+    }
+    buf_appends(&b, "]}");
+    page.body = buf_take(&b, &page.len);
+    buf_release(&b);
+    if (page.body)
+        stored_keep(client, API_KIND_TREE, url, &page);
+    free(page.body);
+    free(url);
+}
+
 /* Adds the complete directory path, with its entries in listing order, to out. */
 static int add_subtree_dir(struct api_subtree *out, size_t *alloc, const char *path,
                            struct subtree_item *items, size_t count)
 {
     struct api_subtree_dir *dirs, *d;
-    size_t lo = 0, hi = count;
+    size_t lo, hi;
 
     dirs = client_grow_array(out->dirs, alloc, out->count, sizeof(*out->dirs));
     if (!dirs)
@@ -244,15 +331,7 @@ static int add_subtree_dir(struct api_subtree *out, size_t *alloc, const char *p
     if (!d->path)
         return -ENOMEM;
     out->count++;
-    while (lo < hi) { /* the first item of path */
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(items[mid].parent, path) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    for (hi = lo; hi < count && strcmp(items[hi].parent, path) == 0; hi++)
-        ;
+    dir_items(items, count, path, &lo, &hi);
     if (hi > lo) {
         d->entries.items = calloc(hi - lo, sizeof(*d->entries.items));
         if (!d->entries.items)
@@ -270,27 +349,22 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
                      struct api_subtree *out)
 {
     struct subtree_acc acc = {.dir = dir, .max_depth = max_depth};
-    size_t alloc = 0, i, ncomplete = 0;
+    size_t alloc = 0, i, ncomplete = 0, lo, hi;
     char depth[16], **complete = NULL;
-    struct buf u;
     char *url;
     int rc;
 
     memset(out, 0, sizeof(*out));
     if (!api_is_full_hash(hash) || !dir || max_depth == 0)
         return -EINVAL;
+    acc.keep = client->stored.cache.load && client->stored.cache.save;
     snprintf(depth, sizeof(depth), "%u", max_depth);
-    client_url_at(&u, client, workspace, repo, "src", hash);
-    url_add_dir(&u, dir);
-    url_add_query(&u, "pagelen", "100");
-    url_add_query(&u, "max_depth", depth);
-    url_add_query(&u, "fields",
-                  "size,page,pagelen,next,values.path,values.type,values.size,values.attributes");
-    url = client_url_finish(&u, &rc);
+    url = dir_url(client, workspace, repo, hash, dir, depth, &rc);
     if (!url)
         return rc;
-    rc = walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, add_subtree_item,
-                           &acc);
+    /* the API times out on a listing too big (or answers 555): not an outage */
+    rc = walk_pages_capped(client, API_KIND_TREE, url, (max_entries + 99) / 100, HTTP_NOT_OUTAGE,
+                           add_subtree_item, &acc);
     free(url);
     if (rc < 0)
         goto out;
@@ -315,6 +389,10 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
             goto out;
         }
         ncomplete++;
+    }
+    for (i = 0; i < ncomplete && acc.keep; i++) {
+        dir_items(acc.items, acc.count, complete[i], &lo, &hi);
+        keep_dir_page(client, workspace, repo, hash, complete[i], acc.items, lo, hi);
     }
     for (i = 0; i < ncomplete && rc == 0; i++)
         rc = add_subtree_dir(out, &alloc, complete[i], acc.items, acc.count);

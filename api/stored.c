@@ -1,8 +1,8 @@
 /*
  * stored.c - when a stored answer stands in for a request (see stored.h):
  * freshness, revalidation with If-None-Match, stale answers while the API
- * cannot be reached, offline use, and the second chance a damaged stored
- * body gets from the API.
+ * cannot be reached (said once per outage, with its cause), offline use,
+ * and the second chance a damaged stored body gets from the API.
  */
 #include "api/stored.h"
 
@@ -14,8 +14,6 @@
 #include "api/client.h"
 #include "api/log.h"
 #include "api/url.h"
-
-#define LOG_KEY_STALE "api:stale"
 
 /* A stored mutable answer, as load_mutable hands it over. */
 struct stored_answer {
@@ -59,11 +57,11 @@ static int is_fresh(struct api_client *c, int64_t fetched_at, int64_t now)
            fetched_at > __atomic_load_n(&c->stored.expired_at, __ATOMIC_RELAXED);
 }
 
-int stored_is_usable(struct api_client *c, const char *url)
+int stored_is_usable(struct api_client *c, const char *url, int any_age)
 {
     struct stored_answer a;
-    int usable =
-        load_mutable(c, url, &a) && (c->offline || is_fresh(c, a.fetched_at, (int64_t)time(NULL)));
+    int usable = load_mutable(c, url, &a) &&
+                 (any_age || c->offline || is_fresh(c, a.fetched_at, (int64_t)time(NULL)));
 
     stored_answer_release(&a);
     return usable;
@@ -81,40 +79,31 @@ static void use_stored(struct http_response *resp, struct stored_answer *a)
     memset(a, 0, sizeof(*a));
 }
 
-/* A request that failed for want of the API (not an answer about the URL). */
-static int api_unreachable(int rc, const struct http_response *resp)
-{
-    return rc == -EIO && (resp->transport || resp->status == 429 || resp->status >= 500);
-}
-
-/* Remembers whether the API could be reached; when it is back, the next outage is logged again. */
-static void note_reachability(struct api_client *c, int rc, const struct http_response *resp)
-{
-    if (api_unreachable(rc, resp))
-        __atomic_store_n(&c->stored.down_until, (int64_t)time(NULL) + STALE_RETRY_SECONDS,
-                         __ATOMIC_RELAXED);
-    else if (__atomic_exchange_n(&c->stored.down_until, 0, __ATOMIC_RELAXED) != 0)
-        log_forget(LOG_KEY_STALE);
-}
-
+/*
+ * Serves the stored answer a in place of resp, a failed request that says
+ * the API cannot be reached: the outage's one line (http.h) says so, with
+ * its cause.
+ */
 static void serve_stale(struct api_client *c, const char *url, struct http_response *resp,
                         struct stored_answer *a)
 {
-    char shown[512];
+    char shown[512], cause[320];
 
     client_count(&c->stored.stale);
-    log_once(LOG_LEVEL_WARN, LOG_KEY_STALE,
-             "cannot reach the API: serving stored, maybe stale, data for %s (and maybe more)",
-             url_for_log(url, shown, sizeof(shown)));
+    http_describe_failure(resp, cause, sizeof(cause));
+    log_once(LOG_LEVEL_WARN, HTTP_LOG_KEY_OUTAGE,
+             "cannot reach the API (%s): serving stored, maybe stale, data for %s (and maybe more)",
+             cause, url_for_log(url, shown, sizeof(shown)));
     use_stored(resp, a);
 }
 
 /*
  * GET a mutable URL's body through its stored answer, if any: fresh, it is
  * used as it is; stale, it is revalidated (a 304 refreshes its time) or
- * served when the API cannot be reached; offline, it is all there is.
+ * served when the API cannot be reached (at once while the client is paused
+ * by an outage); offline, it is all there is.
  */
-static int get_mutable(struct api_client *c, enum api_kind kind, const char *url,
+static int get_mutable(struct api_client *c, enum api_kind kind, const char *url, unsigned flags,
                        struct http_response *resp, int *from_store)
 {
     int64_t now = (int64_t)time(NULL);
@@ -127,12 +116,8 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
         use_stored(resp, &a);
         return 0;
     }
-    if (have && now < __atomic_load_n(&c->stored.down_until, __ATOMIC_RELAXED)) {
-        serve_stale(c, url, resp, &a);
-        return 0;
-    }
-    rc = client_fetch(c, kind, url, have ? a.etag : NULL, resp);
-    note_reachability(c, rc, resp);
+    rc = client_fetch(c, kind, url, have ? a.etag : NULL, flags | (have ? HTTP_QUIET_OUTAGE : 0),
+                      resp);
     if (have && rc == 0 && resp->status == 304) {
         client_count(&c->stored.not_modified);
         if (c->stored.cache.save_mutable)
@@ -141,7 +126,7 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
         use_stored(resp, &a);
         return 0;
     }
-    if (have && api_unreachable(rc, resp)) {
+    if (have && http_is_outage(rc, resp)) {
         serve_stale(c, url, resp, &a);
         return 0;
     }
@@ -152,27 +137,27 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
 }
 
 /* GET url's body, from the store when it holds one that may be used (*from_store says so). */
-static int get_body(struct api_client *c, enum api_kind kind, const char *url,
+static int get_body(struct api_client *c, enum api_kind kind, const char *url, unsigned flags,
                     struct http_response *resp, int *from_store)
 {
     const struct api_response_cache *cache = &c->stored.cache;
 
     memset(resp, 0, sizeof(*resp));
     if (!client_is_immutable(kind))
-        return get_mutable(c, kind, url, resp, from_store);
+        return get_mutable(c, kind, url, flags, resp, from_store);
     *from_store = cache->load && cache->load(cache->ctx, url, &resp->body, &resp->len) == 0;
     if (!*from_store)
-        return client_fetch(c, kind, url, NULL, resp);
+        return client_fetch(c, kind, url, NULL, flags, resp);
     client_count(&c->stored.used);
     resp->status = 200;
     return 0;
 }
 
-int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url,
+int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url, unsigned flags,
                        answer_check_fn check, void *ctx, struct http_response *resp,
                        int *from_store)
 {
-    int rc = get_body(c, kind, url, resp, from_store);
+    int rc = get_body(c, kind, url, flags, resp, from_store);
 
     if (rc == 0)
         rc = check(resp, *from_store, ctx);
@@ -180,7 +165,7 @@ int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url
         /* A damaged or unusable stored answer: ask the API instead. */
         *from_store = 0;
         http_response_release(resp);
-        rc = client_fetch(c, kind, url, NULL, resp);
+        rc = client_fetch(c, kind, url, NULL, flags, resp);
         if (rc == 0)
             rc = check(resp, 0, ctx);
     }

@@ -10,8 +10,8 @@
  *   - a mutable one is used as it is while fresh (younger than ttl and not
  *     expired by api_expire), then revalidated with its ETag (a 304
  *     refreshes its time), and served stale when the API cannot be
- *     reached: for STALE_RETRY_SECONDS after such a failure, stored answers
- *     are served without trying again;
+ *     reached (http_is_outage): while the client is paused after an outage
+ *     (HTTP_OUTAGE_PAUSE_SECONDS), at once;
  *   - offline, what is stored is all there is (-EIO otherwise).
  *
  * A body is checked by its caller before it is used; a stored body that
@@ -27,15 +27,11 @@
 #include "api/api.h"
 #include "api/http.h"
 
-/* After the API could not be reached, stored answers are served this long without trying again. */
-#define STALE_RETRY_SECONDS 10
-
 /* The state of the stored answers of one client (in struct api_client). */
 struct stored_answers {
     struct api_response_cache cache; /* all NULL when none was set */
     long ttl;                        /* seconds a stored mutable answer is fresh */
     int64_t expired_at;              /* answers fetched up to this second are stale (atomic) */
-    int64_t down_until; /* the API could not be reached: stale answers until then (atomic) */
     /* counters of api_stats (atomic): used without a request, revalidated, served stale */
     uint64_t used, not_modified, stale;
 };
@@ -51,9 +47,10 @@ typedef int (*answer_check_fn)(const struct http_response *resp, int from_store,
  * GET url as kind through the stored answers, and check its body. A stored
  * body that check refuses (except for -ENOMEM) is fetched again from the
  * API and checked once more. *from_store says where the accepted body came
- * from. resp is the caller's to release either way.
+ * from. flags go to http_get (HTTP_NOT_OUTAGE). resp is the caller's to
+ * release either way.
  */
-int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url,
+int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url, unsigned flags,
                        answer_check_fn check, void *ctx, struct http_response *resp,
                        int *from_store);
 
@@ -61,7 +58,10 @@ int stored_get_checked(struct api_client *c, enum api_kind kind, const char *url
 void stored_keep(struct api_client *c, enum api_kind kind, const char *url,
                  const struct http_response *resp);
 
-/* Whether a mutable answer for url is stored and may be used without a request now. */
-int stored_is_usable(struct api_client *c, const char *url);
+/*
+ * Whether a mutable answer for url is stored: at any age (any_age), or such
+ * that it may be used without a request now (fresh, or offline).
+ */
+int stored_is_usable(struct api_client *c, const char *url, int any_age);
 
 #endif

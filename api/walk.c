@@ -32,6 +32,7 @@ struct walk {
     item_fn fn;
     void *ctx;
     size_t max_pages;
+    unsigned flags; /* for http_get */
     struct page_walk links;
     struct held_page *held;
     size_t nheld, held_alloc;
@@ -71,7 +72,7 @@ static int get_page(struct walk *w, const char *url, struct page *p, struct http
     memset(p, 0, sizeof(*p));
     p->c = w->c;
     p->url = url;
-    return stored_get_checked(w->c, w->kind, url, check_page, p, resp, from_store);
+    return stored_get_checked(w->c, w->kind, url, w->flags, check_page, p, resp, from_store);
 }
 
 /* Hands a page's entries to fn in order; *stop when fn asked to stop. */
@@ -341,9 +342,10 @@ static int walk_page(struct walk *w, char **url)
 
 /* walk_pages_capped, telling when the oldest page was fetched. */
 static int walk_dated(struct api_client *c, enum api_kind kind, const char *first_url,
-                      size_t max_pages, item_fn fn, void *ctx, int64_t *fetched_at)
+                      size_t max_pages, unsigned flags, item_fn fn, void *ctx, int64_t *fetched_at)
 {
-    struct walk w = {.c = c, .kind = kind, .fn = fn, .ctx = ctx, .max_pages = max_pages};
+    struct walk w = {
+        .c = c, .kind = kind, .fn = fn, .ctx = ctx, .max_pages = max_pages, .flags = flags};
     char *url;
     int rc;
 
@@ -365,15 +367,15 @@ static int walk_dated(struct api_client *c, enum api_kind kind, const char *firs
 }
 
 int walk_pages_capped(struct api_client *c, enum api_kind kind, const char *first_url,
-                      size_t max_pages, item_fn fn, void *ctx)
+                      size_t max_pages, unsigned flags, item_fn fn, void *ctx)
 {
-    return walk_dated(c, kind, first_url, max_pages, fn, ctx, NULL);
+    return walk_dated(c, kind, first_url, max_pages, flags, fn, ctx, NULL);
 }
 
 int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, item_fn fn,
                void *ctx, int64_t *fetched_at)
 {
-    return walk_dated(c, kind, first_url, PAGE_MAX_PAGES, fn, ctx, fetched_at);
+    return walk_dated(c, kind, first_url, PAGE_MAX_PAGES, 0, fn, ctx, fetched_at);
 }
 
 /* ---- the collector ---- */

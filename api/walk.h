@@ -31,10 +31,11 @@ int walk_pages(struct api_client *c, enum api_kind kind, const char *first_url, 
                void *ctx, int64_t *fetched_at);
 /*
  * walk_pages for at most max_pages pages: -EFBIG, before any later page is
- * asked for, when the first says there are more.
+ * asked for, when the first says there are more. flags go to http_get: a
+ * listing that may be too big to answer in time is HTTP_NOT_OUTAGE.
  */
 int walk_pages_capped(struct api_client *c, enum api_kind kind, const char *first_url,
-                      size_t max_pages, item_fn fn, void *ctx);
+                      size_t max_pages, unsigned flags, item_fn fn, void *ctx);
 
 /*
  * Gathers a listing's entries into an array of structs of elem bytes:

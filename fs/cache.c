@@ -22,6 +22,12 @@
 
 /* After a failed refresh, serve the stale value this long before retrying. */
 #define STALE_RETRY_SECONDS 10
+/*
+ * A value is fresh at least this long (ms) after its fetch, whatever max_age
+ * says: with max_age 0 ("revalidate at each use") the uses of one operation
+ * (ls -l: a readdir, then a look-up per name) share one fetch.
+ */
+#define MIN_FRESH_MS 1000
 
 struct cache_ref {
     unsigned refs; /* guarded by the owning cache's lock */
@@ -38,7 +44,7 @@ struct cache_entry {
     size_t bytes;          /* what it counts against the bound */
     struct cache_ref *ref; /* current value or NULL */
     int negative;          /* last fetch said -ENOENT */
-    time_t fetched_at;     /* monotonic seconds */
+    int64_t fetched_at;    /* monotonic milliseconds */
     time_t fresh_for;      /* seconds, or CACHE_FOREVER */
     int expired;           /* cache_expire_all() was called since the fetch */
     int fetching;
@@ -67,11 +73,11 @@ struct cache {
     uint64_t hits, misses;
 };
 
-static time_t now_seconds(void)
+static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t hash_key(const char *key)
@@ -251,13 +257,14 @@ static struct cache_entry *find_or_add_locked(struct cache *cache, const char *k
 
 /* ---- values -------------------------------------------------------------- */
 
-static int is_fresh(const struct cache_entry *e, time_t now)
+static int is_fresh(const struct cache_entry *e, int64_t now)
 {
     if ((!e->ref && !e->negative) || e->expired)
         return 0;
     if (e->fresh_for == CACHE_FOREVER)
         return 1;
-    return now - e->fetched_at < e->fresh_for;
+    int64_t window = (int64_t)e->fresh_for * 1000;
+    return now - e->fetched_at < (window > MIN_FRESH_MS ? window : MIN_FRESH_MS);
 }
 
 static int serve_locked(struct cache *cache, struct cache_entry *e, struct cache_ref **out)
@@ -274,7 +281,7 @@ static int serve_locked(struct cache *cache, struct cache_entry *e, struct cache
 static int take_value_locked(struct cache *cache, struct cache_entry *e,
                              const struct cache_value *v, cache_free_fn free_fn, time_t max_age)
 {
-    time_t now = now_seconds();
+    int64_t now = now_ms();
     struct cache_ref *ref = calloc(1, sizeof(*ref));
     if (!ref) {
         if (free_fn)
@@ -290,7 +297,7 @@ static int take_value_locked(struct cache *cache, struct cache_entry *e,
         ref_put_locked(e->ref);
     e->ref = ref;
     e->negative = 0;
-    e->fetched_at = now - (v->age > 0 ? v->age : 0);
+    e->fetched_at = now - (int64_t)(v->age > 0 ? v->age : 0) * 1000;
     e->fresh_for = max_age;
     if (max_age != CACHE_FOREVER && v->age > 0 && v->age >= max_age) {
         /* Already as old as max_age (kept elsewhere, served stale): like a stale value. */
@@ -315,7 +322,7 @@ static int store_result_locked(struct cache *cache, struct cache_entry *e, int r
             ref_put_locked(e->ref);
         e->ref = NULL;
         e->negative = 1;
-        e->fetched_at = now_seconds();
+        e->fetched_at = now_ms();
         /* A missing object may appear later, even under an immutable key. */
         e->fresh_for = max_age == CACHE_FOREVER ? 3600 : max_age;
         recount_locked(cache, e);
@@ -327,7 +334,7 @@ static int store_result_locked(struct cache *cache, struct cache_entry *e, int r
         log_once(LOG_LEVEL_WARN, e->key, "refresh of '%s' failed (%s); serving cached data", safe,
                  strerror(-rc));
         /* Stale but served: consider it fresh again for a short while. */
-        e->fetched_at = now_seconds();
+        e->fetched_at = now_ms();
         e->fresh_for = STALE_RETRY_SECONDS;
         return serve_locked(cache, e, out);
     }
@@ -360,7 +367,7 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
     /* A hit is served at once; waiting for another caller's fetch is a miss too. */
     int waited = 0;
     for (;;) {
-        if (is_fresh(e, now_seconds())) {
+        if (is_fresh(e, now_ms())) {
             if (waited)
                 cache->misses++;
             else
@@ -409,7 +416,7 @@ int cache_peek(struct cache *cache, const char *key, struct cache_ref **out)
     *out = NULL;
     pthread_mutex_lock(&cache->lock);
     struct cache_entry *e = find_locked(cache, key);
-    if (e && is_fresh(e, now_seconds())) {
+    if (e && is_fresh(e, now_ms())) {
         cache->hits++;
         rc = serve_locked(cache, e, out);
     }

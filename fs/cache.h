@@ -11,7 +11,9 @@
  *     (max_age CACHE_FOREVER: never refetched); its age counts from when the
  *     data was fetched, which may be before it reached the cache (a stored
  *     answer): a value already max_age old is kept only briefly, like a
- *     stale one;
+ *     stale one. Whatever max_age, a value is fresh for a second after its
+ *     fetch, so that max_age 0 ("revalidate at each use") costs one fetch
+ *     for all the uses of that second, concurrent or back to back;
  *   - -ENOENT is remembered for max_age too (an unknown hash probed twice
  *     costs one request), other errors are never remembered;
  *   - when a refresh fails and an older value exists, the older value is

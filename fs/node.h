@@ -133,7 +133,8 @@ struct listing {
 /*
  * What a kind of node does, a row per kind. A directory has list; a file
  * either open (contents kept in the store) or content (generated, also a
- * link's target). size gives the size where it is known without either.
+ * link's target). size gives the size where it is known without either
+ * (-1 where this node's is not: then open or content tells).
  */
 struct node_ops {
     mode_t mode;

@@ -172,10 +172,14 @@ static int list_submodule(struct tree *tree, struct node *n, struct listing *l, 
     return 0;
 }
 
-/* From the listing: a stat fetches nothing. */
+/*
+ * From the listing: a stat fetches nothing. Except for a file kept in LFS,
+ * whose listed size may be the pointer's: its size is the content's, known
+ * once the content is in the store.
+ */
 static off_t entry_size(const struct node *n)
 {
-    return (off_t)n->entry->size;
+    return n->entry->lfs ? -1 : (off_t)n->entry->size;
 }
 
 static int open_file(struct tree *tree, struct node *n, int *fd, uint64_t *size)

@@ -121,8 +121,9 @@ static int node_stat(struct tree *tree, struct node *n, struct tree_stat *st)
     node_attrs(n, ops, st);
     if (S_ISDIR(st->mode))
         return 0;
-    if (ops->size) {
-        st->size = ops->size(n);
+    st->size = ops->size ? ops->size(n) : -1;
+    if (st->size >= 0) {
+        /* known without the content */
     } else if (ops->open) {
         /* The exact size needs the content itself: it is fetched into the store. */
         rc = ops->open(tree, n, &fd, &size);

@@ -15,12 +15,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The repository called name in the listing of the mount's repositories. */
+static int find_in_listing(struct tree *tree, struct node *n, const char *name)
+{
+    const struct object_id none = {0};
+    int rc = n->repos_ref ? 0 : object_get(tree, OBJECT_REPOS, &none, &n->repos_ref);
+    if (rc)
+        return rc;
+    const struct repo_index *repos = cache_ref_value(n->repos_ref);
+    n->repo = index_find(&repos->index, name, repo_slug);
+    return n->repo ? 0 : -ENOENT;
+}
+
 /*
  * The repository called name: from the listing when it is at hand (in
- * memory, or stored and fresh), else asked for alone. In a workspace of
- * thousands of repositories, going straight to one costs one request rather
- * than every page of the listing; a name that is not there (a shell probing
- * .git) costs one request, then is remembered for ttl.
+ * memory, or stored and fresh; offline, stored at all), else asked for
+ * alone. In a workspace of thousands of repositories, going straight to one
+ * costs one request rather than every page of the listing; a name that is
+ * not there (a shell probing .git) costs one request, then is remembered for
+ * ttl. Two exceptions: with ttl=0 a stored listing is revalidated instead
+ * (once for every look-up of the same second, where asking for each
+ * repository alone would cost a request per name), and when the repository
+ * cannot be had alone (the API is down, or offline it was never asked for
+ * alone) the listing serves what it holds, stale or not.
  */
 static int find_repo(struct tree *tree, struct node *n, const char *name)
 {
@@ -35,16 +52,12 @@ static int find_repo(struct tree *tree, struct node *n, const char *name)
         n->repo = cache_ref_value(n->repo_ref);
     if (rc != -EAGAIN)
         return rc; /* known, or known not to be there */
-    if (object_peek(tree, OBJECT_REPOS, &id, &n->repos_ref) == 0 || tree->offline ||
-        api_repos_are_stored(tree->api, tree->workspace, tree->project)) {
-        rc = n->repos_ref ? 0 : object_get(tree, OBJECT_REPOS, &id, &n->repos_ref);
-        if (rc)
-            return rc;
-        const struct repo_index *repos = cache_ref_value(n->repos_ref);
-        n->repo = index_find(&repos->index, name, repo_slug);
-        return n->repo ? 0 : -ENOENT;
-    }
+    if (object_peek(tree, OBJECT_REPOS, &id, &n->repos_ref) == 0 ||
+        api_repos_are_stored(tree->api, tree->workspace, tree->project, tree->ttl == 0))
+        return find_in_listing(tree, n, name);
     rc = object_get(tree, OBJECT_REPO, &id, &n->repo_ref);
+    if (rc == -EIO && api_repos_are_stored(tree->api, tree->workspace, tree->project, 1))
+        return find_in_listing(tree, n, name);
     if (rc)
         return rc;
     n->repo = cache_ref_value(n->repo_ref);

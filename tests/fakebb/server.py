@@ -738,6 +738,7 @@ FAULT_KEYS = {
     "slow_body": {"bytes_per_second", "count", "skip", "path_contains"},
     "next_loop": {"to", "count", "skip", "path_contains"},
     "huge": {"bytes", "count", "skip", "path_contains"},
+    "cut_json": {"every", "count", "skip", "path_contains"},
 }
 HUGE_DEFAULT = 70 << 20    # `huge` answers: more than bbfs's 64 MiB cap on JSON
 
@@ -755,11 +756,12 @@ class Knobs:
                          "near_limit": False, "rate_limit": 1000, "lfs_host": None,
                          "no_304": no_304, "rate_budget": None, "max_depth_limit": None,
                          "lfs_size": "content", "lfs_status": 302}
-        self.defaults.update({k: None for k in FAULT_KNOBS + ("slow_body",)})
+        self.defaults.update({k: None for k in FAULT_KNOBS + ("slow_body", "cut_json")})
         self.defaults.update(githttp.KNOBS)
         self.values = dict(self.defaults)
         # rate_budget: {hash of the token: times of the requests it was granted}, oldest first
         self.spent = {}
+        self.cut_seen = 0        # cut_json: matching JSON answers seen since the knob was set
 
     def snapshot(self):
         with self.lock:
@@ -769,6 +771,7 @@ class Knobs:
         with self.lock:
             self.values = dict(self.defaults)
             self.spent = {}
+            self.cut_seen = 0
             return json.loads(json.dumps(self.values))
 
     def take_budget(self, who, now):
@@ -835,6 +838,8 @@ class Knobs:
             self.values.update(clean)
             if "rate_budget" in clean:
                 self.spent = {}             # a budget set (again) starts with an empty window
+            if "cut_json" in clean:
+                self.cut_seen = 0
             return json.loads(json.dumps(self.values))
 
     @staticmethod
@@ -887,6 +892,10 @@ class Knobs:
             n = value.setdefault("bytes", HUGE_DEFAULT)
             if not isinstance(n, int) or isinstance(n, bool) or n < 64:
                 raise ValueError("huge.bytes must be an integer >= 64")
+        if key == "cut_json":
+            every = value.setdefault("every", 1)
+            if not is_int(every) or every < 1:
+                raise ValueError("cut_json.every must be an integer >= 1")
         if key == "slow_body":
             bps = value.get("bytes_per_second")
             if not isinstance(bps, int) or isinstance(bps, bool) or bps < 1:
@@ -913,6 +922,28 @@ class Knobs:
                         self.values[key] = None
                 return key, taken
         return None
+
+    def take_cut_json(self, raw_path, decoded_path):
+        """Whether the `cut_json` knob cuts this 200 JSON answer: of the matching answers
+        (after `skip`), every `every`-th, until `count` of them were cut."""
+        with self.lock:
+            spec = self.values.get("cut_json")
+            if not spec or spec["count"] == 0:
+                return False
+            pc = spec.get("path_contains")
+            if pc and pc not in raw_path and pc not in decoded_path:
+                return False
+            if spec["skip"] > 0:
+                spec["skip"] -= 1
+                return False
+            self.cut_seen += 1
+            if self.cut_seen % spec["every"]:
+                return False
+            if spec["count"] > 0:
+                spec["count"] -= 1
+                if spec["count"] == 0:
+                    self.values["cut_json"] = None
+            return True
 
     def take_slow(self, raw_path, decoded_path):
         """The slow_body spec for this request, or None. Checked apart from the faults:
@@ -2289,6 +2320,14 @@ class Handler(BaseHTTPRequestHandler):
             if not knobs["no_304"] and etag_matches(self.headers.get("If-None-Match"), etag):
                 resp.close()
                 resp = Response(304, b"", content_type=None, headers=resp.headers)
+        if (resp.status == 200 and resp.stream is None and self.takes_faults(raw_path)
+                and (resp.content_type or "").startswith("application/json")
+                and self.server.hub.knobs.take_cut_json(raw_path, unquote(raw_path, errors="replace"))):
+            # Cut in half as `malformed` does, the real ETag kept: a transfer that completes.
+            cut = Response(200, resp.body[:len(resp.body) // 2], content_type=resp.content_type,
+                           headers=resp.headers)
+            cut.fault = "cut_json"
+            return cut
         return resp
 
     def apply_fault(self, fault, resp):

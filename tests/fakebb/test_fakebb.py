@@ -723,6 +723,43 @@ def test_fault_bodies(srv):
     assert srv.get("/repositories/acme/api/refs/branches")[0] == 200
 
 
+def test_fault_cut_json(srv):
+    """cut_json spoils one JSON answer in `every`: cut in half, Content-Length right, the
+    real ETag; file bodies, error answers and 304s are not counted; `count` counts cuts."""
+    path = "/repositories/acme/api/refs/branches"
+    _, hdrs, whole = srv.get(path, raw=True)
+    srv.knobs(cut_json={"every": 3, "count": 2, "path_contains": "/refs/"})
+    assert srv.get("/repositories/acme/api")[0] == 200                  # not matching
+    assert srv.get(path + "/no-such-branch")[0] == 404                   # not a 200: not seen
+    assert srv.get(path, headers={"If-None-Match": hdrs["ETag"]})[0] == 304   # nor a 304
+    answers = [srv.get(path, raw=True) for _ in range(7)]
+    for i, (status, h, body) in enumerate(answers):
+        assert status == 200 and int(h["Content-Length"]) == len(body)
+        assert h["ETag"] == hdrs["ETag"]
+        if i in (2, 5):
+            assert body == whole[:len(whole) // 2]
+            with pytest.raises(ValueError):
+                json.loads(body)
+        else:
+            assert body == whole
+    assert srv.knobs()["cut_json"] is None                               # two cut: used up
+    log = [json.loads(ln) for ln in srv.log.read_text().splitlines()]
+    assert [r.get("fault") for r in log[-7:]] == [None, None, "cut_json", None, None,
+                                                   "cut_json", None]
+    # a file body is never cut, whatever it is
+    srv.knobs(cut_json={"every": 1, "count": -1})
+    sha = git(srv.git / "api.git", "rev-parse", "main")
+    status, h, body = srv.get("/repositories/acme/api/src/%s/README.md" % sha, raw=True)
+    assert status == 200 and body == git(srv.git / "api.git", "show",
+                                         "%s:README.md" % sha).encode() + b"\n"
+    for bad in ({"every": 0}, {"every": "2"}, {"bogus": 1}):
+        req = urllib.request.Request(srv.root + "/_fake/knobs",
+                                     data=json.dumps({"cut_json": bad}).encode(), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=5)
+        assert e.value.code == 400
+
+
 def test_fault_hang_and_latency(srv):
     srv.knobs(hang={"count": 1})
     t = time.monotonic()

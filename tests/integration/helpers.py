@@ -2,8 +2,8 @@
 Helpers shared by several integration test files that conftest.py does not
 offer: the exact bytes a `*.json` file of the tree must hold, the diff the
 fake server computes for a pull request (from git, with the fake's own diff
-options), the lines of bbfs's stderr that name a cause, and a mount of bbfs
-without the harness's `cache_dir=` (for the defaults).
+options), the lines of bbfs's stderr that name a cause, waiting out the pause after
+an outage, and a mount of bbfs without the harness's `cache_dir=` (for the defaults).
 
 Expected values come from git or from the fake server's answer, never from
 bbfs's own output.
@@ -12,6 +12,7 @@ bbfs's own output.
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,21 @@ def logged(mount, mark, cause_re):
     assert re.search(cause_re, lines[0]), f"the line does not name the cause /{cause_re}/:\n" \
         + lines[0]
     return lines[0]
+
+
+# api/http.h HTTP_OUTAGE_PAUSE_SECONDS (the man page's 10 seconds): once the API could not
+# be reached (no answer, 429, a 5xx after retries), bbfs asks it nothing for this long
+OUTAGE_PAUSE = 10
+
+
+def after_the_pause(works, what, slack=30):
+    """works() until it says yes, for at most OUTAGE_PAUSE + slack seconds (a hang guard):
+    after an outage bbfs answers EIO at once, without asking the API, until the pause is
+    over and an answer comes."""
+    end = time.monotonic() + OUTAGE_PAUSE + slack
+    while not works():
+        assert time.monotonic() < end, f"{what}: still failing {OUTAGE_PAUSE + slack} s after"
+        time.sleep(0.5)
 
 
 def bare_mount(server, mnt, stderr_path, env, token_file):

@@ -30,14 +30,7 @@ def pointer(content):
             % (hashlib.sha256(content).hexdigest(), len(content))).encode()
 
 
-POINTER_READING_FAILS = pytest.mark.xfail(strict=True, reason=(
-    "bbfs takes an LFS file's st_size from the listing's `size`; when that is the "
-    "pointer's (about 130 bytes) stat and wc -c say so, and the kernel cuts every read "
-    "at that size, so cat gives the first bytes of the content only"))
-
-
-@pytest.mark.parametrize("reading",
-                         ["content", pytest.param("pointer", marks=POINTER_READING_FAILS)])
+@pytest.mark.parametrize("reading", ["content", "pointer"])
 def test_lfs_size_and_bytes_under_both_readings(mount_factory, files_server, repo, reading):
     sha = repo.main()
     e = repo.entries(sha)[LFS_FILE]

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PYTHON, Demo, cat, describe, errno_of, git_message, ls, run, user_env
+from helpers import after_the_pause
 from test_tree import Repo, clear_failures, requests_for, small_files, tree_of
 
 N_COMMITS = 5000
@@ -209,8 +210,9 @@ def test_an_evicted_file_whose_download_fails_is_tried_again(mount_factory, file
         clear_failures(files_server)
     said = m.stderr_since(err)
     assert not [ln for ln in said if "serving cached data" in ln], said
-    # the next read asks again at once, and gets it
+    # the next read once the outage's pause is over asks again, and gets it
     mark = files_server.log.mark()
+    after_the_pause(lambda: errno_of("read", f) == "OK", path)
     assert cat(f) == repo.blob(entry[2])
     reqs = files_server.log.since(mark)
     assert len(requests_for(reqs, sha, path)) == 1, describe(reqs)

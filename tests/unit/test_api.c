@@ -289,8 +289,7 @@ static void test_broken_pages_fail_whole_listing(void **state)
         "{\"values\": [" REPO("b", "b") "], \"next\": 3}",
         "{\"values\": \"oops\"}",
         "{\"values\": [" REPO("b", "b") ", 7]}",
-        "{\"values\": [" REPO("b", "b") "]",
-        "",
+        /* (a body that is not JSON is retried: test_spoilt_page_is_retried) */
     };
     (void)state;
     for (size_t i = 0; i < sizeof(second) / sizeof(second[0]); i++) {
@@ -538,6 +537,87 @@ static void test_list_subtree_groups_complete_directories(void **state)
                         "/2.0/repositories/acme/api/src/" H1 "/src/?pagelen=100&max_depth=2"
                         "&fields=size%2Cpage%2Cpagelen%2Cnext%2Cvalues.path%2Cvalues.type%2C"
                         "values.size%2Cvalues.attributes");
+}
+
+/* An immutable response cache in memory: what api_list_subtree keeps. */
+static struct {
+    char url[512];
+    char *body;
+} kept[8];
+static size_t nkept;
+
+static int kept_load(void *ctx, const char *url, char **body, size_t *len)
+{
+    (void)ctx;
+    for (size_t i = 0; i < nkept; i++)
+        if (strcmp(kept[i].url, url) == 0) {
+            *body = strdup(kept[i].body);
+            *len = strlen(kept[i].body);
+            return 0;
+        }
+    return -ENOENT;
+}
+
+static void kept_save(void *ctx, const char *url, const char *body, size_t len)
+{
+    (void)ctx;
+    assert_true(nkept < sizeof(kept) / sizeof(kept[0]));
+    snprintf(kept[nkept].url, sizeof(kept[nkept].url), "%s", url);
+    kept[nkept++].body = strndup(body, len);
+}
+
+/*
+ * Issue 14: each complete directory of a recursive listing is kept as the
+ * answer a listing of it alone gets, so that it is found without a request
+ * (offline, after a remount); one that is not complete is not kept.
+ */
+static void test_list_subtree_keeps_each_complete_directory(void **state)
+{
+    struct api_response_cache rc = {.load = kept_load, .save = kept_save};
+    struct canned script[1];
+    struct api_entry_list list;
+    struct api_subtree sub;
+
+    (void)state;
+    nkept = 0;
+    listen_srv();
+    script[0] =
+        (struct canned){CANNED_REPLY,
+                        page("{\"size\": 4, \"page\": 1, \"pagelen\": 100, \"values\": ["
+                             "{\"path\": \"src/main.c\", \"type\": \"commit_file\", \"size\": 5,"
+                             " \"attributes\": [\"executable\"]},"
+                             "{\"path\": \"src/a\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/a/deep\", \"type\": \"commit_directory\"},"
+                             "{\"path\": \"src/a/x \\u00e9.c\", \"type\": \"commit_file\", "
+                             "\"size\": 1}]}"),
+                        0, 0, 0};
+    run_srv(script, 1);
+    connect_client(5000);
+    api_set_response_cache(client, &rc);
+    assert_int_equal(api_list_subtree(client, "acme", "api", H1, "src", 2, 1000, &sub), 0);
+    api_subtree_release(&sub);
+    /* the recursive answer itself, src and src/a: not src/a/deep (not within reach) */
+    assert_int_equal(nkept, 3);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 1);
+    /* a listing of src/a alone, with the server gone, from what was kept */
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "src/a", &list), 0);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].name, "deep");
+    assert_int_equal(list.items[0].type, API_ENTRY_DIR);
+    assert_string_equal(list.items[1].name, "x \xc3\xa9.c");
+    assert_int_equal(list.items[1].size, 1);
+    api_entry_list_release(&list);
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "src", &list), 0);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[1].name, "main.c");
+    assert_true(list.items[1].executable);
+    api_entry_list_release(&list);
+    for (size_t i = 0; i < nkept; i++) {
+        assert_null(strstr(kept[i].url, "/src/a/deep/"));
+        free(kept[i].body);
+    }
+    nkept = 0;
 }
 
 static void test_list_commits_stops_at_limit(void **state)
@@ -1069,6 +1149,120 @@ static void test_refused_answer_is_not_kept(void **state)
     assert_string_equal(c.hash, H1);
     api_commit_release(&c);
     assert_int_equal(immutable_saves, 1);
+}
+
+/* Issue 14: a 200 body that does not parse is transient like a 5xx. */
+static void test_spoilt_page_is_retried(void **state)
+{
+    struct canned script[3];
+    struct api_repo_list list;
+    struct capture cap;
+    char *logged;
+
+    (void)state;
+    listen_srv();
+    script[0] =
+        (struct canned){CANNED_REPLY,
+                        page("{\"values\": [" REPO(
+                            "a", "a") "], \"next\": "
+                                      "\"http://127.0.0.1:%d/2.0/repositories/acme?page=2\"}"),
+                        0, 0, 0};
+    script[1] = (struct canned){CANNED_REPLY, page("{\"values\": [" REPO("b", "b") "]"), 0, 0, 0};
+    script[2] = (struct canned){CANNED_REPLY, page("{\"values\": [" REPO("b", "b") "]}"), 0, 0, 0};
+    run_srv(script, 3);
+    connect_client(5000);
+    capture_start(&cap);
+    assert_int_equal(api_list_repos(client, "acme", NULL, &list), 0);
+    logged = capture_end(&cap);
+    assert_int_equal(list.count, 2);
+    api_repo_list_release(&list);
+    assert_string_equal(logged, ""); /* a retry that worked is not worth a line */
+    free(logged);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, 3);
+}
+
+static void test_spoilt_forever_is_eio_logged_once(void **state)
+{
+    struct canned script[HTTP_MAX_ATTEMPTS + 1];
+    struct api_response_cache rc = {.load = no_load, .save = count_save};
+    struct api_commit c;
+    struct capture cap;
+    char *logged;
+
+    (void)state;
+    immutable_saves = 0;
+    listen_srv();
+    for (size_t i = 0; i < HTTP_MAX_ATTEMPTS; i++)
+        script[i] = (struct canned){
+            CANNED_REPLY, reply("200 OK", "{\"type\":\"commit\",\"hash\":\"" H1), 0, 0, 0};
+    script[HTTP_MAX_ATTEMPTS] = (struct canned){
+        CANNED_REPLY, reply("200 OK", "{\"type\":\"commit\",\"hash\":\"" H1 "\"}"), 0, 0, 0};
+    run_srv(script, HTTP_MAX_ATTEMPTS + 1);
+    connect_client(10000);
+    api_set_response_cache(client, &rc);
+    capture_start(&cap);
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), -EIO);
+    logged = capture_end(&cap);
+    assert_non_null(strstr(logged, "/commit/" H1 ": HTTP 200: a body that is not JSON"));
+    assert_non_null(strstr(logged, "(5 attempts)"));
+    assert_null(strchr(logged, '\n') ? strchr(strchr(logged, '\n') + 1, '\n') : NULL);
+    free(logged);
+    assert_int_equal(immutable_saves, 0);
+    assert_int_equal(requests_sent(), HTTP_MAX_ATTEMPTS);
+    /* not an outage: the next call is sent, and gets the whole answer */
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), 0);
+    api_commit_release(&c);
+    assert_int_equal(immutable_saves, 1);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, HTTP_MAX_ATTEMPTS + 1);
+}
+
+/*
+ * Issue 14: once the API is known unreachable, every call of any kind fails
+ * at once for a while, without a request, and the outage is one line.
+ */
+static void test_outage_pauses_every_kind_of_call(void **state)
+{
+    struct canned script[HTTP_MAX_ATTEMPTS];
+    struct api_entry_list entries;
+    struct api_ref_list refs;
+    struct api_commit c;
+    struct api_doc d;
+    struct capture cap;
+    struct api_stats st;
+    char *logged;
+    uint64_t size;
+    FILE *f = tmpfile();
+
+    (void)state;
+    listen_srv();
+    for (size_t i = 0; i < HTTP_MAX_ATTEMPTS; i++)
+        script[i] = (struct canned){
+            CANNED_REPLY, reply("503 Service Unavailable", "{\"type\":\"error\"}"), 0, 0, 0};
+    run_srv(script, HTTP_MAX_ATTEMPTS);
+    connect_client(10000);
+    capture_start(&cap);
+    assert_int_equal(api_get_workspace(client, "acme", &d), -EIO);
+    assert_int_equal(api_list_branches(client, "acme", "api", &refs), -EIO);
+    assert_int_equal(api_get_commit(client, "acme", "api", H1, &c), -EIO);
+    assert_int_equal(api_list_dir(client, "acme", "api", H1, "", &entries), -EIO);
+    assert_int_equal(api_get_file(client, "acme", "api", H1, "README", fileno(f), &size), -EIO);
+    assert_int_equal(api_get_diff(client, "acme", "api", H1, fileno(f), &size), -EIO);
+    logged = capture_end(&cap);
+    fclose(f);
+    assert_non_null(strstr(logged, "/workspaces/acme: HTTP 503"));
+    assert_int_equal(strchr(logged, '\n') - logged + 1, (long)strlen(logged)); /* one line */
+    free(logged);
+    api_get_stats(client, &st);
+    assert_int_equal(st.requests, HTTP_MAX_ATTEMPTS);
+    assert_int_equal(st.by_kind[API_KIND_WORKSPACE], 1);
+    assert_int_equal(st.by_kind[API_KIND_BRANCHES] + st.by_kind[API_KIND_COMMIT] +
+                         st.by_kind[API_KIND_TREE] + st.by_kind[API_KIND_FILE] +
+                         st.by_kind[API_KIND_DIFF],
+                     0);
+    server_stop(&srv);
+    assert_int_equal(srv.nrequests, HTTP_MAX_ATTEMPTS);
 }
 
 /* ---- directory listings ---- */
@@ -1812,6 +2006,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_repos_pages_dedupe_sort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_repos_without_project, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_pages_fail_whole_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spoilt_page_is_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spoilt_forever_is_eio_logged_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outage_pauses_every_kind_of_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_page_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_branches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_tags_path, setup, teardown),
@@ -1819,6 +2016,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_subtree_groups_complete_directories, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pullrequest_comments_and_hashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_subtree_keeps_each_complete_directory, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_list_commits_stops_at_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_commits_short_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_commit, setup, teardown),

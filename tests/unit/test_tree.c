@@ -38,6 +38,8 @@ static struct {
     size_t branches_shown; /* how many of branches[] the listing has; 0: all */
     int list_prs, get_pr, get_comments, get_pr_diff, expand_hash, list_subtree, get_repo;
     int listing_not_stored; /* api_repos_are_stored says no: repositories are asked for alone */
+    int listing_stale;      /* it says yes only for any age: stored, but not fresh */
+    int get_repo_error;     /* what api_get_repo returns instead of the repository */
     int pr_scope_missing;   /* pull request calls answer -EACCES */
     int workspace_error;
     int file_error;  /* what api_get_file returns instead of the content */
@@ -154,10 +156,11 @@ int api_list_repos(struct api_client *client, const char *workspace, const char 
     return 0;
 }
 
-int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key)
+int api_repos_are_stored(struct api_client *client, const char *workspace, const char *project_key,
+                         int any_age)
 {
     (void)client, (void)workspace, (void)project_key;
-    return !fake.listing_not_stored;
+    return !fake.listing_not_stored && (any_age || !fake.listing_stale);
 }
 
 int api_get_repo(struct api_client *client, const char *workspace, const char *slug,
@@ -166,6 +169,8 @@ int api_get_repo(struct api_client *client, const char *workspace, const char *s
     (void)client, (void)workspace;
     fake.get_repo++;
     memset(out, 0, sizeof(*out));
+    if (fake.get_repo_error)
+        return fake.get_repo_error;
     for (size_t i = 0; i < sizeof(repos) / sizeof(repos[0]); i++) {
         if (strcmp(repos[i].slug, slug) != 0)
             continue;
@@ -304,13 +309,21 @@ static const struct {
     const char *name;
     enum api_entry_type type;
     uint64_t size;
-    int executable;
+    int executable, lfs;
 } entries[] = {
-    {"", "README.md", API_ENTRY_FILE, 21, 0}, {"", "run.sh", API_ENTRY_FILE, 18, 1},
-    {"", "link", API_ENTRY_LINK, 9, 0},       {"", "vendor", API_ENTRY_SUBMODULE, 0, 0},
-    {"", "src", API_ENTRY_DIR, 0, 0},         {"", "..", API_ENTRY_DIR, 0, 0},
-    {"", "", API_ENTRY_FILE, 1, 0},           {"src", "main.c", API_ENTRY_FILE, 22, 0},
-    {"src", "util.c", API_ENTRY_FILE, 22, 0}, {"src", "io.h", API_ENTRY_FILE, 20, 0},
+    {"", "README.md", API_ENTRY_FILE, 21, 0, 0},
+    {"", "run.sh", API_ENTRY_FILE, 18, 1, 0},
+    {"", "link", API_ENTRY_LINK, 9, 0, 0},
+    {"", "vendor", API_ENTRY_SUBMODULE, 0, 0, 0},
+    {"", "src", API_ENTRY_DIR, 0, 0, 0},
+    {"", "..", API_ENTRY_DIR, 0, 0, 0},
+    {"", "", API_ENTRY_FILE, 1, 0, 0},
+    {"", "assets", API_ENTRY_DIR, 0, 0, 0},
+    {"src", "main.c", API_ENTRY_FILE, 22, 0, 0},
+    {"src", "util.c", API_ENTRY_FILE, 22, 0, 0},
+    {"src", "io.h", API_ENTRY_FILE, 20, 0, 0},
+    /* in LFS, listed with its pointer's size */
+    {"assets", "model.bin", API_ENTRY_FILE, 131, 0, 1},
 };
 
 int api_list_dir(struct api_client *client, const char *workspace, const char *repo,
@@ -329,6 +342,7 @@ int api_list_dir(struct api_client *client, const char *workspace, const char *r
         e->type = entries[i].type;
         e->size = entries[i].size;
         e->executable = entries[i].executable;
+        e->lfs = entries[i].lfs;
     }
     return out->count ? 0 : -ENOENT;
 }
@@ -736,7 +750,7 @@ static void test_files_at_a_commit(void **state)
     struct tree_stat st;
     const char *root = "acme/api/commits/" HASH_A "/tree";
     char path[256];
-    assert_string_equal(list_names(tree, root), "README.md link run.sh src vendor");
+    assert_string_equal(list_names(tree, root), "README.md assets link run.sh src vendor");
     assert_int_equal(fake.list_dir, 1);
 
     /* Attributes come from the listing: no download for a stat. */
@@ -994,6 +1008,7 @@ static void test_refresh_reports_names_that_came_and_went(void **state)
     assert_string_equal(changes, ""); /* a first listing replaces nothing */
 
     fake.branches_shown = 0;
+    tree_expire(tree); /* a second later, or SIGHUP: the uses of one second share a fetch */
     assert_string_equal(list_names(tree, "acme/api/branches"), "feature-z feature main");
     const char *came = "acme/api/branches|feature-z;"
                        "acme/api/branches/feature/deep|y;acme/api/branches/feature|deep;"
@@ -1002,10 +1017,12 @@ static void test_refresh_reports_names_that_came_and_went(void **state)
     assert_string_equal(changes, came);
 
     changes[0] = '\0';
+    tree_expire(tree);
     assert_non_null(list_names(tree, "acme/api/branches"));
     assert_string_equal(changes, ""); /* the same listing again: nothing changed */
 
     fake.branches_shown = 1;
+    tree_expire(tree);
     assert_string_equal(list_names(tree, "acme/api/branches"), "main");
     assert_string_equal(changes, came); /* the same names went */
     fake.branches_shown = 0;
@@ -1022,6 +1039,107 @@ static int remove_file(const char *path, const struct stat *st, int flag, struct
 {
     (void)st, (void)ftw;
     return flag == FTW_F ? remove(path) : 0;
+}
+
+/* ---- issue 14 ---------------------------------------------------------- */
+
+/* Issue 14: a look-up falls back to the stale listing the way a listing does. */
+static void test_a_repository_the_api_cannot_give_comes_from_the_stale_listing(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    char *data;
+    size_t len;
+    fake.listing_stale = 1;
+    fake.get_repo_error = -EIO; /* the API is down: only stored answers come */
+    assert_int_equal(read_all(tree, "acme/api/description", &data, &len), 0);
+    assert_memory_equal(data, "The public API\n", len);
+    free(data);
+    assert_int_equal(fake.get_repo, 1);
+    assert_int_equal(fake.list_repos, 1);
+    /* the listing, once at hand, answers the others; what it lacks is not there */
+    assert_int_equal(tree_stat(tree, "acme/empty", &st), 0);
+    assert_int_equal(tree_stat(tree, "acme/nothing", &st), -ENOENT);
+    assert_int_equal(fake.get_repo, 1);
+    assert_int_equal(fake.list_repos, 1);
+    /* an answer about the repository itself is not overruled by the listing */
+    struct tree *other;
+    struct tree_config cfg = {.store = store, .workspace = "acme", .ttl = 60, .commit_limit = 9};
+    assert_int_equal(tree_new(&cfg, NULL, &other), 0);
+    fake.get_repo_error = -ENOENT;
+    assert_int_equal(tree_stat(other, "acme/api", &st), -ENOENT);
+    assert_int_equal(fake.list_repos, 1);
+    tree_free(other);
+    /* nothing stored at all: the failure as it is */
+    fake.listing_not_stored = 1;
+    fake.get_repo_error = -EIO;
+    assert_int_equal(tree_new(&cfg, NULL, &other), 0);
+    assert_int_equal(tree_stat(other, "acme/api", &st), -EIO);
+    assert_int_equal(fake.list_repos, 1);
+    tree_free(other);
+}
+
+/* Issue 14: ttl=0 revalidates at each use, but the uses of one second share one. */
+static void test_ttl_zero_shares_one_revalidation_a_second(void **state)
+{
+    struct tree *tree;
+    struct tree_stat st;
+    struct tree_config cfg = {
+        .store = store, .workspace = "acme", .project = "PLAT", .ttl = 0, .commit_limit = 9};
+    (void)state;
+    struct timespec t0, t1;
+    assert_int_equal(tree_new(&cfg, NULL, &tree), 0);
+    fake.listing_stale = 1; /* stored, so never fresh with ttl 0 */
+    /* ls -l of the workspace: the listing, then a look-up per name */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_non_null(list_names(tree, "acme"));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tree_stat(tree, "acme/api", &st), 0);
+        assert_int_equal(tree_stat(tree, "acme/empty", &st), 0);
+        assert_int_equal(tree_stat(tree, "acme/nothing", &st), -ENOENT);
+    }
+    assert_non_null(list_names(tree, "acme/api/branches"));
+    assert_non_null(list_names(tree, "acme/api/branches"));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long elapsed_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (elapsed_ms < 1000) { /* (a machine that stalled a second proves nothing) */
+        assert_int_equal(fake.list_repos, 1);
+        assert_int_equal(fake.list_branches, 1);
+    }
+    assert_int_equal(fake.get_repo, 0); /* the listing answers, not a request a name */
+    /* a use after that second revalidates, once */
+    int before = fake.list_repos;
+    usleep(1100 * 1000);
+    assert_int_equal(tree_stat(tree, "acme/api", &st), 0);
+    assert_int_equal(tree_stat(tree, "acme/empty", &st), 0);
+    assert_in_range(fake.list_repos, before + 1, before + 2);
+    assert_int_equal(fake.get_repo, 0);
+    tree_free(tree);
+}
+
+/* Issue 13's left-over: an LFS file's size is its content's, whatever the listing says. */
+static void test_an_lfs_file_has_its_content_size(void **state)
+{
+    struct tree *tree = *state;
+    struct tree_stat st;
+    const char *path = "acme/api/commits/" HASH_B "/tree/assets/model.bin";
+    const char *content = "content of assets/model.bin\n";
+    char *data;
+    size_t len;
+    /* (other tests may have read it: the store starts empty) */
+    char objects[sizeof(store_dir) + 16];
+    snprintf(objects, sizeof(objects), "%s/objects", store_dir);
+    assert_int_equal(nftw(objects, remove_file, 8, FTW_PHYS), 0);
+    assert_int_equal(tree_stat(tree, path, &st), 0);
+    assert_int_equal(st.size, strlen(content));
+    assert_int_equal(fake.get_file, 1); /* learnt from the content, now in the store */
+    assert_int_equal(tree_stat(tree, path, &st), 0);
+    assert_int_equal(st.size, strlen(content));
+    assert_int_equal(read_all(tree, path, &data, &len), 0);
+    assert_int_equal(len, strlen(content));
+    assert_memory_equal(data, content, len);
+    free(data);
+    assert_int_equal(fake.get_file, 1);
 }
 
 /* ---- issue 12: the bugs a review found ---------------------------------- */
@@ -1128,6 +1246,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reading_through_a_directory_reads_ahead, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_repository_without_the_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_repository_the_api_cannot_give_comes_from_the_stale_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ttl_zero_shares_one_revalidation_a_second, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_an_lfs_file_has_its_content_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_survives_remount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_diff_has_its_size_before_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_reports_names_that_came_and_went, setup,
