@@ -24,7 +24,9 @@ fake server's log (`"server": "api"`).
 """
 
 import json
+import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -34,9 +36,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PYTHON, cat, errno_of, force_unmount, free_closed_port, ls,
+from conftest import (BBFS_BIN, PYTHON, cat, errno_of, force_unmount, free_closed_port, ls,
                       mountinfo_has, one_clear_line, out, run, run_bbfs_expect_failure,
-                      scan_stderr, user_env, write_token_file)
+                      scan_stderr, user_env, wait_for_mount, write_token_file)
 from helpers import json_file
 
 REDIS_DEADLINE = 15    # redis-server until it answers PING
@@ -53,12 +55,17 @@ DAMAGED = r"shared cache redis://127\.0\.0\.1:\d+/0: a damaged value was deleted
 
 
 class Redis:
-    """redis-server on a free loopback port, no persistence, its own directory."""
+    """redis-server on a free loopback port and a unix socket, no persistence, its own
+    directory; with CONF, that configuration file first (the command line overrides it).
+    AUTH is the password, or (user, password), this test's own connections log in with."""
 
-    def __init__(self, workdir, password=None):
+    def __init__(self, workdir, password=None, conf=None, auth=None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.password = password
+        self.conf = conf
+        self.auth = auth or password
+        self.socket = self.dir / "redis.sock"
         self.port = None
         self.proc = None
 
@@ -69,7 +76,9 @@ class Redis:
     def start(self):
         for _ in range(5):
             self.port = free_closed_port()
-            args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            args = ["redis-server", *([str(self.conf)] if self.conf else []),
+                    "--port", str(self.port), "--bind", "127.0.0.1",
+                    "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                     "--save", "", "--appendonly", "no", "--dir", str(self.dir),
                     "--logfile", str(self.dir / "redis.log"), "--daemonize", "no"]
             if self.password:
@@ -110,8 +119,9 @@ class Redis:
         """One command on a connection of its own: the reply (bytes, int, list, str)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
             f = s.makefile("rb")
-            if self.password:
-                s.sendall(encode("AUTH", self.password))
+            if self.auth:
+                s.sendall(encode("AUTH", *([self.auth] if isinstance(self.auth, str)
+                                           else self.auth)))
                 read_reply(f)
             s.sendall(encode(*args))
             return read_reply(f)
@@ -164,8 +174,8 @@ def redis_factory(tmp_path):
     """start(password=None) -> a running Redis; every one is stopped at teardown."""
     servers = []
 
-    def start(password=None):
-        r = Redis(tmp_path / f"redis{len(servers)}", password)
+    def start(password=None, conf=None, auth=None):
+        r = Redis(tmp_path / f"redis{len(servers)}", password, conf, auth)
         servers.append(r)
         return r.start()
 
@@ -238,8 +248,9 @@ class Reads:
         status, self.diff = server.get_bytes(f"repositories/acme/api/diff/{self.head}")
         assert status == 200
 
-    def check(self, m):
-        repo = m.ws / "api"
+    def check(self, ws):
+        """Reads them below the workspace directory WS, and compares."""
+        repo = ws / "api"
         assert_same_tree(repo / "commits" / self.head / "tree", self.tree)
         for h, want in self.objects.items():
             assert cat(repo / "commits" / h / "commit.json") == want, h
@@ -253,7 +264,7 @@ class Reads:
 def test_second_machine_reads_from_redis(mount_factory, server, demo, redis, tmp_path):
     reads = Reads(demo, server, tmp_path)
     first = mount_factory(server, options=shared(redis))
-    reads.check(first)
+    reads.check(first.ws)
     want_ls = sorted(server.repo_slugs(project="PLAT") + ["project.json", "workspace.json"])
     want_branches = sorted(demo.branches("api"))
     assert sorted(ls(first.ws)) == want_ls
@@ -266,7 +277,7 @@ def test_second_machine_reads_from_redis(mount_factory, server, demo, redis, tmp
     listed = server.log.since(mark)
     assert api_requests(listed) == [], "within ttl, ls of the workspace and branches/ " \
         "should cost nothing:\n" + describe(listed)
-    reads.check(second)
+    reads.check(second.ws)
     got = server.log.since(mark)
     assert by_hash(got) == [], "data addressed by a hash should come from Redis:\n" \
         + describe(by_hash(got))
@@ -282,7 +293,7 @@ def test_second_machine_reads_from_redis(mount_factory, server, demo, redis, tmp
     again = mount_factory(server, cache_dir=second_cache, allow=[UNAVAILABLE],
                           options=shared(redis))
     mark = server.log.mark()
-    reads.check(again)
+    reads.check(again.ws)
     assert by_hash(server.log.since(mark)) == []
 
 
@@ -295,7 +306,7 @@ def test_another_projects_token_reads_nothing_of_plat(mount_factory, fresh_demo,
     server = fakebb_factory(fresh_demo)
     reads = Reads(fresh_demo, server, tmp_path)
     plat = mount_factory(server, token="pat-token", options=shared(redis))
-    reads.check(plat)
+    reads.check(plat.ws)
     assert redis.hash_keys(), "the PLAT mount should have filled Redis"
 
     ops = mount_factory(server, target="acme", token="ops-token", options=shared(redis))
@@ -316,7 +327,7 @@ def test_no_key_or_value_holds_the_token(mount_factory, server, demo, redis, tmp
     token = "demo-token"
     reads = Reads(demo, server, tmp_path)
     m = mount_factory(server, token=token, options=shared(redis))
-    reads.check(m)
+    reads.check(m.ws)
     ls(m.ws / "api" / "tags")
     assert m.unmount() == []   # every queued write is done
     keys = redis.keys()
@@ -331,7 +342,7 @@ def test_a_value_changed_by_hand_is_detected_and_replaced(mount_factory, server,
                                                           tmp_path):
     reads = Reads(demo, server, tmp_path)
     first = mount_factory(server, options=shared(redis))
-    reads.check(first)
+    reads.check(first.ws)
     assert first.unmount() == []
     keys = redis.hash_keys()
     assert keys
@@ -340,7 +351,7 @@ def test_a_value_changed_by_hand_is_detected_and_replaced(mount_factory, server,
         redis.command("SETRANGE", k, len(value) - 1, bytes([value[-1] ^ 0x20]))
 
     second = mount_factory(server, options=shared(redis), allow=[DAMAGED])
-    reads.check(second)
+    reads.check(second.ws)
     st = stats(second)
     assert int(st["shared_damaged"]) > 0, st
     assert [ln for ln in second.stderr().splitlines() if re.search(DAMAGED, ln)], \
@@ -349,7 +360,7 @@ def test_a_value_changed_by_hand_is_detected_and_replaced(mount_factory, server,
 
     third = mount_factory(server, options=shared(redis))
     mark = server.log.mark()
-    reads.check(third)
+    reads.check(third.ws)
     assert by_hash(server.log.since(mark)) == [], "the damaged values should be replaced"
     assert int(stats(third)["shared_damaged"]) == 0
 
@@ -573,3 +584,93 @@ def active(server):
     with urllib.request.urlopen(server.base + "/_fake/active", timeout=10) as r:
         body = json.loads(r.read() or b"[]")
     return body.get("active", body.get("values", [])) if isinstance(body, dict) else body
+
+
+# --------------------------------------------------------------------------
+# examples/: a fleet's unit, fstab line and Redis configuration
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def fleet_paths(tmp_path, name):
+    """The example's paths, mapped into TMP_PATH/NAME (the files they name made)."""
+    root = tmp_path / name
+    (root / "etc").mkdir(parents=True)
+    return {
+        "/usr/local/bin/bbfs": BBFS_BIN,
+        "/etc/bbfs/token": str(write_token_file(root / "etc" / "token", "demo-token")),
+        "/etc/bbfs/redis-auth": str(write_token_file(root / "etc" / "redis-auth",
+                                                     "bbfs-fleet:PASSWORD")),
+        "/var/cache/bbfs": str(root / "cache"),
+        "/mnt/bitbucket": str(root / "mnt"),
+    }
+
+
+def mapped(text, paths):
+    for old, new in paths.items():
+        text = text.replace(old, new)
+    return text
+
+
+def start_example(argv, server, redis, mnt, stderr_path):
+    """bbfs as the example runs it, with the fake's api_url and this Redis's socket."""
+    if os.geteuid() != 0:   # allow_other needs user_allow_other in /etc/fuse.conf
+        argv = [re.sub(r"\ballow_other,", "", a) for a in argv]
+    Path(mnt).mkdir(parents=True, exist_ok=True)
+    argv = [*argv[:-2], "-o", f"api_url={server.url},shared_cache=redis+unix://{redis.socket}",
+            *argv[-2:]]
+    with open(stderr_path, "wb") as f:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                                env=user_env())
+    try:
+        wait_for_mount(proc, mnt, stderr_path)
+    except BaseException:
+        force_unmount(mnt, proc)
+        raise
+    return proc
+
+
+def test_fleet_examples(server, demo, redis_factory, tmp_path):
+    """examples/redis-bbfs.conf's Redis (its ACL user), bbfs-fleet.service's command on one
+    machine and fleet.fstab's line on another: the second reads with no request for
+    data addressed by a hash."""
+    redis = redis_factory(conf=EXAMPLES / "redis-bbfs.conf", auth=("admin", "ADMIN-PASSWORD"))
+    assert redis.command("CONFIG", "GET", "maxmemory-policy") == [b"maxmemory-policy",
+                                                                  b"allkeys-lru"]
+    reads = Reads(demo, server, tmp_path)
+
+    unit = (EXAMPLES / "bbfs-fleet.service").read_text()
+    unit_paths = fleet_paths(tmp_path, "unit")
+    execs = {k: shlex.split(mapped(v, unit_paths))
+             for k, v in re.findall(r"^(Exec\w+)=(.*)$", unit, re.M)}
+    assert "-f" in execs["ExecStart"] and "shared_cache_auth=" in execs["ExecStart"][3]
+    assert run(execs["ExecStartPre"]).returncode == 0
+    mnt = Path(execs["ExecStart"][-1])
+    first = start_example(execs["ExecStart"], server, redis, mnt, tmp_path / "unit.stderr")
+    try:
+        reads.check(mnt / "acme")
+        assert run(execs["ExecStop"]).returncode == 0
+        assert first.wait(15) == 0
+    finally:
+        force_unmount(mnt, first)
+    assert not scan_stderr((tmp_path / "unit.stderr").read_text(errors="replace"))
+    assert redis.hash_keys(), "the unit's mount should have filled Redis"
+
+    line = [ln for ln in (EXAMPLES / "fleet.fstab").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")]
+    assert len(line) == 1
+    source, where, fstype, options, *_ = mapped(line[0], fleet_paths(tmp_path, "fstab")).split()
+    assert fstype == "fuse.bbfs" and "_netdev" in options
+    mark = server.log.mark()
+    second = start_example([BBFS_BIN, "-f", "-o", options, source, where], server, redis,
+                           where, tmp_path / "fstab.stderr")
+    try:
+        reads.check(Path(where) / "acme")
+        got = server.log.since(mark)
+        assert by_hash(got) == [], describe(by_hash(got))
+        subprocess.run(["fusermount3", "-u", where], capture_output=True, timeout=10)
+        assert second.wait(15) == 0
+    finally:
+        force_unmount(where, second)
+    assert not scan_stderr((tmp_path / "fstab.stderr").read_text(errors="replace"))
