@@ -114,17 +114,6 @@ void shared_cache_check(struct shared_cache *sc)
         redis_check(sc->redis); /* a failure is logged by the client, once */
 }
 
-void shared_cache_free(struct shared_cache *sc)
-{
-    if (!sc)
-        return;
-    redis_client_free(sc->redis);
-    pthread_mutex_destroy(&sc->lock);
-    free(sc->origin);
-    free(sc->workspace);
-    free(sc);
-}
-
 /* ---- keys ---- */
 
 /*
@@ -198,7 +187,7 @@ static void hold_lease(struct shared_cache *sc, const struct redis_lease *lease)
     pthread_mutex_lock(&sc->lock);
     for (size_t i = 0; i < HELD_LEASES_MAX && !kept; i++) {
         struct held_lease *h = &sc->held[i];
-        /* A lease long expired in Redis is forgotten: its fetch failed. */
+        /* A lease expired in Redis is forgotten: its answer never came. */
         if (!h->lease.held || h->until_ms <= now) {
             h->lease = *lease;
             h->until_ms = now + sc->lease_ms;
@@ -217,19 +206,44 @@ static void take_held_lease(struct shared_cache *sc, const struct shared_key *ke
                             struct redis_lease *lease)
 {
     char name[SHARED_KEY_SIZE];
+    int64_t now = now_ms();
 
     memset(lease, 0, sizeof(*lease));
     shared_lease_name(key, name);
+
     pthread_mutex_lock(&sc->lock);
     for (size_t i = 0; i < HELD_LEASES_MAX; i++) {
         struct held_lease *h = &sc->held[i];
-        if (h->lease.held && strcmp(h->lease.name, name) == 0) {
+        if (h->lease.held && h->until_ms > now && strcmp(h->lease.name, name) == 0) {
             *lease = h->lease;
             memset(h, 0, sizeof(*h));
             break;
         }
     }
     pthread_mutex_unlock(&sc->lock);
+}
+
+/* At the end: the leases whose answers never came go now, so that nobody waits for them. */
+static void release_held_leases(struct shared_cache *sc)
+{
+    int64_t now = now_ms();
+
+    for (size_t i = 0; i < HELD_LEASES_MAX; i++)
+        if (sc->held[i].lease.held && sc->held[i].until_ms > now)
+            redis_lease_release(sc->redis, &sc->held[i].lease);
+}
+
+void shared_cache_free(struct shared_cache *sc)
+{
+    if (!sc)
+        return;
+    if (sc->redis)
+        release_held_leases(sc);
+    redis_client_free(sc->redis);
+    pthread_mutex_destroy(&sc->lock);
+    free(sc->origin);
+    free(sc->workspace);
+    free(sc);
 }
 
 /* ---- look-ups ---- */
