@@ -171,7 +171,9 @@ def read_reply(f):
 
 @pytest.fixture
 def redis_factory(tmp_path):
-    """start(password=None) -> a running Redis; every one is stopped at teardown."""
+    """start(password=None, conf=None, auth=None) -> a running Redis; every one is stopped
+    at teardown. Tests name it (or `redis`) before mount_factory: fixtures are torn down in
+    the reverse order, so Redis outlives the mounts, which write to it until they end."""
     servers = []
 
     def start(password=None, conf=None, auth=None):
@@ -261,7 +263,7 @@ class Reads:
 # Two machines
 
 
-def test_second_machine_reads_from_redis(mount_factory, server, demo, redis, tmp_path):
+def test_second_machine_reads_from_redis(redis, mount_factory, server, demo, tmp_path):
     reads = Reads(demo, server, tmp_path)
     first = mount_factory(server, options=shared(redis))
     reads.check(first.ws)
@@ -297,8 +299,8 @@ def test_second_machine_reads_from_redis(mount_factory, server, demo, redis, tmp
     assert by_hash(server.log.since(mark)) == []
 
 
-def test_another_projects_token_reads_nothing_of_plat(mount_factory, fresh_demo, fakebb_factory,
-                                                      redis, tmp_path):
+def test_another_projects_token_reads_nothing_of_plat(redis, mount_factory, fresh_demo,
+                                                      fakebb_factory, tmp_path):
     data = fresh_demo.data()
     data["tokens"]["ops-token"] = {"workspaces": ["acme"], "projects": ["OPS"],
                                    "workspace_read": False}
@@ -323,7 +325,7 @@ def test_another_projects_token_reads_nothing_of_plat(mount_factory, fresh_demo,
     assert found.returncode == 1, f"PLAT data in the OPS mount's cache: {found.stdout}"
 
 
-def test_no_key_or_value_holds_the_token(mount_factory, server, demo, redis, tmp_path):
+def test_no_key_or_value_holds_the_token(redis, mount_factory, server, demo, tmp_path):
     token = "demo-token"
     reads = Reads(demo, server, tmp_path)
     m = mount_factory(server, token=token, options=shared(redis))
@@ -338,7 +340,7 @@ def test_no_key_or_value_holds_the_token(mount_factory, server, demo, redis, tmp
         assert value is not None and token.encode() not in value, k
 
 
-def test_a_value_changed_by_hand_is_detected_and_replaced(mount_factory, server, demo, redis,
+def test_a_value_changed_by_hand_is_detected_and_replaced(redis, mount_factory, server, demo,
                                                           tmp_path):
     reads = Reads(demo, server, tmp_path)
     first = mount_factory(server, options=shared(redis))
@@ -388,7 +390,7 @@ print(longest)
 """
 
 
-def test_redis_killed_in_the_middle_of_a_walk(mount_factory, files_server, files_demo, redis,
+def test_redis_killed_in_the_middle_of_a_walk(redis, mount_factory, files_server, files_demo,
                                               tmp_path):
     git_dir = files_demo.git_dir("files")
     v1 = files_demo.git("files", "rev-parse", "v1^{commit}").strip()
@@ -422,8 +424,8 @@ def test_redis_killed_in_the_middle_of_a_walk(mount_factory, files_server, files
     assert len(lines) == 1, m.stderr()
 
 
-def test_wrong_password_is_one_line_and_the_mount_works(mount_factory, server, demo,
-                                                        redis_factory, tmp_path):
+def test_wrong_password_is_one_line_and_the_mount_works(redis_factory, mount_factory, server, demo,
+                                                        tmp_path):
     password = "Fleet pass 42"
     r = redis_factory(password=password)
     right = write_token_file(tmp_path / "redis-right", password)
@@ -445,7 +447,7 @@ def test_wrong_password_is_one_line_and_the_mount_works(mount_factory, server, d
     assert r.hash_keys(), "with the right password the mount should write to Redis"
 
 
-def test_refused_before_any_request(server, redis, tmp_path):
+def test_refused_before_any_request(redis, server, tmp_path):
     """A password file others may read, or a URL that is not one of the two forms:
     one line naming it, nothing mounted, no request (the fake's log stays empty)."""
     token = write_token_file(tmp_path / "token", "demo-token")
@@ -501,8 +503,7 @@ def walk_at_once(mounts, rel, want):
         assert p.returncode == 0, o
 
 
-def test_four_mounts_at_once_fetch_once(mount_factory, files_server, files_demo, redis,
-                                        tmp_path):
+def test_four_mounts_at_once_fetch_once(redis, mount_factory, files_server, files_demo, tmp_path):
     git_dir = files_demo.git_dir("files")
     v1 = files_demo.git("files", "rev-parse", "v1^{commit}").strip()
     want = archive(git_dir, v1, tmp_path / "want")
@@ -524,7 +525,7 @@ def test_four_mounts_at_once_fetch_once(mount_factory, files_server, files_demo,
     assert waits > 0, "the mounts should have waited for one another's fetches"
 
 
-def test_holder_killed_mid_fetch_others_finish(mount_factory, files_server, files_demo, redis,
+def test_holder_killed_mid_fetch_others_finish(redis, mount_factory, files_server, files_demo,
                                                tmp_path):
     main = files_demo.git("files", "rev-parse", "main").strip()
     path = "data/blob.bin"
@@ -631,7 +632,7 @@ def start_example(argv, server, redis, mnt, stderr_path):
     return proc
 
 
-def test_fleet_examples(server, demo, redis_factory, tmp_path):
+def test_fleet_examples(redis_factory, server, demo, tmp_path):
     """examples/redis-bbfs.conf's Redis (its ACL user), bbfs-fleet.service's command on one
     machine and fleet.fstab's line on another: the second reads with no request for
     data addressed by a hash."""
