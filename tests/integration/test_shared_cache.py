@@ -14,7 +14,7 @@ a free port and stopped even when the test fails.
 - Redis killed in the middle of a walk: the walk completes right, no read
   longer than the timeout. A wrong password: one clear line, the mount
   works without Redis. A password file others can read, or a bad URL: one
-  line, nothing mounted, no request.
+  line, nothing mounted, no request. Offline, Redis is never reached.
 - Four mounts doing the same cold walk at once cost at most 1.2 times the
   requests of one mount alone; with the holder of a lease killed mid-fetch,
   the others still read right.
@@ -481,6 +481,25 @@ def test_unreachable_redis_at_start(mount_factory, server, demo):
         demo.git("api", "show", "HEAD:VERSION").encode()
     lines = [ln for ln in m.stderr().splitlines() if ln.strip()]
     assert len(lines) == 1 and re.search(UNAVAILABLE + "cannot connect", lines[0]), lines
+
+
+def test_offline_never_reaches_redis(mount_factory, server, demo):
+    """offline touches no network, Redis included: said once, and shared_cache is off."""
+    head = demo.git("api", "rev-parse", "HEAD").strip()
+    readme = Path("api") / "commits" / head / "tree" / "README.md"
+    online = mount_factory(server)
+    ls(online.ws)   # offline, a repository is found in the stored listing
+    want = cat(online.ws / readme)
+    assert want == demo.git("api", "show", "HEAD:README.md").encode()
+    cache = online.cache
+    assert online.unmount() == []
+    # a closed port: a connection attempt would be logged as "unavailable"
+    m = mount_factory(server, cache_dir=cache,
+                      options=["offline", f"shared_cache=redis://127.0.0.1:{free_closed_port()}"])
+    assert cat(m.ws / readme) == want
+    assert stats(m)["shared_cache"] == "off"
+    lines = [ln for ln in m.stderr().splitlines() if ln.strip()]
+    assert lines == ["bbfs: offline: the shared cache is not used"], lines
 
 
 # --------------------------------------------------------------------------
