@@ -138,6 +138,19 @@ class Redis:
     def hash_keys(self):
         return [k for k in self.keys() if re.fullmatch(rb"bbfs:1:h:[0-9a-f]{64}", k)]
 
+    def settle(self, quiet=0.5, deadline=20):
+        """Waits until the keys have not changed for QUIET seconds: the mounts' writes,
+        off their readers' paths, are done (a hang guard bounds it)."""
+        end = time.monotonic() + deadline
+        last, since = None, time.monotonic()
+        while time.monotonic() < end:
+            now = sorted(self.keys())
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.1)
+
 
 def encode(*args):
     parts = [b"*%d\r\n" % len(args)]
@@ -271,6 +284,7 @@ def test_second_machine_reads_from_redis(redis, mount_factory, server, demo, tmp
     want_branches = sorted(demo.branches("api"))
     assert sorted(ls(first.ws)) == want_ls
     assert set(ls(first.ws / "api" / "branches")) == {b.split("/")[0] for b in want_branches}
+    redis.settle()
 
     second = mount_factory(server, options=shared(redis))
     mark = server.log.mark()
