@@ -60,8 +60,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbbfs.a
 		$(shell pkg-config --libs cmocka 2>/dev/null)
 
 # test_tree links the fs/ layer (less the glue to the real client) against a fake api.h,
-# and counts the store's opens through a wrapper (how often a content is opened).
-TREE_TEST_OBJ := $(filter-out $(BUILD)/fs/responses.o,$(patsubst %.c,$(BUILD)/%.o,$(FS_SRC)))
+# and counts the store's opens through a wrapper (how often a content is opened). The
+# shared cache's client (redis.h) is the real one: without a shared cache it is never called.
+TREE_TEST_OBJ := $(filter-out $(BUILD)/fs/responses.o,$(patsubst %.c,$(BUILD)/%.o,$(FS_SRC))) \
+	$(patsubst %.c,$(BUILD)/%.o,$(wildcard api/redis*.c) api/shared.c api/digest.c)
 $(BUILD)/tests/test_tree: tests/unit/test_tree.c $(TREE_TEST_OBJ) $(BUILD)/api/log.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Wl,--wrap=store_lookup -o $@ $^ $(PKG_LIBS) \

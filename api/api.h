@@ -70,12 +70,18 @@ void api_client_free(struct api_client *client);
  * older one is revalidated with If-None-Match, one of any age is served
  * (stale, logged once) when the API cannot be reached, and offline uses
  * nothing else. Error answers are never saved.
+ *
+ * peek_mutable (optional; NULL: load_mutable) is load_mutable when only
+ * looking (api_repos_are_stored): no request for url follows, so a cache
+ * shared by many machines must not claim the fetch nor wait for another's.
  */
 struct api_response_cache {
     void *ctx;
     int (*load)(void *ctx, const char *url, char **body, size_t *len);
     void (*save)(void *ctx, const char *url, const char *body, size_t len);
     int (*load_mutable)(void *ctx, const char *url, char **body, size_t *len, char **etag,
+                        int64_t *fetched_at);
+    int (*peek_mutable)(void *ctx, const char *url, char **body, size_t *len, char **etag,
                         int64_t *fetched_at);
     void (*save_mutable)(void *ctx, const char *url, const char *body, size_t len, const char *etag,
                          int64_t fetched_at);

@@ -224,8 +224,21 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL); /* a signal only shortens one poll */
 }
 
-int redis_wait(struct redis_client *c, const struct shared_key *key, long wait_ms,
-               struct redis_value *out)
+/* read_value, where a value fetched at or before newer_than counts as absent. */
+static int read_newer(struct redis_client *c, const struct shared_key *key, int64_t newer_than,
+                      const char *lease_name, struct redis_value *out, int *lease_exists)
+{
+    int rc = read_value(c, key, lease_name, out, lease_exists);
+
+    if (rc == 0 && out->fetched_at <= newer_than) {
+        redis_value_release(out);
+        rc = -ENOENT;
+    }
+    return rc;
+}
+
+int redis_wait(struct redis_client *c, const struct shared_key *key, int64_t newer_than,
+               long wait_ms, struct redis_value *out)
 {
     char lease_name[SHARED_KEY_SIZE];
     int64_t deadline = now_ms() + wait_ms, left;
@@ -234,9 +247,14 @@ int redis_wait(struct redis_client *c, const struct shared_key *key, long wait_m
 
     shared_lease_name(key, lease_name);
     for (;;) {
-        rc = read_value(c, key, lease_name, out, &lease_exists);
-        if (rc != -ENOENT || !lease_exists)
-            break; /* a value, a failure, or nobody fetching any more */
+        rc = read_newer(c, key, newer_than, lease_name, out, &lease_exists);
+        if (rc != -ENOENT)
+            break; /* a value, or a failure */
+        if (!lease_exists) {
+            /* Nobody fetching any more; the value may have come just between the two reads. */
+            rc = read_newer(c, key, newer_than, NULL, out, NULL);
+            break;
+        }
         left = deadline - now_ms();
         if (left <= 0) {
             rc = -ETIMEDOUT;

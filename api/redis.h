@@ -149,14 +149,20 @@ int redis_lease_take(struct redis_client *c, const struct shared_key *key, long 
 /* Releases a held lease if it is still ours (it may have expired); no-op otherwise. */
 void redis_lease_release(struct redis_client *c, struct redis_lease *lease);
 
+/* For redis_wait: any value will do. */
+#define REDIS_ANY_VALUE INT64_MIN
+
 /*
  * Polls for the value of key while another machine holds its lease: 0 and
  * *out as soon as it is there; -ENOENT when the lease is gone without a
  * value (its holder failed or died: fetch now); -ETIMEDOUT after wait_ms;
  * -EAGAIN when Redis is unavailable. Holds no connection while sleeping.
+ * A value fetched at or before newer_than is not the one awaited (a
+ * mutable answer being refreshed while the old one is still there):
+ * REDIS_ANY_VALUE for any.
  */
-int redis_wait(struct redis_client *c, const struct shared_key *key, long wait_ms,
-               struct redis_value *out);
+int redis_wait(struct redis_client *c, const struct shared_key *key, int64_t newer_than,
+               long wait_ms, struct redis_value *out);
 
 /*
  * Queues redis_put(key, entry, expire_ms) for the writer thread, then the

@@ -33,14 +33,15 @@ void api_expire(struct api_client *client)
     __atomic_store_n(&client->stored.expired_at, (int64_t)time(NULL), __ATOMIC_RELAXED);
 }
 
-/* Loads the stored answer for url into a: 1, or 0 when there is none. */
-static int load_mutable(struct api_client *c, const char *url, struct stored_answer *a)
+/* Loads the stored answer for url into a: 1, or 0 when there is none. peek: no request follows. */
+static int load_mutable(struct api_client *c, const char *url, int peek, struct stored_answer *a)
 {
     const struct api_response_cache *cache = &c->stored.cache;
+    int (*load)(void *, const char *, char **, size_t *, char **, int64_t *) =
+        peek && cache->peek_mutable ? cache->peek_mutable : cache->load_mutable;
 
     memset(a, 0, sizeof(*a));
-    return cache->load_mutable &&
-           cache->load_mutable(cache->ctx, url, &a->body, &a->len, &a->etag, &a->fetched_at) == 0;
+    return load && load(cache->ctx, url, &a->body, &a->len, &a->etag, &a->fetched_at) == 0;
 }
 
 static void stored_answer_release(struct stored_answer *a)
@@ -60,7 +61,7 @@ static int is_fresh(struct api_client *c, int64_t fetched_at, int64_t now)
 int stored_is_usable(struct api_client *c, const char *url, int any_age)
 {
     struct stored_answer a;
-    int usable = load_mutable(c, url, &a) &&
+    int usable = load_mutable(c, url, 1, &a) &&
                  (any_age || c->offline || is_fresh(c, a.fetched_at, (int64_t)time(NULL)));
 
     stored_answer_release(&a);
@@ -108,7 +109,7 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
 {
     int64_t now = (int64_t)time(NULL);
     struct stored_answer a;
-    int rc, have = load_mutable(c, url, &a);
+    int rc, have = load_mutable(c, url, 0, &a);
 
     *from_store = have;
     if (have && (c->offline || is_fresh(c, a.fetched_at, now))) {

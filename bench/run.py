@@ -21,6 +21,11 @@ run) and warm (the same mount, right after the cold pass). It prints one table:
   tmpfs      the warm tree copied (cp -a) to /dev/shm and the same command run there
   RSS        bbfs's VmHWM (from /proc/PID/status) after the warm pass, largest of the runs
 
+The fleet rows (issue 17, a table of their own, one run): FLEET mounts with separate
+cache_dirs and one Redis (a redis-server on a free port, started and stopped here) doing the
+same cold walk one after another, then at once, against one mount alone: total requests, and
+the second machine's wall time against the first's.
+
 Every subprocess has a timeout; a failing command is shown in the table as an error.
 The mount is always unmounted (fusermount3 -u, then -u -z, then kill) and the server is
 always stopped, also on Ctrl-C. Python 3 standard library only.
@@ -36,6 +41,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -72,7 +78,10 @@ BOUNDS = {
 }
 
 OPS = ["mount", "ws-ls", "ws-grep", "refs-ls", "commits-ls", "tree-lsR", "tree-find",
-       "tree-grep", "file"]
+       "tree-grep", "file", "fleet"]
+
+# The fleet rows (issue 17): this many mounts, each on a cache_dir of its own, share one Redis.
+FLEET = 4
 
 
 def log(msg):
@@ -349,6 +358,66 @@ def op_commands(root):
         "tree-find": ("find (5,000 files)", ["find", t], (0,)),
         "tree-grep": ("grep -r TODO (5,000 files)", ["grep", "-r", "TODO", t], (0,)),
     }
+
+
+def fleet_walk(root):
+    """The cold walk each machine of the fleet does (a CI job's look at a project): the
+    workspace, big's refs, and the contents of one top-level directory of its tree (d00
+    and its 19 subdirectories: about 330 files)."""
+    w = "%s/%s" % (root, WS)
+    return ("ls -l %s >/dev/null && ls %s/big/branches %s/big/tags >/dev/null && "
+            "{ grep -r TODO %s/big/HEAD/tree/d00 >/dev/null; [ $? -le 1 ]; }" % (w, w, w, w))
+
+
+class FleetRedis:
+    """A redis-server for the fleet rows: a free loopback port, no persistence, its own
+    directory; always stopped (Bench.run_fleet's finally)."""
+
+    def __init__(self, workdir):
+        self.dir = pathlib.Path(workdir) / "redis"
+        self.proc = None
+
+    def start(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            end = time.monotonic() + 20
+            while time.monotonic() < end and self.proc.poll() is None:
+                try:
+                    if self.command(b"PING") == b"+PONG":
+                        self.url = "redis://127.0.0.1:%d" % self.port
+                        return self
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            self.stop()
+        raise CmdError("redis-server did not start")
+
+    def command(self, *words):
+        """One command, its reply's first line (enough for PING and FLUSHALL)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words))
+            return s.makefile("rb").readline().rstrip(b"\r\n")
+
+    def flush(self):
+        if self.command(b"FLUSHALL") != b"+OK":
+            raise CmdError("FLUSHALL failed")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 def tmpfs_copy(mnt, dest, op):
@@ -631,12 +700,103 @@ fi'''
         shutil.rmtree(tmp, ignore_errors=True)
         return rows
 
+    # ---- the fleet (issue 17)
+    def run_fleet(self):
+        """FLEET mounts on one Redis doing fleet_walk one after another, then at once, each
+        time on a flushed Redis and fresh cache_dirs, against one mount alone without it.
+        Requests count the mounts' start-up checks; walls are the walks'."""
+        redis = FleetRedis(self.workdir).start()
+        shared = ["shared_cache=" + redis.url]
+        mounts = []
+
+        def walk(m):
+            return run_timed(fleet_walk(m.path), timeout=self.args.cold_timeout)[0]
+
+        def alone():
+            m = self.mount("fleet-alone")
+            mounts.append(m)
+            m.start()
+            return walk(m)
+
+        def one_after_another():
+            walls = []
+            for i in range(FLEET):
+                m = self.mount("fleet-seq-%d" % i, shared)
+                mounts.append(m)
+                m.start()
+                walls.append(walk(m))
+            return {"wall": walls[0], "walls": walls}
+
+        def at_once():
+            fleet = [self.mount("fleet-once-%d" % i, shared) for i in range(FLEET)]
+            mounts.extend(fleet)
+            for m in fleet:
+                m.start()
+            t0 = time.monotonic()
+            procs = [subprocess.Popen(["/bin/bash", "-c", fleet_walk(m.path)], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env_plain())
+                     for m in fleet]
+            try:
+                for p in procs:
+                    _, err = p.communicate(timeout=self.args.cold_timeout)
+                    if p.returncode != 0:
+                        raise CmdError("a walk failed: %s" % err.decode(errors="replace")[:120])
+            except subprocess.TimeoutExpired:
+                raise CmdError("timed out after %ds" % self.args.cold_timeout)
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait(10)
+            return time.monotonic() - t0
+
+        try:
+            self.fleet = [("one mount alone (no shared cache)", self.measure(alone))]
+            for label, fn in (("%d mounts one after another" % FLEET, one_after_another),
+                              ("%d mounts at once" % FLEET, at_once)):
+                for m in mounts:
+                    m.stop()
+                redis.flush()
+                self.fleet.append((label, self.measure(fn)))
+        finally:
+            for m in mounts:
+                m.stop()
+            redis.stop()
+
+    def fleet_table(self):
+        lines = ["", "Fleet (issue 17): %d mounts, each on a cache_dir of its own, one Redis, doing the "
+                 "same cold walk (%s); requests include each mount's start-up check, walls are the "
+                 "walks':" % (FLEET, "ls -l WS; ls big/branches big/tags; grep -r TODO of "
+                              "big's directory d00, about 330 files"), "",
+                 "| fleet | requests | × one mount | KiB | wall |", "|---|---|---|---|---|"]
+        one = self.fleet[0][1].get("requests") if self.fleet else None
+        for label, r in self.fleet:
+            if "error" in r:
+                lines.append("| %s | %s | | | error: %s |" % (label, r.get("requests", ""), r["error"][:120]))
+                continue
+            times = fmt_s(r["wall"])
+            if "walls" in r:
+                w = r["walls"]
+                times = "; ".join("machine %d: %s%s" % (i + 1, fmt_s(t), " (%.2f× machine 1)" % (t / w[0])
+                                                         if i and w[0] else "") for i, t in enumerate(w))
+            elif "alone" not in label:
+                times += " (until the last walk ended)"
+            lines.append("| %s | %d | %s | %.0f | %s |" % (label, r["requests"],
+                                                         "%.2f×" % (r["requests"] / one) if one else "—",
+                                                         r["bytes"] / 1024, times))
+        return lines
+
     # ---- main loop
     def run(self):
         ops = self.args.only or OPS
         runs = self.args.runs
         for op in ops:
             t0 = time.monotonic()
+            if op == "fleet":
+                log("fleet: %d mounts and one Redis, one run ..." % FLEET)
+                self.run_fleet()
+                log("fleet: done in %.1f s" % (time.monotonic() - t0))
+                continue
             log("%s: bbfs, %d run(s) ..." % (op, runs))
             cold, warm, rss, copied = self.run_bbfs(op, runs)
             self.rss += [(r, op) for r in rss]
@@ -698,6 +858,8 @@ fi'''
             kib, op = max(self.rss)
             lines.append("")
             lines.append("Peak RSS of bbfs (VmHWM, over every mount): %.1f MiB (during %s)" % (kib / 1024, op))
+        if getattr(self, "fleet", None):
+            lines += self.fleet_table()
         if self.notes:
             lines.append("")
             lines.append("Requests by kind (first run):")
@@ -806,7 +968,7 @@ def main(argv=None):
             ap.error("unknown operation(s) %s; known: %s" % (", ".join(bad), ", ".join(OPS)))
     if not os.access(args.bbfs, os.X_OK):
         ap.error("no bbfs binary at %s (make all)" % args.bbfs)
-    for tool in ("fusermount3", "curl", "git", "jq"):
+    for tool in ("fusermount3", "curl", "git", "jq", "redis-server"):
         if not shutil.which(tool):
             ap.error("%s is missing (make deps)" % tool)
 

@@ -7,12 +7,15 @@
  * entry and nothing else. A missing one is downloaded by one caller while
  * the others wait for it (cache_run_once); nothing of a download is kept in
  * memory, so a failure is final only for the readers that waited for it.
+ * A download first asks the cache a fleet shares (shared_cache.h), which
+ * also gets what is downloaded.
  */
 #include "fs/blobs.h"
 
 #include "api/api.h"
 #include "fs/cache.h"
 #include "fs/node.h"
+#include "fs/shared_cache.h"
 #include "fs/store.h"
 
 #include <errno.h>
@@ -21,12 +24,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+static const char *const blob_kinds[] = {
+    [BLOB_FILE] = "file", [BLOB_DIFF] = "diff", [BLOB_PR_DIFF] = "prdiff"};
+
 static char *blob_key(const struct blob *blob)
 {
-    static const char *const prefixes[] = {
-        [BLOB_FILE] = "file", [BLOB_DIFF] = "diff", [BLOB_PR_DIFF] = "prdiff"};
     char *key;
-    if (asprintf(&key, "%s\n%s\n%s\n%s", prefixes[blob->kind], blob->repo, blob->hash,
+    if (asprintf(&key, "%s\n%s\n%s\n%s", blob_kinds[blob->kind], blob->repo, blob->hash,
                  blob->path ? blob->path : "") < 0)
         return NULL;
     return key;
@@ -52,6 +56,14 @@ struct download {
     const char *key;
 };
 
+/* A shared_fetch_fn: the download itself, when the shared cache has not got it. */
+static int fetch_blob(void *arg, int fd, uint64_t *size)
+{
+    const struct download *d = arg;
+
+    return download_into(d->tree, d->blob, fd, size);
+}
+
 /* Puts the content in the store (a cache_run_once job: one at a time per key). */
 static int download(void *arg)
 {
@@ -71,7 +83,9 @@ static int download(void *arg)
         return rc;
     if ((rc = store_begin(tree->store, &w)))
         return rc;
-    rc = download_into(tree, d->blob, w.fd, &size);
+    const struct shared_content what = {blob_kinds[d->blob->kind], d->blob->repo, d->blob->hash,
+                                        d->blob->path ? d->blob->path : ""};
+    rc = shared_cache_content(tree->shared, &what, w.fd, &size, fetch_blob, (void *)d);
     if (rc) {
         store_abort(&w);
         return rc;

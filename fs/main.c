@@ -7,8 +7,10 @@
  * and only then mount and go to the background, so that every start-up
  * failure is one clear line on the terminal, sent before any request when it
  * can be, and leaves nothing mounted. What is logged meanwhile is held until
- * the mount is up. Teardown stops the SIGHUP thread before freeing what it
- * refreshes. Try it with `make demo`.
+ * the mount is up (an unreachable shared cache, a wrong password for it).
+ * Teardown stops the SIGHUP thread before freeing what it refreshes, and
+ * frees the shared cache only after every thread that uses it. Try it with
+ * `make demo`.
  */
 #include "api/api.h"
 #include "api/log.h"
@@ -18,6 +20,7 @@
 #include "fs/ops.h"
 #include "fs/options.h"
 #include "fs/responses.h"
+#include "fs/shared_cache.h"
 #include "fs/store.h"
 #include "fs/token.h"
 #include "fs/tree.h"
@@ -175,8 +178,10 @@ struct bbfs {
     struct fuse_session *se;
     int http_ready; /* api_global_init succeeded */
     struct api_client *api;
+    struct shared_cache *shared;
     char *store_dir;
     struct store *store;
+    struct responses responses;
     struct ops_context ctx;
     struct notify *notify;
     struct tree *tree;
@@ -236,6 +241,37 @@ static int read_command_line(struct bbfs *b, const char *progname)
     return 0;
 }
 
+/*
+ * The cache a fleet shares, when shared_cache= names one: its URL and
+ * password are checked here, before any request, and it is reached only
+ * after the token proved good. Offline touches no network, Redis included.
+ */
+static int open_shared_cache(struct bbfs *b, const char *token)
+{
+    char err[512] = "";
+
+    if (!b->opts.shared_cache)
+        return 0;
+    if (b->opts.offline) {
+        log_info("offline: the shared cache is not used");
+        return 0;
+    }
+    const struct shared_cache_config cfg = {
+        .url = b->opts.shared_cache,
+        .auth_file = b->opts.shared_cache_auth,
+        .token = token,
+        .api_url = b->opts.api_url,
+        .workspace = b->opts.workspace,
+        .ttl = (long)b->opts.ttl,
+        .timeout_ms = (long)b->opts.timeout * 1000,
+    };
+    if (shared_cache_open(&cfg, &b->shared, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bbfs: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* The token, the client, and the one request that checks both (not offline). */
 static int connect_api(struct bbfs *b)
 {
@@ -266,11 +302,14 @@ static int connect_api(struct bbfs *b)
         fprintf(stderr, "bbfs: %s\n", err);
         goto out;
     }
+    if (open_shared_cache(b, token) != 0)
+        goto out;
     if (!b->opts.offline &&
         api_check_access(b->api, b->opts.workspace, b->opts.project, err, sizeof(err)) != 0) {
         fprintf(stderr, "bbfs: %s\n", err);
         goto out;
     }
+    shared_cache_check(b->shared); /* a wrong password is said while the terminal still listens */
     rc = 0;
 out:
     token_free(token);
@@ -289,12 +328,14 @@ static int build_tree(struct bbfs *b)
         fprintf(stderr, "bbfs: %s\n", err);
         return -1;
     }
-    responses_attach(b->api, b->store);
+    b->responses = (struct responses){.store = b->store, .shared = b->shared};
+    responses_attach(b->api, &b->responses);
     b->ctx.inodes = inode_table_new();
     if (!b->ctx.inodes || notify_new(b->ctx.inodes, &b->notify) != 0)
         return -1;
     struct tree_config tree_cfg = {
         .store = b->store,
+        .shared = b->shared,
         .workspace = b->opts.workspace,
         .project = b->opts.project,
         .ttl = (time_t)b->opts.ttl,
@@ -348,6 +389,7 @@ static void bbfs_release(struct bbfs *b)
         fuse_remove_signal_handlers(b->se);
     tree_free(b->tree);
     inode_table_free(b->ctx.inodes);
+    shared_cache_free(b->shared); /* when nothing may use it: after FUSE's threads and the tree's */
     store_close(b->store);
     free(b->store_dir);
     api_client_free(b->api);

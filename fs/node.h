@@ -24,6 +24,7 @@ struct api_repo;
 struct cache;
 struct cache_ref;
 struct readahead;
+struct shared_cache;
 struct store;
 
 #define MODE_DIR (S_IFDIR | 0555)
@@ -48,6 +49,7 @@ struct tree {
     struct api_client *api;
     struct cache *cache;
     struct store *store;
+    struct shared_cache *shared; /* NULL: none */
     tree_changed_fn changed;
     void *changed_ctx;
     uint64_t files_stored,

@@ -54,6 +54,8 @@ static const struct text_option {
     {"token_file", offsetof(struct options, token_file), "a file"},
     {"cache_dir", offsetof(struct options, cache_dir), "a directory"},
     {"ca_file", offsetof(struct options, ca_file), "a file"},
+    {"shared_cache", offsetof(struct options, shared_cache), "a redis:// or redis+unix:// URL"},
+    {"shared_cache_auth", offsetof(struct options, shared_cache_auth), "a file"},
 };
 
 /* clang-format off */
@@ -65,6 +67,8 @@ static const struct fuse_opt option_spec[] = {
     OPTION("token_file=%s", token_file),
     OPTION("cache_dir=%s", cache_dir),
     OPTION("ca_file=%s", ca_file),
+    OPTION("shared_cache=%s", shared_cache),
+    OPTION("shared_cache_auth=%s", shared_cache_auth),
     OPTION("offline", offline),
     FUSE_OPT_KEY("token=", KEY_TOKEN),
     FUSE_OPT_KEY("ttl=", KEY_TTL),
@@ -304,6 +308,11 @@ int options_parse(struct fuse_args *args, struct options *opts, char *err, size_
         rc = -EINVAL;
         goto out;
     }
+    if (opts->shared_cache_auth && !opts->shared_cache) {
+        snprintf(err, errlen, "shared_cache_auth= needs shared_cache=URL: a password for what?");
+        rc = -EINVAL;
+        goto out;
+    }
     if (!state.source || state.positionals < 2) {
         snprintf(err, errlen, "usage: bbfs [options] WORKSPACE[/PROJECT_KEY] MOUNTPOINT");
         rc = -EINVAL;
@@ -328,6 +337,8 @@ void options_release(struct options *opts)
     free(opts->token_file);
     free(opts->cache_dir);
     free(opts->ca_file);
+    free(opts->shared_cache);
+    free(opts->shared_cache_auth);
     free(opts->workspace);
     free(opts->project);
     memset(opts, 0, sizeof(*opts));
@@ -351,6 +362,10 @@ void options_print_help(const char *progname)
            "                           1 to %u (30)\n"
            "    -o ca_file=PATH        CA bundle for TLS verification\n"
            "    -o offline             never touch the network\n"
+           "    -o shared_cache=URL    a cache shared by many machines: redis://HOST[:PORT][/DB]\n"
+           "                           or redis+unix:///PATH[?db=N]\n"
+           "    -o shared_cache_auth=PATH  file holding its password or user:password\n"
+           "                           (must not be group/world readable)\n"
            "    -h, --help             this help\n"
            "    -V, --version          the version\n"
            "\n"

@@ -26,6 +26,8 @@ struct options {
     char *token_file;
     char *cache_dir;
     char *ca_file;
+    char *shared_cache;      /* redis://... or redis+unix://...; NULL: none */
+    char *shared_cache_auth; /* file holding its password; NULL: none */
     unsigned ttl;
     unsigned commit_limit;
     unsigned timeout;

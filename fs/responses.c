@@ -1,9 +1,11 @@
 /*
- * responses.c - the API's answers in the store (see responses.h).
+ * responses.c - the API's answers in the store and the shared cache (see
+ * responses.h).
  */
 #include "fs/responses.h"
 
 #include "api/api.h"
+#include "fs/shared_cache.h"
 #include "fs/store.h"
 
 #include <errno.h>
@@ -31,21 +33,28 @@ static char *response_key(const char *url)
 
 static int load_response(void *ctx, const char *url, char **body, size_t *len)
 {
+    struct responses *r = ctx;
     char *key = response_key(url);
     if (!key)
         return -ENOMEM;
-    int rc = store_get_bytes(ctx, key, body, len);
+    int rc = store_get_bytes(r->store, key, body, len);
+    if (rc == -ENOENT && shared_cache_load(r->shared, url, body, len) == 0) {
+        store_put_bytes(r->store, key, *body, *len);
+        rc = 0;
+    }
     free(key);
     return rc;
 }
 
 static void save_response(void *ctx, const char *url, const char *body, size_t len)
 {
+    struct responses *r = ctx;
     char *key = response_key(url);
     if (!key)
         return;
-    store_put_bytes(ctx, key, body, len);
+    store_put_bytes(r->store, key, body, len);
     free(key);
+    shared_cache_save(r->shared, url, body, len);
 }
 
 /* Splits the next '\n'-ended line off *p (before end), or NULL. */
@@ -69,21 +78,22 @@ static int parse_number(const char *s, unsigned long long *out)
     return errno || *end ? -1 : 0;
 }
 
-static int load_mutable_response(void *ctx, const char *url, char **body, size_t *len, char **etag,
-                                 int64_t *fetched_at)
+/* The stored mutable answer for url into *a (body NULL when there is none): 0 or -ENOMEM. */
+static int load_stored_mutable(struct store *store, const char *url, struct shared_answer *a)
 {
     char *key = response_key(url), *data = NULL, *p, *end, *time_s, *len_s, *etag_s;
     unsigned long long t, n;
     size_t size;
     int rc;
 
+    memset(a, 0, sizeof(*a));
     if (!key)
         return -ENOMEM;
-    rc = store_get_bytes(ctx, key, &data, &size);
+    rc = store_get_bytes(store, key, &data, &size);
     free(key);
     if (rc)
-        return rc;
-    rc = -ENOENT;
+        return rc == -ENOMEM ? rc : 0;
+    rc = 0;
     if (size < strlen(RESPONSE_MAGIC) || memcmp(data, RESPONSE_MAGIC, strlen(RESPONSE_MAGIC)) != 0)
         goto out;
     end = data + size;
@@ -92,23 +102,22 @@ static int load_mutable_response(void *ctx, const char *url, char **body, size_t
         !(etag_s = next_line(&p, end)) || parse_number(time_s, &t) != 0 ||
         parse_number(len_s, &n) != 0 || t > INT64_MAX || n != (unsigned long long)(end - p))
         goto out;
-    *etag = NULL;
-    if (*etag_s && !(*etag = strdup(etag_s))) {
+    if (*etag_s && !(a->etag = strdup(etag_s))) {
         rc = -ENOMEM;
         goto out;
     }
     memmove(data, p, (size_t)n + 1); /* with the store's terminating NUL */
-    *body = data;
-    *len = (size_t)n;
-    *fetched_at = (int64_t)t;
+    a->body = data;
+    a->len = (size_t)n;
+    a->fetched_at = (int64_t)t;
     return 0;
 out:
     free(data);
     return rc;
 }
 
-static void save_mutable_response(void *ctx, const char *url, const char *body, size_t len,
-                                  const char *etag, int64_t fetched_at)
+static void store_mutable(struct store *store, const char *url, const char *body, size_t len,
+                          const char *etag, int64_t fetched_at)
 {
     char *key = response_key(url), *data = NULL, head[512];
 
@@ -122,19 +131,61 @@ static void save_mutable_response(void *ctx, const char *url, const char *body, 
     if (n > 0 && (size_t)n < sizeof(head) && (data = malloc((size_t)n + len))) {
         memcpy(data, head, (size_t)n);
         memcpy(data + n, body, len);
-        store_put_bytes(ctx, key, data, (size_t)n + len);
+        store_put_bytes(store, key, data, (size_t)n + len);
     }
     free(data);
     free(key);
 }
 
-void responses_attach(struct api_client *api, struct store *store)
+/* The newest of the stored and the shared answer; peek: only looking, no request follows. */
+static int load_mutable(struct responses *r, const char *url, int peek, char **body, size_t *len,
+                        char **etag, int64_t *fetched_at)
+{
+    struct shared_answer a;
+    int rc = load_stored_mutable(r->store, url, &a);
+
+    if (rc)
+        return rc;
+    if (shared_cache_load_mutable(r->shared, url, peek, &a) == 1)
+        store_mutable(r->store, url, a.body, a.len, a.etag, a.fetched_at);
+    if (!a.body)
+        return -ENOENT;
+    *body = a.body;
+    *len = a.len;
+    *etag = a.etag;
+    *fetched_at = a.fetched_at;
+    return 0;
+}
+
+static int load_mutable_response(void *ctx, const char *url, char **body, size_t *len, char **etag,
+                                 int64_t *fetched_at)
+{
+    return load_mutable(ctx, url, 0, body, len, etag, fetched_at);
+}
+
+static int peek_mutable_response(void *ctx, const char *url, char **body, size_t *len, char **etag,
+                                 int64_t *fetched_at)
+{
+    return load_mutable(ctx, url, 1, body, len, etag, fetched_at);
+}
+
+static void save_mutable_response(void *ctx, const char *url, const char *body, size_t len,
+                                  const char *etag, int64_t fetched_at)
+{
+    struct responses *r = ctx;
+
+    store_mutable(r->store, url, body, len, etag, fetched_at);
+    shared_cache_save_mutable(r->shared, url, body, len, etag, fetched_at);
+}
+
+void responses_attach(struct api_client *api, struct responses *r)
 {
     struct api_response_cache responses = {
-        .ctx = store,
+        .ctx = r,
         .load = load_response,
         .save = save_response,
         .load_mutable = load_mutable_response,
+        .peek_mutable = peek_mutable_response,
         .save_mutable = save_mutable_response,
     };
     api_set_response_cache(api, &responses);

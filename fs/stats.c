@@ -1,12 +1,14 @@
 /*
  * stats.c - .bbfs/, about the mount itself, and .bbfs/stats: one "name
  * value" line per counter (requests by kind, cache hits, stored answers,
- * errors by cause, the rate limit), for grep and awk. Its content is a
- * snapshot taken at open, and its size changes between two looks (live).
+ * the shared cache, errors by cause, the rate limit), for grep and awk. Its
+ * content is a snapshot taken at open, and its size changes between two
+ * looks (live).
  */
 #include "api/api.h"
 #include "fs/cache.h"
 #include "fs/node.h"
+#include "fs/shared_cache.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -75,6 +77,7 @@ static char *format_stats(struct tree *tree)
             __atomic_load_n(&tree->files_stored, __ATOMIC_RELAXED));
     fprintf(f, "files_downloaded %" PRIu64 "\n",
             __atomic_load_n(&tree->files_downloaded, __ATOMIC_RELAXED));
+    shared_cache_print_stats(tree->shared, f);
     print_errors(f, &a);
     if (a.ratelimit_limit >= 0)
         fprintf(f, "ratelimit_limit %ld\n", a.ratelimit_limit);

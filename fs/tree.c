@@ -159,6 +159,7 @@ int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree 
     tree->mount_time = time(NULL);
     tree->api = api;
     tree->store = cfg->store;
+    tree->shared = cfg->shared;
     tree->changed = cfg->changed;
     tree->changed_ctx = cfg->changed_ctx;
     *out = tree;

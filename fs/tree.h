@@ -16,6 +16,7 @@
 #include <time.h>
 
 struct api_client;
+struct shared_cache;
 struct store;
 struct tree;
 
@@ -28,7 +29,8 @@ struct tree;
 typedef void (*tree_changed_fn)(void *ctx, const char *dir, const char *name);
 
 struct tree_config {
-    struct store *store; /* on-disk content cache; borrowed */
+    struct store *store;         /* on-disk content cache; borrowed */
+    struct shared_cache *shared; /* the cache a fleet shares, or NULL; borrowed */
     const char *workspace;
     const char *project; /* NULL: the whole workspace */
     time_t ttl;          /* seconds mutable data is trusted */

@@ -7,7 +7,7 @@
  * and leaks (both the success and the error paths release everything):
  *   - on 0 without -h/-V: a workspace of plain characters, numbers within
  *     their documented ranges, no empty text option, a non-zero cache size,
- *     and no -o token= given;
+ *     no shared_cache_auth= without shared_cache=, and no -o token= given;
  *   - on -EINVAL: one non-empty line in err.
  *
  *   build/fuzz/fuzz_options -max_total_time=60 build/fuzz/corpus/fuzz_options
@@ -91,6 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    opts.timeout <= OPTIONS_TIMEOUT_MAX);
         fuzz_check((!opts.token_file || *opts.token_file) && (!opts.cache_dir || *opts.cache_dir) &&
                    (!opts.ca_file || *opts.ca_file));
+        fuzz_check((!opts.shared_cache || *opts.shared_cache) &&
+                   (!opts.shared_cache_auth || (*opts.shared_cache_auth && opts.shared_cache)));
         fuzz_check(!token_given);
     } else if (rc == -EINVAL) {
         fuzz_check(err[0] && err[0] != 'x' && !strchr(err, '\n'));

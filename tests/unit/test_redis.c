@@ -438,7 +438,7 @@ static void test_wrong_password(void **state)
         assert_int_equal(redis_get(c, &key, &v), -EAGAIN);
     assert_int_equal(redis_put(c, &key, &(struct redis_entry){.body = "x", .len = 1}, 0), -EAGAIN);
     assert_int_equal(redis_lease_take(c, &key, 1000, &lease), -EAGAIN);
-    assert_int_equal(redis_wait(c, &key, 1000, &v), -EAGAIN);
+    assert_int_equal(redis_wait(c, &key, REDIS_ANY_VALUE, 1000, &v), -EAGAIN);
     log = capture_end(&lines);
     assert_true(mono_ms() - started < FAULT_GUARD_MS); /* hang guard */
     assert_int_equal(lines, 1);
@@ -499,7 +499,7 @@ static void test_acl_user(void **state)
     put_text(c, &key, "for the fleet");
     assert_text(c, &key, "for the fleet");
     assert_int_equal(redis_lease_take(c, &other, 60000, &lease), 1);
-    assert_int_equal(redis_wait(c, &other, 50, &v), -ETIMEDOUT);
+    assert_int_equal(redis_wait(c, &other, REDIS_ANY_VALUE, 50, &v), -ETIMEDOUT);
     assert_int_equal(
         redis_put_async(c, &other, &(struct redis_entry){.body = "y", .len = 1}, 0, &lease), 0);
     assert_int_equal(redis_flush(c, 60000), 0); /* hang guard */

@@ -184,6 +184,7 @@ static void test_close_with_silent_server(void **state)
 struct waiter {
     struct redis_client *c;
     struct shared_key key;
+    int64_t newer_than;
     long wait_ms;
     int rc;
     struct redis_value value;
@@ -194,16 +195,17 @@ static void *wait_main(void *arg)
 {
     struct waiter *w = arg;
 
-    w->rc = redis_wait(w->c, &w->key, w->wait_ms, &w->value);
+    w->rc = redis_wait(w->c, &w->key, w->newer_than, w->wait_ms, &w->value);
     return NULL;
 }
 
 static void start_waiter(struct waiter *w, struct redis_client *c, const struct shared_key *key,
-                         long wait_ms)
+                         int64_t newer_than, long wait_ms)
 {
     memset(w, 0, sizeof(*w));
     w->c = c;
     w->key = *key;
+    w->newer_than = newer_than;
     w->wait_ms = wait_ms;
     assert_int_equal(pthread_create(&w->thread, NULL, wait_main, w), 0);
 }
@@ -257,8 +259,8 @@ static void test_wait_returns_the_value(void **state)
     struct redis_stats st;
 
     assert_int_equal(redis_lease_take(holder, &key, 60000, &lease), 1);
-    start_waiter(&w, other, &key, 60000); /* hang guard */
-    pause_ms(100);                        /* lets it poll a few times first */
+    start_waiter(&w, other, &key, REDIS_ANY_VALUE, 60000); /* hang guard */
+    pause_ms(100);                                         /* lets it poll a few times first */
     assert_int_equal(redis_put_async(holder, &key,
                                      &(struct redis_entry){.body = "fetched once", .len = 12}, 0,
                                      &lease),
@@ -279,6 +281,45 @@ static void test_wait_returns_the_value(void **state)
     redis_client_free(other);
 }
 
+/*
+ * A mutable answer being refreshed: the old value is there all along, and the
+ * waiter wants one fetched later; without a lease, the old one is no answer.
+ */
+static void test_wait_for_a_newer_value(void **state)
+{
+    struct redis_server *s = *state;
+    struct redis_client *holder = machine(s), *other = machine(s);
+    struct shared_key key = key_for("refreshed");
+    struct redis_lease lease;
+    struct redis_value v;
+    struct waiter w;
+
+    assert_int_equal(redis_put(holder, &key,
+                               &(struct redis_entry){.body = "old", .len = 3, .fetched_at = 100},
+                               0),
+                     0);
+    assert_int_equal(redis_wait(other, &key, 100, 60000, &v), -ENOENT); /* nobody refreshing */
+    assert_int_equal(redis_wait(other, &key, 99, 60000, &v), 0);
+    assert_string_equal(v.body, "old");
+    redis_value_release(&v);
+
+    assert_int_equal(redis_lease_take(holder, &key, 60000, &lease), 1);
+    start_waiter(&w, other, &key, 100, 60000); /* hang guard */
+    pause_ms(100);                             /* it sees the old value a few times */
+    assert_int_equal(
+        redis_put_async(holder, &key,
+                        &(struct redis_entry){.body = "new", .len = 3, .fetched_at = 200}, 0,
+                        &lease),
+        0);
+    pthread_join(w.thread, NULL);
+    assert_int_equal(w.rc, 0);
+    assert_string_equal(w.value.body, "new");
+    assert_int_equal(w.value.fetched_at, 200);
+    redis_value_release(&w.value);
+    redis_client_free(holder);
+    redis_client_free(other);
+}
+
 /* The holder gives up without a value (its fetch failed): the waiter learns at once. */
 static void test_wait_ends_when_lease_released(void **state)
 {
@@ -289,7 +330,7 @@ static void test_wait_ends_when_lease_released(void **state)
     struct waiter w;
 
     assert_int_equal(redis_lease_take(holder, &key, 60000, &lease), 1);
-    start_waiter(&w, other, &key, 60000); /* hang guard */
+    start_waiter(&w, other, &key, REDIS_ANY_VALUE, 60000); /* hang guard */
     pause_ms(50);
     redis_lease_release(holder, &lease);
     pthread_join(w.thread, NULL);
@@ -310,12 +351,12 @@ static void test_holder_dies(void **state)
 
     assert_int_equal(redis_lease_take(holder, &key, 300, &lease), 1);
     redis_client_free(holder); /* dies without releasing */
-    assert_int_equal(redis_wait(other, &key, 60000, &v), -ENOENT);
+    assert_int_equal(redis_wait(other, &key, REDIS_ANY_VALUE, 60000, &v), -ENOENT);
     assert_true(mono_ms() - started < 60000); /* hang guard: ended by the expiry */
 
     holder = machine(s);
     assert_int_equal(redis_lease_take(holder, &key2, 600000, &lease2), 1);
-    assert_int_equal(redis_wait(other, &key2, 200, &v), -ETIMEDOUT);
+    assert_int_equal(redis_wait(other, &key2, REDIS_ANY_VALUE, 200, &v), -ETIMEDOUT);
     redis_lease_release(holder, &lease2);
     redis_client_free(holder);
     redis_client_free(other);
@@ -485,7 +526,7 @@ static void test_full_queue_drops(void **state)
     shared_lease_name(&key, lease_name);
     assert_int_equal(exists(raw, lease_name), 0);
     assert_int_equal(exists(raw, key.name), 0);
-    assert_int_equal(redis_wait(other, &key, 60000, &v), -ENOENT);
+    assert_int_equal(redis_wait(other, &key, REDIS_ANY_VALUE, 60000, &v), -ENOENT);
     redis_get_stats(c, &st);
     assert_int_equal(st.dropped, 1);
     assert_int_equal(st.writes, 0);
@@ -504,6 +545,7 @@ int main(void)
         cmocka_unit_test_teardown(test_close_with_silent_server, teardown_capture),
         WITH_SERVER(test_lease_one_taker_wins),
         WITH_SERVER(test_wait_returns_the_value),
+        WITH_SERVER(test_wait_for_a_newer_value),
         WITH_SERVER(test_wait_ends_when_lease_released),
         WITH_SERVER(test_holder_dies),
         WITH_SERVER(test_release_only_if_ours),

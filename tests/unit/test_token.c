@@ -1,5 +1,6 @@
 /*
- * test_token.c - token sources and the refusal of readable token files.
+ * test_token.c - token sources and the refusal of readable token files, and
+ * other secrets read from files under the same rules (secret_file_load).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -98,13 +99,49 @@ static void test_environment_token(void **state)
     unsetenv("BITBUCKET_TOKEN");
 }
 
+/* A password file: like a token file, but a password may hold spaces. */
+static void test_secret_file(void **state)
+{
+    char *secret = NULL, err[256] = "";
+    char *path = write_token_file("  fleet:pass word \nsecond line\n", 0600);
+    (void)state;
+
+    assert_int_equal(secret_file_load(path, "shared_cache_auth", &secret, err, sizeof(err)), 0);
+    assert_string_equal(secret, "fleet:pass word");
+    token_free(secret);
+    chmod(path, 0640);
+    secret = NULL;
+    assert_int_equal(secret_file_load(path, "shared_cache_auth", &secret, err, sizeof(err)),
+                     -EPERM);
+    assert_null(secret);
+    assert_non_null(strstr(err, "shared_cache_auth file"));
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_null(strstr(err, "pass word"));
+    unlink(path);
+    free(path);
+
+    path = write_token_file("tab\tinside\n", 0600);
+    assert_int_equal(secret_file_load(path, "shared_cache_auth", &secret, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "control characters"));
+    assert_null(strstr(err, "inside"));
+    unlink(path);
+    free(path);
+
+    path = write_token_file(" \n", 0600);
+    assert_int_equal(secret_file_load(path, "shared_cache_auth", &secret, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "empty"));
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_file_token_trimmed),
-        cmocka_unit_test(test_readable_file_refused),
-        cmocka_unit_test(test_bad_files),
-        cmocka_unit_test(test_environment_token),
+        cmocka_unit_test(test_file_token_trimmed), cmocka_unit_test(test_readable_file_refused),
+        cmocka_unit_test(test_bad_files),          cmocka_unit_test(test_environment_token),
+        cmocka_unit_test(test_secret_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -489,16 +489,6 @@ void api_subtree_release(struct api_subtree *tree)
     (void)tree;
 }
 
-/* Not SHA-256, but distinct enough for distinct keys in a test. */
-void api_sha256_hex(const void *data, size_t len, char out[65])
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ ((const unsigned char *)data)[i]) * 1099511628211ULL;
-    for (int i = 0; i < 4; i++)
-        snprintf(out + 16 * i, 17, "%016llx", (unsigned long long)(h * (uint64_t)(i + 1)));
-}
-
 /* ---- helpers ----------------------------------------------------------- */
 
 static char store_dir[] = "/tmp/bbfs-test-store-XXXXXX";
