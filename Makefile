@@ -59,9 +59,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbbfs.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libbbfs.a $(PKG_LIBS) \
 		$(shell pkg-config --libs cmocka 2>/dev/null)
 
-# test_tree links the fs/ layer (less the glue to the real client) against a fake api.h,
-# and counts the store's opens through a wrapper (how often a content is opened).
-TREE_TEST_OBJ := $(filter-out $(BUILD)/fs/responses.o,$(patsubst %.c,$(BUILD)/%.o,$(FS_SRC)))
+# test_tree links the fs/ layer (less the glue to the real client and to git, whose hooks
+# it stubs) against a fake api.h, and counts the store's opens through a wrapper (how often
+# a content is opened).
+TREE_TEST_OBJ := $(filter-out $(BUILD)/fs/responses.o $(BUILD)/fs/packs.o $(BUILD)/fs/unpack.o,\
+	$(patsubst %.c,$(BUILD)/%.o,$(FS_SRC)))
 $(BUILD)/tests/test_tree: tests/unit/test_tree.c $(TREE_TEST_OBJ) $(BUILD)/api/log.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Wl,--wrap=store_lookup -o $@ $^ $(PKG_LIBS) \

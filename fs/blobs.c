@@ -13,6 +13,7 @@
 #include "api/api.h"
 #include "fs/cache.h"
 #include "fs/node.h"
+#include "fs/packs.h"
 #include "fs/store.h"
 
 #include <errno.h>
@@ -21,7 +22,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static char *blob_key(const struct blob *blob)
+char *blob_key(const struct blob *blob)
 {
     static const char *const prefixes[] = {
         [BLOB_FILE] = "file", [BLOB_DIFF] = "diff", [BLOB_PR_DIFF] = "prdiff"};
@@ -61,7 +62,9 @@ static int download(void *arg)
     uint64_t size;
     int fd, rc;
 
-    /* A download that ended just before this one began may have stored it. */
+    /* A pack of its commit on its way brings it, or a download that ended just before this one. */
+    if (d->blob->kind == BLOB_FILE)
+        packs_settle(tree, d->blob->repo, d->blob->hash);
     if (store_lookup(tree->store, d->key, &fd, &size) == 0) {
         close(fd);
         __atomic_fetch_add(&tree->files_stored, 1, __ATOMIC_RELAXED);

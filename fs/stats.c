@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "fs/cache.h"
 #include "fs/node.h"
+#include "fs/packs.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -76,6 +77,7 @@ static char *format_stats(struct tree *tree)
     fprintf(f, "files_downloaded %" PRIu64 "\n",
             __atomic_load_n(&tree->files_downloaded, __ATOMIC_RELAXED));
     print_errors(f, &a);
+    packs_print_stats(tree, f);
     if (a.ratelimit_limit >= 0)
         fprintf(f, "ratelimit_limit %ld\n", a.ratelimit_limit);
     else

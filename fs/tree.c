@@ -160,6 +160,7 @@ int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree 
     tree->store = cfg->store;
     tree->changed = cfg->changed;
     tree->changed_ctx = cfg->changed_ctx;
+    tree->packs = cfg->packs;
     *out = tree;
     return 0;
 }

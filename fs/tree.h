@@ -16,6 +16,7 @@
 #include <time.h>
 
 struct api_client;
+struct packs;
 struct store;
 struct tree;
 
@@ -36,6 +37,7 @@ struct tree_config {
     int offline;             /* never touch the network */
     tree_changed_fn changed; /* optional */
     void *changed_ctx;
+    struct packs *packs; /* whole trees through git (packs.h), or NULL; borrowed */
 };
 
 struct tree_stat {
