@@ -67,8 +67,10 @@ int source_list_dir(struct tree *tree, const char *repo, const char *hash, const
     char *root = tree->offline ? NULL : readahead_walk_root(tree->readahead, repo, hash, dir);
     /* What a pack brought, or the pack itself once a walk is seen (packs.h). */
     int rc = packs_list_dir(tree, repo, hash, dir, root != NULL, out);
-    if (rc == -EAGAIN && !(root && list_walk(tree, repo, hash, dir, root, out)))
-        rc = api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
+    if (rc == -EAGAIN)
+        rc = root && list_walk(tree, repo, hash, dir, root, out)
+                 ? 0
+                 : api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
     free(root);
     return rc;
 }
