@@ -229,8 +229,9 @@ static int record_failure(struct tree *tree, const char *repo, const char *hash,
     pthread_mutex_unlock(&p->lock);
     snprintf(key, sizeof(key), "git:%s:%s", everywhere ? "" : repo, git_cause_name(cause));
     if (everywhere)
-        log_once(level, key, "git: %s (%s): whole trees come from the API for the next %d s",
-                 err->message, git_cause_name(cause), PACKS_RETRY_SECONDS);
+        log_once(level, key,
+                 "git: '%s/%s': %s (%s): every tree comes from the API for the next %d s",
+                 tree->workspace, repo, err->message, git_cause_name(cause), PACKS_RETRY_SECONDS);
     else if (whole_repo)
         log_once(level, key, "git: '%s/%s': %s (%s): the API serves its trees", tree->workspace,
                  repo, err->message, git_cause_name(cause));
