@@ -215,9 +215,9 @@ static int record_failure(struct tree *tree, const char *repo, const char *hash,
         cause == GIT_CAUSE_REFUSED || cause == GIT_CAUSE_TOO_BIG ? LOG_LEVEL_INFO : LOG_LEVEL_WARN;
     char key[300];
 
+    __atomic_fetch_add(&p->fallbacks[cause], 1, __ATOMIC_RELAXED);
     if (cause == GIT_CAUSE_CANCELLED)
         return 0;
-    __atomic_fetch_add(&p->fallbacks[cause], 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&p->lock);
     if (everywhere) {
         p->off_until = time(NULL) + PACKS_RETRY_SECONDS;

@@ -5,7 +5,8 @@
  * repositories may hold the same commit, and so the same pack name): the
  * received pack goes to an unlinked file there, the indexing helper writes
  * pack-NAME.pack and .idx beside it, and the directory goes when the pack
- * has been read.
+ * has been read. Contents are written by a few threads at once: creating
+ * thousands of small files is bound by the file system's latency.
  */
 #include "fs/unpack.h"
 
@@ -20,6 +21,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,11 @@
 /* The deepest and the biggest tree one unpack takes (its listing is held in memory). */
 #define UNPACK_MAX_DEPTH 1024
 #define UNPACK_MAX_ENTRIES 100000
+/* Threads writing contents, one more for every this many files, up to the most. */
+#define UNPACK_THREADS 4
+#define UNPACK_PER_THREAD 64
+/* Blobs over this are read one at a time: several threads' blobs together stay small. */
+#define UNPACK_BIG ((uint64_t)1 << 20)
 
 /* Removes dir and the files in it (a fetch's directory holds no directories). */
 static void remove_fetch_dir(char *dir)
@@ -94,63 +101,107 @@ static int is_written(const struct api_entry *e)
     return (e->type == API_ENTRY_FILE && !e->lfs) || e->type == API_ENTRY_LINK;
 }
 
-/* The content of the file at path into the store, unless it is there already. */
+/* The content of the file at path into the store: 0 with *size, or -errno. */
 static int write_content(struct tree *tree, const struct unpack_job *job, struct pack *p,
-                         const char *path, struct unpack_result *out)
+                         const char *path, uint64_t *size)
 {
     struct blob blob = {BLOB_FILE, job->repo, job->hash, path};
     struct store_writer w;
-    uint64_t size;
     char *key = blob_key(&blob);
-    int fd, rc;
+    int rc;
 
     if (!key)
         return -ENOMEM;
-    rc = store_lookup(tree->store, key, &fd, &size);
-    if (rc == 0) {
-        close(fd);
-        goto out;
-    }
     rc = store_begin(tree->store, &w);
-    if (rc)
-        goto out;
-    rc = pack_read_file(p, job->hash, path, w.fd, &size);
-    if (rc) {
+    if (rc == 0 && (rc = pack_read_file(p, job->hash, path, w.fd, size)) != 0)
         store_abort(&w);
-        goto out;
-    }
-    rc = store_commit(tree->store, &w, key);
-    if (rc == 0) {
-        out->files++;
-        out->bytes += size;
-    }
-out:
+    if (rc == 0)
+        rc = store_commit(tree->store, &w, key);
     free(key);
     return rc;
+}
+
+/* A file to write, and the writers sharing the list of them. */
+struct content {
+    const char *dir;
+    const struct api_entry *entry;
+};
+
+struct writers {
+    struct tree *tree;
+    const struct unpack_job *job;
+    struct pack *p;
+    struct content *files;
+    size_t count;
+    size_t next;             /* the next file to take (atomic) */
+    int rc;                  /* the first failure (atomic) */
+    uint64_t written, bytes; /* atomic */
+    pthread_mutex_t big;     /* one blob over UNPACK_BIG in memory at a time */
+};
+
+static void *writer_run(void *arg)
+{
+    struct writers *w = arg;
+    size_t i;
+
+    while ((i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->count &&
+           !__atomic_load_n(&w->rc, __ATOMIC_RELAXED)) {
+        const struct content *c = &w->files[i];
+        int big = c->entry->size > UNPACK_BIG, rc = -ENOMEM, none = 0;
+        uint64_t size = 0;
+        char *path;
+        if (asprintf(&path, "%s%s%s", c->dir, *c->dir ? "/" : "", c->entry->name) >= 0) {
+            if (big)
+                pthread_mutex_lock(&w->big);
+            rc = write_content(w->tree, w->job, w->p, path, &size);
+            if (big)
+                pthread_mutex_unlock(&w->big);
+            free(path);
+        }
+        if (rc) {
+            __atomic_compare_exchange_n(&w->rc, &none, rc, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+        } else {
+            __atomic_fetch_add(&w->written, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&w->bytes, size, __ATOMIC_RELAXED);
+        }
+    }
+    return NULL;
 }
 
 /* Every file of sub whose content can come from the pack, within the budget. */
 static int write_contents(struct tree *tree, const struct unpack_job *job, struct pack *p,
                           const struct api_subtree *sub, struct unpack_result *out)
 {
+    struct writers w = {.tree = tree, .job = job, .p = p};
+    pthread_t threads[UNPACK_THREADS]; /* the caller is one of the writers */
+    size_t started = 0, entries = 0;
     uint64_t planned = 0;
-    int rc = 0;
 
-    for (size_t i = 0; i < sub->count && rc == 0; i++) {
-        const struct api_subtree_dir *d = &sub->dirs[i];
-        for (size_t j = 0; j < d->entries.count && rc == 0; j++) {
-            const struct api_entry *e = &d->entries.items[j];
-            char *path;
+    for (size_t i = 0; i < sub->count; i++)
+        entries += sub->dirs[i].entries.count;
+    w.files = calloc(entries ? entries : 1, sizeof(*w.files));
+    if (!w.files)
+        return -ENOMEM;
+    for (size_t i = 0; i < sub->count; i++)
+        for (size_t j = 0; j < sub->dirs[i].entries.count; j++) {
+            const struct api_entry *e = &sub->dirs[i].entries.items[j];
             if (!is_written(e) || e->size > PACK_MAX_BLOB || planned + e->size > job->max_content)
                 continue;
             planned += e->size;
-            if (asprintf(&path, "%s%s%s", d->path, *d->path ? "/" : "", e->name) < 0)
-                return -ENOMEM;
-            rc = write_content(tree, job, p, path, out);
-            free(path);
+            w.files[w.count++] = (struct content){sub->dirs[i].path, e};
         }
-    }
-    return rc;
+    pthread_mutex_init(&w.big, NULL);
+    while (started + 1 < UNPACK_THREADS && w.count > (started + 1) * UNPACK_PER_THREAD &&
+           pthread_create(&threads[started], NULL, writer_run, &w) == 0)
+        started++;
+    writer_run(&w);
+    while (started > 0)
+        pthread_join(threads[--started], NULL);
+    pthread_mutex_destroy(&w.big);
+    free(w.files);
+    out->files = w.written;
+    out->bytes = w.bytes;
+    return w.rc;
 }
 
 /* The tree of the pack's commit into the store: contents, directories, the record last. */
