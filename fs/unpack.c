@@ -146,6 +146,10 @@ static void *writer_run(void *arg)
 
     while ((i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->count &&
            !__atomic_load_n(&w->rc, __ATOMIC_RELAXED)) {
+        if (w->job->cancel && __atomic_load_n(w->job->cancel, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&w->rc, -EINTR, __ATOMIC_RELAXED);
+            break;
+        }
         const struct content *c = &w->files[i];
         int big = c->entry->size > UNPACK_BIG, rc = -ENOMEM, none = 0;
         uint64_t size = 0;
@@ -230,7 +234,9 @@ static int unpack_tree(struct tree *tree, const struct unpack_job *job, struct p
         object_offer_dir(tree, &id, &sub.dirs[i].entries);
     }
     api_subtree_release(&sub);
-    if (rc)
+    if (rc == -EINTR)
+        git_set_error(err, GIT_CAUSE_CANCELLED, 0, "cancelled");
+    else if (rc)
         git_set_error(err, rc == -EIO || rc == -ENOENT ? GIT_CAUSE_BROKEN : GIT_CAUSE_OTHER, 0,
                       "cannot unpack the pack: %s", strerror(-rc));
     return rc;
