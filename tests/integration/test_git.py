@@ -226,6 +226,26 @@ def test_small_repository_comes_whole_at_the_first_look(mount_factory, server, d
         describe(reqs)
 
 
+def test_refs_resolve_from_git_without_the_api(mount_factory, server, demo):
+    """Every branch and tag of api, nested names included, resolves from git's advertisement
+    to the commit git names, without an API request for refs; `ls -l branches/` still asks
+    the API (its links carry the commits' dates)."""
+    branches, tags = demo.branches("api"), demo.tags("api")
+    assert any("/" in name for name in branches) and tags, (branches, tags)
+    m = mount_factory(server, options=git_options(server))
+    mark = server.log.mark()
+    for kind, refs in (("branches", branches), ("tags", tags)):
+        for name, sha in refs.items():
+            link = out(["readlink", m.ws / "api" / kind / name]).rstrip("\n")
+            assert link == "../" * (name.count("/") + 1) + "commits/" + sha, (kind, name)
+    reqs = server.log.since(mark)
+    assert [e for e in api_requests(reqs) if "/refs" in e["path"]] == [], describe(reqs)
+    assert len(git_requests(reqs, "discover")) == 1, describe(git_requests(reqs))
+    mark = server.log.mark()
+    run(["ls", "-l", m.ws / "api" / "branches"], check=True)
+    assert [e for e in api_requests(server.log.since(mark)) if "/refs/branches" in e["path"]]
+
+
 def test_grep_over_every_repository_head(mount_factory, server, demo):
     """grep -r over acme/*/HEAD/tree: what git grep finds in each, for at most 1.5 API
     requests per repository and at most 3 git requests each (discovery, ls-refs, fetch)."""
@@ -291,6 +311,7 @@ def test_fallback_serves_right_bytes_in_time(mount_factory, files_server, repo, 
     t0 = time.monotonic()
     run(["find", tree], check=True, timeout=TIMEOUT + 20)   # the walk: git's turn
     took = time.monotonic() - t0
+    # a hang guard: git's one wait is bounded by the timeout, the API's answers are quick
     assert took < TIMEOUT + SLACK, f"the walk took {took:.1f}s with git failing ({fault})"
     d = diff_r(want, tree)
     assert d.returncode == 0, d.stdout + d.stderr
