@@ -59,10 +59,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbbfs.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libbbfs.a $(PKG_LIBS) \
 		$(shell pkg-config --libs cmocka 2>/dev/null)
 
-# test_tree links the fs/ layer (less the glue to the real client) against a fake api.h,
-# and counts the store's opens through a wrapper (how often a content is opened). The
-# shared cache's client (redis.h) is the real one: without a shared cache it is never called.
-TREE_TEST_OBJ := $(filter-out $(BUILD)/fs/responses.o,$(patsubst %.c,$(BUILD)/%.o,$(FS_SRC))) \
+# test_tree links the fs/ layer (less the glue to the real client and to git, whose hooks
+# it stubs) against a fake api.h, and counts the store's opens through a wrapper (how often
+# a content is opened). The shared cache's client (redis.h) is the real one: without a
+# shared cache it is never called.
+TREE_TEST_OBJ := $(filter-out $(BUILD)/fs/responses.o $(BUILD)/fs/packs.o $(BUILD)/fs/unpack.o,\
+	$(patsubst %.c,$(BUILD)/%.o,$(FS_SRC))) \
 	$(patsubst %.c,$(BUILD)/%.o,$(wildcard api/redis*.c) api/shared.c api/digest.c)
 $(BUILD)/tests/test_tree: tests/unit/test_tree.c $(TREE_TEST_OBJ) $(BUILD)/api/log.o
 	@mkdir -p $(dir $@)

@@ -136,6 +136,7 @@ struct api_repo {
     char *project_key;  /* project.key, or NULL */
     int64_t created_on; /* seconds since the epoch, 0 when absent */
     int64_t updated_on;
+    uint64_t size;      /* the repository's size in bytes as the API gives it, 0 when absent */
     struct api_doc doc; /* the repository object as the API sent it */
 };
 

@@ -81,6 +81,13 @@ struct git_error {
 };
 
 /*
+ * Fills err: the cause, the HTTP status, a message made harmless for a log
+ * line (also for a caller whose own step failed after git's).
+ */
+void git_set_error(struct git_error *err, enum git_cause cause, long status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
  * Refuses (-EINVAL, a line in errbuf) a git_url that is not http(s), plain
  * http to a host that is not loopback, credentials, a query or a fragment
  * in it, and a token with control characters.

@@ -3,9 +3,9 @@
  * with Basic x-token-auth credentials, its answer handed to a parser as
  * curl receives it, and the counters.
  *
- * Thread model as in http.c: a share handle (connections, DNS, TLS
- * sessions) under its lock callbacks is the only curl object several
- * threads touch; each request has an easy handle of its own.
+ * Thread model as in http.c: a share handle (curlshare.h: connections, DNS,
+ * TLS sessions, the options every easy handle carries) is the only curl
+ * object several threads touch; each request has an easy handle of its own.
  */
 #include "api/gitcurl.h"
 
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/curlshare.h"
 #include "api/http.h"
 #include "api/log.h"
 #include "api/url.h"
@@ -37,8 +38,7 @@ struct git_client {
     char *ca_file;
     long timeout_ms;
     long connect_timeout_ms;
-    CURLSH *share;
-    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    struct curlshare curl;
     pthread_mutex_t stats_lock;
     struct git_stats stats;
 };
@@ -95,35 +95,11 @@ void git_get_stats(struct git_client *c, struct git_stats *out)
 
 /* ---- the client ---- */
 
-static void share_lock(CURL *handle, curl_lock_data data, curl_lock_access access, void *userp)
-{
-    struct git_client *c = userp;
-
-    (void)handle;
-    (void)access;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_lock(&c->share_locks[data]);
-}
-
-static void share_unlock(CURL *handle, curl_lock_data data, void *userp)
-{
-    struct git_client *c = userp;
-
-    (void)handle;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_unlock(&c->share_locks[data]);
-}
-
 void git_client_free(struct git_client *c)
 {
-    int i;
-
     if (!c)
         return;
-    if (c->share)
-        curl_share_cleanup(c->share);
-    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&c->share_locks[i]);
+    curlshare_release(&c->curl);
     pthread_mutex_destroy(&c->stats_lock);
     if (c->token) {
         explicit_bzero(c->token, strlen(c->token));
@@ -134,98 +110,32 @@ void git_client_free(struct git_client *c)
     free(c);
 }
 
-/* git_url's checks (see git_client_new); *out is the URL without a trailing '/'. */
-static int check_base(const char *base, char **out, char *errbuf, size_t errlen)
-{
-    char *scheme = NULL, *host = NULL, *extra[4] = {NULL, NULL, NULL, NULL}, *whole = NULL;
-    static const CURLUPart parts[4] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_QUERY,
-                                       CURLUPART_FRAGMENT};
-    CURLU *h = curl_url();
-    size_t len;
-    int i, rc = -EINVAL;
-
-    *out = NULL;
-    if (!h)
-        return -ENOMEM;
-    if (!base || curl_url_set(h, CURLUPART_URL, base, 0) != CURLUE_OK ||
-        curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-        curl_url_get(h, CURLUPART_URL, &whole, 0) != CURLUE_OK) {
-        log_format_line(errbuf, errlen, "invalid git URL '%s'", base ? base : "");
-        goto out;
-    }
-    for (i = 0; i < 4; i++)
-        curl_url_get(h, parts[i], &extra[i], 0); /* absent parts are errors: only presence counts */
-    if (strcasecmp(scheme, "https") != 0 &&
-        (strcasecmp(scheme, "http") != 0 || !url_host_is_loopback(host))) {
-        log_format_line(errbuf, errlen,
-                        "git URL '%s': use https (plain http only to a loopback host)", base);
-        goto out;
-    }
-    if (extra[0] || extra[1] || extra[2] || extra[3]) {
-        log_format_line(errbuf, errlen,
-                        "git URL '%s' must not contain credentials, a query or a fragment", base);
-        goto out;
-    }
-    len = strlen(whole);
-    while (len > 0 && whole[len - 1] == '/')
-        whole[--len] = '\0';
-    *out = strdup(whole);
-    rc = *out ? 0 : -ENOMEM;
-out:
-    for (i = 0; i < 4; i++)
-        curl_free(extra[i]);
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(whole);
-    curl_url_cleanup(h);
-    return rc;
-}
-
-static int has_control_chars(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 1;
-    return 0;
-}
-
 int git_client_new(const struct git_config *cfg, struct git_client **out, char *errbuf,
                    size_t errlen)
 {
     struct git_client *c;
-    int i, rc;
+    int rc;
 
     *out = NULL;
-    if (!cfg->token || !*cfg->token || has_control_chars(cfg->token)) {
+    if (!cfg->token || !*cfg->token || curlshare_has_control_chars(cfg->token)) {
         log_format_line(errbuf, errlen, "no usable token for git");
         return -EINVAL;
     }
     c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&c->share_locks[i], NULL);
     pthread_mutex_init(&c->stats_lock, NULL);
+    rc = curlshare_init(&c->curl);
+    if (rc < 0)
+        goto out;
     c->timeout_ms = cfg->timeout_ms;
     c->connect_timeout_ms = cfg->connect_timeout_ms;
-    rc = check_base(cfg->base_url, &c->base, errbuf, errlen);
+    rc = url_check_named_base("git", cfg->base_url, &c->base, errbuf, errlen);
     if (rc < 0)
         goto out;
     rc = -ENOMEM;
     c->token = strdup(cfg->token);
     if (!c->token || (cfg->ca_file && !(c->ca_file = strdup(cfg->ca_file))))
-        goto out;
-    c->share = curl_share_init();
-    if (!c->share)
-        goto out;
-    rc = -EIO;
-    if (curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_USERDATA, c) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
-        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
         goto out;
     *out = c;
     c = NULL;
@@ -326,14 +236,12 @@ static CURLcode setup(struct git_client *c, CURL *easy, const char *url, const s
         if (cc == CURLE_OK)                                                                        \
             cc = curl_easy_setopt(easy, opt, val);                                                 \
     } while (0)
+    cc = curlshare_setup_easy(easy, &c->curl, c->ca_file);
     SET(CURLOPT_URL, url);
-    SET(CURLOPT_SHARE, c->share);
-    SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     SET(CURLOPT_USERNAME, GIT_USER);
     SET(CURLOPT_PASSWORD, c->token);
     SET(CURLOPT_FOLLOWLOCATION, 0L); /* redirects are checked and followed by git.c */
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_USERAGENT, GIT_USER_AGENT);
     SET(CURLOPT_HTTPHEADER, headers);
     SET(CURLOPT_WRITEFUNCTION, on_body);
@@ -344,8 +252,6 @@ static CURLcode setup(struct git_client *c, CURL *easy, const char *url, const s
     SET(CURLOPT_XFERINFOFUNCTION, on_progress);
     SET(CURLOPT_XFERINFODATA, ex);
     SET(CURLOPT_ERRORBUFFER, errbuf);
-    SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     SET(CURLOPT_CONNECTTIMEOUT_MS,
         c->connect_timeout_ms < c->timeout_ms ? c->connect_timeout_ms : c->timeout_ms);
     if (kind & GITCURL_STREAM) {
@@ -359,8 +265,6 @@ static CURLcode setup(struct git_client *c, CURL *easy, const char *url, const s
         SET(CURLOPT_POSTFIELDS, body->data);
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
     }
-    if (c->ca_file)
-        SET(CURLOPT_CAINFO, c->ca_file);
 #undef SET
     return cc;
 }

@@ -56,8 +56,4 @@ const char *gitcurl_base(const struct git_client *c);
 void gitcurl_count_failure(struct git_client *c, enum git_cause cause);
 void gitcurl_count_fetch(struct git_client *c, uint64_t pack_bytes);
 
-/* Fills err: the cause, the HTTP status, a message made harmless for a log line. */
-void git_set_error(struct git_error *err, enum git_cause cause, long status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 #endif

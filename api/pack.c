@@ -179,11 +179,29 @@ static int lookup_tree(struct pack *p, const char *commit, const char *path, git
     return rc;
 }
 
-/* Whether blob id (of size bytes) is a Git LFS pointer: 1, 0, or -errno. */
-static int is_lfs_pointer(struct pack *p, const git_oid *id, size_t size)
+/* The content size a pointer's "size N" line gives (data holds len bytes), or -1. */
+static int64_t lfs_content_size(const char *data, size_t len)
+{
+    const char *line = memmem(data, len, "\nsize ", 6), *end = data + len;
+    int64_t n = 0;
+    int digits = 0;
+
+    if (!line)
+        return -1;
+    for (line += 6; line < end && *line >= '0' && *line <= '9' && digits < 18; line++, digits++)
+        n = n * 10 + (*line - '0');
+    return digits > 0 && line < end && *line == '\n' ? n : -1;
+}
+
+/*
+ * Whether blob id (of size bytes) is a Git LFS pointer: 1 with *content the
+ * size of the object it stands for, 0, or -errno.
+ */
+static int is_lfs_pointer(struct pack *p, const git_oid *id, size_t size, uint64_t *content)
 {
     git_odb_object *obj = NULL;
     const char *data;
+    int64_t stands_for;
     size_t len;
     int rc;
 
@@ -194,8 +212,11 @@ static int is_lfs_pointer(struct pack *p, const git_oid *id, size_t size)
         return missing(rc, "cannot read a blob");
     data = git_odb_object_data(obj);
     len = git_odb_object_size(obj);
+    stands_for = lfs_content_size(data, len);
     rc = len >= strlen(LFS_SPEC) && memcmp(data, LFS_SPEC, strlen(LFS_SPEC)) == 0 &&
-         memmem(data, len, "\noid sha256:", 12) && memmem(data, len, "\nsize ", 6);
+         memmem(data, len, "\noid sha256:", 12) && stands_for >= 0;
+    if (rc)
+        *content = (uint64_t)stands_for;
     git_odb_object_free(obj);
     return rc;
 }
@@ -231,7 +252,7 @@ static int fill_entry(struct pack *p, const git_tree_entry *te, struct api_entry
         out->size = size;
     }
     if (out->type == API_ENTRY_FILE) {
-        rc = is_lfs_pointer(p, git_tree_entry_id(te), size);
+        rc = is_lfs_pointer(p, git_tree_entry_id(te), size, &out->size);
         if (rc < 0)
             return rc;
         out->lfs = rc;
@@ -274,6 +295,26 @@ int pack_commit_tree(struct pack *p, const char *commit, char tree[API_HASH_LEN 
     if (rc == 0)
         git_oid_tostr(tree, API_HASH_LEN + 1, git_tree_id(root));
     git_tree_free(root);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+int pack_commit_date(struct pack *p, const char *commit, int64_t *date)
+{
+    git_commit *c = NULL;
+    git_oid oid;
+    int rc;
+
+    *date = 0;
+    if (!commit || !api_is_full_hash(commit) || git_oid_fromstr(&oid, commit) < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&p->lock);
+    rc = git_commit_lookup(&c, p->repo, &oid);
+    if (rc < 0)
+        rc = git2_errno(rc, "cannot read a commit");
+    else
+        *date = (int64_t)git_commit_author(c)->when.time;
+    git_commit_free(c);
     pthread_mutex_unlock(&p->lock);
     return rc;
 }

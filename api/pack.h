@@ -76,10 +76,17 @@ void pack_close(struct pack *p);
 int pack_commit_tree(struct pack *p, const char *commit, char tree[API_HASH_LEN + 1]);
 
 /*
+ * When commit was written: its author's time (seconds since the epoch), the
+ * date the API gives a commit.
+ */
+int pack_commit_date(struct pack *p, const char *commit, int64_t *date);
+
+/*
  * The entries of directory dir at commit, in git's order. A file's size
  * comes from its object's header (the content is not read), except that a
  * blob the size of a Git LFS pointer is read to tell whether it is one
- * (lfs = 1; size is then the pointer's, not the object's it stands for).
+ * (lfs = 1; size is then the one the pointer gives for the object it
+ * stands for, which is what reading the file through LFS gives).
  */
 int pack_list_dir(struct pack *p, const char *commit, const char *dir, struct api_entry_list *out);
 

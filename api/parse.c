@@ -207,7 +207,7 @@ int parse_repo(json_t *obj, struct api_repo *out)
 {
     const char *slug;
     json_error_t jerr;
-    json_t *links;
+    json_t *links, *size;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -236,6 +236,9 @@ int parse_repo(json_t *obj, struct api_repo *out)
     }
     out->created_on = time_field(parse_get_ident(obj, "created_on"));
     out->updated_on = time_field(parse_get_ident(obj, "updated_on"));
+    size = json_object_get(obj, "size");
+    if (json_is_integer(size) && json_integer_value(size) > 0)
+        out->size = (uint64_t)json_integer_value(size);
     return 0;
 }
 

@@ -1,18 +1,18 @@
 /*
- * transfer.c - the libcurl mechanics of transfer.h: the share handle and
- * its locks, an easy handle's options, the callbacks that capture a
+ * transfer.c - the libcurl mechanics of transfer.h: the share (curlshare.h,
+ * as git's requests have it too), an easy handle's options, the callbacks that capture a
  * response's headers and body (into a capped buffer or a file), and the
  * time limits of one attempt.
  */
 #include "api/transfer.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "api/curlshare.h"
 #include "api/http.h"
 #include "api/log.h"
 
@@ -24,37 +24,8 @@ struct transfer_share {
     char *token;
     char *ca_file;
     long connect_timeout_ms;
-    CURLSH *share;
-    pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+    struct curlshare curl;
 };
-
-static void share_lock(CURL *handle, curl_lock_data data, curl_lock_access access, void *userp)
-{
-    struct transfer_share *s = userp;
-
-    (void)handle;
-    (void)access;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_lock(&s->locks[data]);
-}
-
-static void share_unlock(CURL *handle, curl_lock_data data, void *userp)
-{
-    struct transfer_share *s = userp;
-
-    (void)handle;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_unlock(&s->locks[data]);
-}
-
-static int has_control_chars(const char *s)
-{
-    for (; *s; s++) {
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 1;
-    }
-    return 0;
-}
 
 static void wipe_free(char *s)
 {
@@ -68,10 +39,7 @@ void transfer_share_free(struct transfer_share *s)
 {
     if (!s)
         return;
-    if (s->share)
-        curl_share_cleanup(s->share);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&s->locks[i]);
+    curlshare_release(&s->curl);
     wipe_free(s->token);
     free(s->ca_file);
     free(s);
@@ -81,16 +49,18 @@ int transfer_share_new(const char *token, const char *ca_file, long connect_time
                        struct transfer_share **out)
 {
     struct transfer_share *s;
-    int rc = -ENOMEM;
+    int rc;
 
     *out = NULL;
-    if (!token || has_control_chars(token))
+    if (!token || curlshare_has_control_chars(token))
         return -EINVAL;
     s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&s->locks[i], NULL);
+    rc = curlshare_init(&s->curl);
+    if (rc < 0)
+        goto out;
+    rc = -ENOMEM;
     s->connect_timeout_ms = connect_timeout_ms;
     s->token = strdup(token);
     if (!s->token)
@@ -99,18 +69,6 @@ int transfer_share_new(const char *token, const char *ca_file, long connect_time
         s->ca_file = strdup(ca_file);
         if (!s->ca_file)
             goto out;
-    }
-    s->share = curl_share_init();
-    if (!s->share)
-        goto out;
-    if (curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
-        curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
-        curl_share_setopt(s->share, CURLSHOPT_USERDATA, s) != CURLSHE_OK ||
-        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
-        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
-        curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
-        rc = -EIO;
-        goto out;
     }
     *out = s;
     s = NULL;
@@ -176,7 +134,7 @@ static void header_value(char *dst, size_t dstlen, const char *v, size_t len)
         return;
     memcpy(dst, v, len);
     dst[len] = '\0';
-    if (has_control_chars(dst))
+    if (curlshare_has_control_chars(dst))
         dst[0] = '\0';
 }
 
@@ -248,16 +206,14 @@ static int setup_easy(struct transfer *t, struct transfer_share *s, const char *
         if (cc == CURLE_OK)                                                                        \
             cc = curl_easy_setopt(easy, opt, val);                                                 \
     } while (0)
+    cc = curlshare_setup_easy(easy, &s->curl, s->ca_file);
     SET(CURLOPT_URL, url);
-    SET(CURLOPT_SHARE, s->share);
-    SET(CURLOPT_NOSIGNAL, 1L);
     if (s->token[0]) { /* "" means anonymous (e.g. offline mode has no token) */
         SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
         SET(CURLOPT_XOAUTH2_BEARER, s->token);
     }
     SET(CURLOPT_FOLLOWLOCATION, 1L);
     SET(CURLOPT_MAXREDIRS, 5L);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_ACCEPT_ENCODING, "gzip");
     SET(CURLOPT_USERAGENT, "bbfs/" BBFS_VERSION);
@@ -266,13 +222,8 @@ static int setup_easy(struct transfer *t, struct transfer_share *s, const char *
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, t);
     SET(CURLOPT_ERRORBUFFER, t->errbuf);
-    SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    /* HTTP/2 where TLS offers it (fewer handshakes, header compression), else 1.1. */
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     if (t->headers)
         SET(CURLOPT_HTTPHEADER, t->headers);
-    if (s->ca_file)
-        SET(CURLOPT_CAINFO, s->ca_file);
 #undef SET
     if (cc != CURLE_OK) {
         log_err("libcurl refused a required option: %s", curl_easy_strerror(cc));
@@ -288,7 +239,7 @@ static int add_if_none_match(struct transfer *t, const char *etag)
     struct buf line;
     char *header;
 
-    if (has_control_chars(etag))
+    if (curlshare_has_control_chars(etag))
         return -EINVAL;
     buf_init(&line, 4096);
     buf_appends(&line, "If-None-Match: ");

@@ -180,7 +180,8 @@ out:
     return rc;
 }
 
-int url_check_base(const char *base, char **out, char *errbuf, size_t errlen)
+int url_check_named_base(const char *what, const char *base, char **out, char *errbuf,
+                         size_t errlen)
 {
     struct url_parts p;
     char *whole = NULL;
@@ -189,7 +190,7 @@ int url_check_base(const char *base, char **out, char *errbuf, size_t errlen)
 
     *out = NULL;
     if (!base || !*base) {
-        log_format_line(errbuf, errlen, "no API URL given");
+        log_format_line(errbuf, errlen, "no %s URL given", what);
         return -EINVAL;
     }
     rc = url_split(base, &p, &whole);
@@ -198,23 +199,25 @@ int url_check_base(const char *base, char **out, char *errbuf, size_t errlen)
         return rc;
     }
     if (rc < 0) {
-        log_format_line(errbuf, errlen, "invalid API URL '%s'", base);
+        log_format_line(errbuf, errlen, "invalid %s URL '%s'", what, base);
         return rc;
     }
     rc = -EINVAL;
     if (strcasecmp(p.scheme, "https") != 0 && strcasecmp(p.scheme, "http") != 0) {
-        log_format_line(errbuf, errlen, "API URL '%s': only http and https are supported", base);
+        log_format_line(errbuf, errlen, "%s URL '%s': only http and https are supported", what,
+                        base);
         goto out;
     }
     if (strcasecmp(p.scheme, "http") == 0 && !url_host_is_loopback(p.host)) {
         log_format_line(errbuf, errlen,
-                        "API URL '%s': plain http is only allowed to a loopback host; use https",
-                        base);
+                        "%s URL '%s': plain http is only allowed to a loopback host; use https",
+                        what, base);
         goto out;
     }
     if (p.user || p.password || p.query || p.fragment) {
         log_format_line(errbuf, errlen,
-                        "API URL '%s' must not contain credentials, a query or a fragment", base);
+                        "%s URL '%s' must not contain credentials, a query or a fragment", what,
+                        base);
         goto out;
     }
     len = strlen(whole);
@@ -231,6 +234,11 @@ out:
     curl_free(whole);
     parts_release(&p);
     return rc;
+}
+
+int url_check_base(const char *base, char **out, char *errbuf, size_t errlen)
+{
+    return url_check_named_base("API", base, out, errbuf, errlen);
 }
 
 int url_same_origin(const char *a, const char *b)

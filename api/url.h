@@ -37,6 +37,9 @@
  * no trailing '/'). -EINVAL with one line in errbuf otherwise, -ENOMEM.
  */
 int url_check_base(const char *base, char **out, char *errbuf, size_t errlen);
+/* The same checks for another service's base URL: what ("git") names it in errbuf. */
+int url_check_named_base(const char *what, const char *base, char **out, char *errbuf,
+                         size_t errlen);
 
 /* 1 when host (as in a URL: "localhost", "127.0.0.5", "[::1]") is a loopback address. */
 int url_host_is_loopback(const char *host);

@@ -75,13 +75,25 @@ BOUNDS = {
     "tree-grep": (5, "as ls -lR, then all 5,000 files together; + their bytes"),
     "file-ttfb": (3, "GET repository, root listing (size), first byte of the file"),
     "file-read": (3, "as TTFB; + 200 MiB"),
+    "git-find": (3, "GET repository (main branch) and git's ref advertisement together, the "
+                    "depth-1 fetch; + the pack's bytes"),
+    "git-grep": (3, "as find through git: the pack holds every file"),
+    "git-all-grep": (4, "the repository list (2), then every repository's ref advertisement "
+                        "together, then every depth-1 fetch together; + the packs' bytes"),
 }
 
 OPS = ["mount", "ws-ls", "ws-grep", "refs-ls", "commits-ls", "tree-lsR", "tree-find",
-       "tree-grep", "file", "fleet"]
+       "tree-grep", "file", "git-find", "git-grep", "git-all-grep", "fleet"]
 
 # The fleet rows (issue 17): this many mounts, each on a cache_dir of its own, share one Redis.
 FLEET = 4
+
+# Operations with whole trees through git (-o git_url= the fake's smart HTTP; the others use the
+# API only), and the API operation whose tmpfs copy and do-it-yourself rows they share.
+GIT_OPS = {"git-find": "tree-find", "git-grep": "tree-grep", "git-all-grep": None}
+# A cold pass of these outlasts ttl (60 s): a second pass revalidates every repository's refs
+# and object, which is no warm read.
+COLD_ONLY = {"git-all-grep"}
 
 
 def log(msg):
@@ -357,6 +369,10 @@ def op_commands(root):
         "tree-lsR": ("ls -lR (5,000 files)", ["ls", "-lR", t], (0,)),
         "tree-find": ("find (5,000 files)", ["find", t], (0,)),
         "tree-grep": ("grep -r TODO (5,000 files)", ["grep", "-r", "TODO", t], (0,)),
+        "git-find": ("find (5,000 files) through git", ["find", t], (0,)),
+        "git-grep": ("grep -r TODO (5,000 files) through git", ["grep", "-r", "TODO", t], (0,)),
+        "git-all-grep": ("grep -r TODO WS/*/HEAD/tree (1,000 repositories) through git",
+                         "grep -r TODO %s/*/HEAD/tree" % w, (0, 1)),
     }
 
 
@@ -510,6 +526,9 @@ class Bench:
     def mount(self, name, options=()):
         return Mount(self.args.bbfs, self.server, self.workdir, name, self.token_file, options)
 
+    def options(self, op):
+        return ["git_url=" + self.server.base] if op in GIT_OPS else []
+
     # ---- setup
     def setup(self):
         self.data_json = dataset.ensure()
@@ -553,7 +572,7 @@ class Bench:
             if i and time.monotonic() - t0 > self.args.op_budget:
                 log("%s: %d of %d runs (over the %g s budget)" % (op, i, runs, self.args.op_budget))
                 break
-            m = self.mount("%s-%d" % (op, i))
+            m = self.mount("%s-%d" % (op, i), self.options(op))
             try:
                 if op == "mount":
                     cold.append(self.measure(m.start))
@@ -566,15 +585,20 @@ class Bench:
                     warm.append(self.measure(lambda: read_file_timed(path)))
                 else:
                     _label, cmd, ok = op_commands(m.path)[op]
-                    limit = self.args.cold_timeout if op == "tree-grep" else CMD_TIMEOUT
+                    limit = {"tree-grep": self.args.cold_timeout,
+                             "git-all-grep": self.args.all_timeout}.get(op, CMD_TIMEOUT)
                     cold.append(self.measure(lambda: run_timed(cmd, ok=ok, timeout=limit)[0]))
                     if "error" in cold[-1]:
                         break          # a warm pass after a cut-short cold one is not warm
-                    warm.append(self.measure(lambda: run_timed(cmd, ok=ok)[0]))
+                    if op in COLD_ONLY:
+                        rss.append(m.vmhwm_kib())
+                        continue
+                    warm.append(self.measure(lambda: run_timed(cmd, ok=ok, timeout=limit)[0]))
                 rss.append(m.vmhwm_kib())
-                if not copied and not self.args.no_tmpfs and "error" not in warm[-1]:
+                if (not copied and not self.args.no_tmpfs and "error" not in warm[-1]
+                        and GIT_OPS.get(op, op)):
                     try:
-                        tmpfs_copy(m.path, self.shm / op, op)
+                        tmpfs_copy(m.path, self.shm / op, GIT_OPS.get(op, op))
                         copied = True
                     except CmdError as e:
                         log("%s: copying to tmpfs failed: %s" % (op, e))
@@ -591,7 +615,7 @@ class Bench:
             if op == "file":
                 out.append(self.measure(lambda: read_file_timed("%s/%s/%s" % (root, WS, BLOB_PATH))))
             else:
-                _label, cmd, ok = op_commands(root)[op]
+                _label, cmd, ok = op_commands(root)[GIT_OPS.get(op, op)]
                 out.append(self.measure(lambda: run_timed(cmd, ok=ok)[0]))
         return out
 
@@ -640,6 +664,10 @@ fi'''
 
     def run_diy(self, op, runs):
         """[(label, [results])] of the do-it-yourself ways of OP."""
+        if op in GIT_OPS:
+            # beside a tree through git: the depth-1 clone (the full one is in the API rows)
+            rows = self.run_diy(GIT_OPS[op], runs) if GIT_OPS[op] else []
+            return [r for r in rows if "--depth" in r[0]]
         api = self.server.url
         git_url = "%s/git/%s/big.git" % (self.server.base, WS)
         tmp = self.workdir / "diy"
@@ -839,7 +867,8 @@ fi'''
         self.notes.append((label + " warm", warm))
         for dlabel, res in diy:
             self.results.append(row("  DIY " + dlabel, res, bnd, rtts=rtts))
-        self.results.append(row(label + " warm", warm, None, tmpfs=tmpfs, rss=rss_max))
+        if op not in COLD_ONLY:
+            self.results.append(row(label + " warm", warm, None, tmpfs=tmpfs, rss=rss_max))
 
     def tree_bytes(self):
         if not hasattr(self, "_tree_bytes"):
@@ -905,6 +934,9 @@ def row(label, results, bound, key="wall", tmpfs=None, rtts=None, rss=None, size
     cells = [label, "%d" % len(ok), "%d" % med("requests"), "%.0f" % (med("bytes") / 1024), fmt_s(med("busy") / 1000), fmt_s(wall)]
     if size:
         cells[5] += " (%.0f MiB/s)" % (size / 2 ** 20 / wall) if wall else ""
+    git = statistics.median([(r.get("kinds") or {}).get("git", 0) for r in ok])
+    if git:
+        cells[2] += " (API %d + git %d)" % (med("requests") - git, git)
     tm = [r[key] for r in (tmpfs or []) if "error" not in r]
     if bound is not None:
         cells.append("%s (%d RT)" % (fmt_s(bound), rtts) if rtts is not None else fmt_s(bound))
@@ -957,6 +989,9 @@ def main(argv=None):
                     help="give up on a cold grep -r over the 5,000 files after this many seconds "
                          "(150; one request per file at 50 ms is 250 s); the table then shows the "
                          "requests made until then")
+    ap.add_argument("--all-timeout", type=float, default=900,
+                    help="give up on grep -r over all 1,000 HEAD trees through git after this "
+                         "many seconds (900; four requests a repository at 50 ms are 200 s)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, stderr)")
     args = ap.parse_args(argv)
     if args.quick:

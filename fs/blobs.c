@@ -16,6 +16,7 @@
 #include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/shared_cache.h"
+#include "fs/packs.h"
 #include "fs/store.h"
 
 #include <errno.h>
@@ -27,7 +28,7 @@
 static const char *const blob_kinds[] = {
     [BLOB_FILE] = "file", [BLOB_DIFF] = "diff", [BLOB_PR_DIFF] = "prdiff"};
 
-static char *blob_key(const struct blob *blob)
+char *blob_key(const struct blob *blob)
 {
     char *key;
     if (asprintf(&key, "%s\n%s\n%s\n%s", blob_kinds[blob->kind], blob->repo, blob->hash,
@@ -73,7 +74,9 @@ static int download(void *arg)
     uint64_t size;
     int fd, rc;
 
-    /* A download that ended just before this one began may have stored it. */
+    /* A pack of its commit on its way brings it, or a download that ended just before this one. */
+    if (d->blob->kind == BLOB_FILE)
+        packs_settle(tree, d->blob->repo, d->blob->hash);
     if (store_lookup(tree->store, d->key, &fd, &size) == 0) {
         close(fd);
         __atomic_fetch_add(&tree->files_stored, 1, __ATOMIC_RELAXED);

@@ -26,6 +26,9 @@ struct blob {
     const char *path; /* BLOB_FILE: below the tree root; BLOB_PR_DIFF: "source..destination" */
 };
 
+/* The store's key of a content (malloc'd, NULL without memory): what a pack's contents go under. */
+char *blob_key(const struct blob *blob);
+
 /* Opens the content read-only into *fd, its size into *size, downloading it first if needed. */
 int blob_open(struct tree *tree, const struct blob *blob, int *fd, uint64_t *size);
 

@@ -9,6 +9,7 @@
 #include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/objects.h"
+#include "fs/packs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -73,6 +74,13 @@ int commits_resolve(struct tree *tree, struct node *n)
     if (!api_is_full_hash(n->hash))
         return -ENOENT;
     n->kind = NODE_COMMIT;
+    /* A commit whose tree git brought needs no request for its date, nor its tree/. */
+    int64_t date;
+    if ((n->nparts == 4 || strcmp(n->parts[4], "tree") == 0) &&
+        packs_commit_date(tree, n->repo, n->hash, &date) == 0) {
+        n->mtime = (time_t)date;
+        return n->nparts == 4 ? 0 : source_resolve(tree, n);
+    }
     /* The directory itself: a listed commit needs no request of its own. */
     if (n->nparts == 4 && is_listed(tree, n, &n->mtime))
         return 0;

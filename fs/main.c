@@ -13,12 +13,15 @@
  * `make demo`.
  */
 #include "api/api.h"
+#include "api/git.h"
 #include "api/log.h"
+#include "api/pack.h"
 #include "fs/hangup.h"
 #include "fs/inode.h"
 #include "fs/notify.h"
 #include "fs/ops.h"
 #include "fs/options.h"
+#include "fs/packs.h"
 #include "fs/responses.h"
 #include "fs/shared_cache.h"
 #include "fs/store.h"
@@ -177,11 +180,14 @@ struct bbfs {
     struct fuse_cmdline_opts cmd;
     struct fuse_session *se;
     int http_ready; /* api_global_init succeeded */
+    int git_ready;  /* libgit2 and the pack indexing helper are up */
     struct api_client *api;
     struct shared_cache *shared;
     char *store_dir;
     struct store *store;
     struct responses responses;
+    struct git_client *git;
+    struct packs *packs;
     struct ops_context ctx;
     struct notify *notify;
     struct tree *tree;
@@ -272,7 +278,41 @@ static int open_shared_cache(struct bbfs *b, const char *token)
     return 0;
 }
 
-/* The token, the client, and the one request that checks both (not offline). */
+/*
+ * libgit2 and the helper that indexes packs (a fork: while bbfs has one
+ * thread, and before it holds the token), when git is to be used. Without
+ * them bbfs goes on, every file through the API.
+ */
+static void start_git(struct bbfs *b)
+{
+    if (!options_git_url(&b->opts))
+        return;
+    if (pack_global_init() != 0) {
+        log_warn("cannot initialise libgit2: whole trees come from the API");
+        return;
+    }
+    if (pack_indexer_start() != 0) {
+        log_warn("cannot start the process that indexes git packs: whole trees come from the API");
+        pack_global_cleanup();
+        return;
+    }
+    b->git_ready = 1;
+}
+
+/* The git client with the token, only to git_url's origin (git.h). */
+static int connect_git(struct bbfs *b, const char *token, char *err, size_t errlen)
+{
+    struct git_config cfg = {
+        .base_url = options_git_url(&b->opts),
+        .token = token,
+        .ca_file = b->opts.ca_file,
+        .timeout_ms = (long)b->opts.timeout * 1000,
+        .connect_timeout_ms = (long)(b->opts.timeout < 10 ? b->opts.timeout : 10) * 1000,
+    };
+    return b->git_ready ? git_client_new(&cfg, &b->git, err, errlen) : 0;
+}
+
+/* The token, the clients, and the one request that checks the token (not offline). */
 static int connect_api(struct bbfs *b)
 {
     char *token = NULL;
@@ -298,7 +338,8 @@ static int connect_api(struct bbfs *b)
         .ttl = (long)b->opts.ttl,
         .offline = b->opts.offline,
     };
-    if (api_client_new(&api_cfg, &b->api, err, sizeof(err)) != 0) {
+    if (api_client_new(&api_cfg, &b->api, err, sizeof(err)) != 0 ||
+        connect_git(b, token, err, sizeof(err)) != 0) {
         fprintf(stderr, "bbfs: %s\n", err);
         goto out;
     }
@@ -316,6 +357,28 @@ out:
     return rc;
 }
 
+/* Whole trees through git, kept in the store; their packs indexed in STORE/git. */
+static int attach_packs(struct bbfs *b)
+{
+    struct packs_config cfg = {
+        .git = b->git,
+        .max_pack = b->opts.git_max,
+        .cache_size = b->opts.cache_size,
+    };
+    char *work_dir;
+    int rc;
+
+    if (asprintf(&work_dir, "%s/git", b->store_dir) < 0)
+        return -1;
+    cfg.work_dir = work_dir;
+    rc = packs_new(&cfg, &b->packs);
+    if (rc)
+        fprintf(stderr, "bbfs: cannot make the directory for git's packs '%s': %s\n", work_dir,
+                strerror(-rc));
+    free(work_dir);
+    return rc ? -1 : 0;
+}
+
 /* The on-disk store, the inode table, the invalidations and the tree over them. */
 static int build_tree(struct bbfs *b)
 {
@@ -330,6 +393,8 @@ static int build_tree(struct bbfs *b)
     }
     b->responses = (struct responses){.store = b->store, .shared = b->shared};
     responses_attach(b->api, &b->responses);
+    if (attach_packs(b) != 0)
+        return -1;
     b->ctx.inodes = inode_table_new();
     if (!b->ctx.inodes || notify_new(b->ctx.inodes, &b->notify) != 0)
         return -1;
@@ -343,6 +408,7 @@ static int build_tree(struct bbfs *b)
         .offline = b->opts.offline,
         .changed = notify_changed,
         .changed_ctx = b->notify,
+        .packs = b->packs,
     };
     if (tree_new(&tree_cfg, b->api, &b->tree) != 0)
         return -1;
@@ -379,6 +445,7 @@ static int mount_and_serve(struct bbfs *b)
 
 static void bbfs_release(struct bbfs *b)
 {
+    packs_cancel(b->packs); /* a pack on its way is not waited for */
     hangup_stop(b->hangup); /* first: it refreshes the client and the tree */
     notify_free(b->notify); /* before the session it sends invalidations to */
     if (b->mounted) {
@@ -388,10 +455,14 @@ static void bbfs_release(struct bbfs *b)
     if (b->handlers_set)
         fuse_remove_signal_handlers(b->se);
     tree_free(b->tree);
+    packs_free(b->packs);
     inode_table_free(b->ctx.inodes);
     shared_cache_free(b->shared); /* when nothing may use it: after FUSE's threads and the tree's */
     store_close(b->store);
     free(b->store_dir);
+    git_client_free(b->git);
+    if (b->git_ready)
+        pack_global_cleanup(); /* and the indexing helper */
     api_client_free(b->api);
     if (b->http_ready)
         api_global_cleanup();
@@ -420,6 +491,7 @@ int main(int argc, char *argv[])
         ret = 0;
     } else if (rc == 0) {
         log_hold(); /* until the mount is up, a start-up error is the one line a user sees */
+        start_git(&b);
         if (connect_api(&b) == 0 && build_tree(&b) == 0)
             ret = mount_and_serve(&b);
     }

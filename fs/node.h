@@ -23,6 +23,7 @@ struct api_entry_list;
 struct api_repo;
 struct cache;
 struct cache_ref;
+struct packs;
 struct readahead;
 struct shared_cache;
 struct store;
@@ -55,6 +56,7 @@ struct tree {
     uint64_t files_stored,
         files_downloaded; /* contents and diffs: from the store or not (atomic) */
     struct readahead *readahead;
+    struct packs *packs; /* whole trees through git (packs.h), or NULL */
 };
 
 enum ref_kind { REF_BRANCHES, REF_TAGS };

@@ -9,6 +9,7 @@
  */
 #include "fs/options.h"
 
+#include "api/git.h"
 #include "api/log.h"
 
 #include <ctype.h>
@@ -24,6 +25,7 @@ enum {
     KEY_VERSION,
     KEY_TOKEN,
     KEY_CACHE_SIZE,
+    KEY_GIT_MAX,
     KEY_TTL,
     KEY_COMMIT_LIMIT,
     KEY_TIMEOUT,
@@ -56,6 +58,7 @@ static const struct text_option {
     {"ca_file", offsetof(struct options, ca_file), "a file"},
     {"shared_cache", offsetof(struct options, shared_cache), "a redis:// or redis+unix:// URL"},
     {"shared_cache_auth", offsetof(struct options, shared_cache_auth), "a file"},
+    {"git_url", offsetof(struct options, git_url), "a URL"},
 };
 
 /* clang-format off */
@@ -69,12 +72,15 @@ static const struct fuse_opt option_spec[] = {
     OPTION("ca_file=%s", ca_file),
     OPTION("shared_cache=%s", shared_cache),
     OPTION("shared_cache_auth=%s", shared_cache_auth),
+    OPTION("git_url=%s", git_url),
+    OPTION("nogit", nogit),
     OPTION("offline", offline),
     FUSE_OPT_KEY("token=", KEY_TOKEN),
     FUSE_OPT_KEY("ttl=", KEY_TTL),
     FUSE_OPT_KEY("commit_limit=", KEY_COMMIT_LIMIT),
     FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
     FUSE_OPT_KEY("cache_size=", KEY_CACHE_SIZE),
+    FUSE_OPT_KEY("git_max=", KEY_GIT_MAX),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -178,18 +184,19 @@ static void take_count(struct parse_state *state, int key, const char *arg)
     }
 }
 
-static void take_cache_size(struct parse_state *state, const char *arg)
+/* A size option, "name=SIZE", into *field. */
+static void take_size(struct parse_state *state, const char *name, const char *arg, uint64_t *field)
 {
-    const char *value = arg + strlen("cache_size=");
-    int rc = parse_size(value, &state->opts.cache_size);
+    const char *value = arg + strlen(name) + 1;
+    int rc = parse_size(value, field);
 
     if (rc == -ERANGE)
-        refuse(state, "cache_size '%s' is too big", value);
+        refuse(state, "%s '%s' is too big", name, value);
     else if (rc != 0)
         refuse(state,
-               "invalid cache_size '%s': expected bytes above 0 with an optional "
+               "invalid %s '%s': expected bytes above 0 with an optional "
                "suffix K, M, G or T (powers of 1024), e.g. 500M",
-               value);
+               name, value);
 }
 
 static int process_arg(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -208,7 +215,10 @@ static int process_arg(void *data, const char *arg, int key, struct fuse_args *o
         state->refused_token = 1;
         return 0;
     case KEY_CACHE_SIZE:
-        take_cache_size(state, arg);
+        take_size(state, "cache_size", arg, &state->opts.cache_size);
+        return 0;
+    case KEY_GIT_MAX:
+        take_size(state, "git_max", arg, &state->opts.git_max);
         return 0;
     case KEY_TTL:
     case KEY_COMMIT_LIMIT:
@@ -275,11 +285,12 @@ int options_parse(struct fuse_args *args, struct options *opts, char *err, size_
 
     memset(&state, 0, sizeof(state));
     /* fuse_opt_parse frees a string option's old value, so defaults are heap copies. */
-    state.opts.api_url = strdup("https://api.bitbucket.org/2.0");
+    state.opts.api_url = strdup(OPTIONS_API_URL);
     state.opts.ttl = 60;
     state.opts.commit_limit = 100;
     state.opts.timeout = 30;
     state.opts.cache_size = UINT64_C(1) << 30;
+    state.opts.git_max = OPTIONS_GIT_MAX;
     if (!state.opts.api_url) {
         *opts = state.opts;
         rc = -ENOMEM;
@@ -339,9 +350,25 @@ void options_release(struct options *opts)
     free(opts->ca_file);
     free(opts->shared_cache);
     free(opts->shared_cache_auth);
+    free(opts->git_url);
     free(opts->workspace);
     free(opts->project);
     memset(opts, 0, sizeof(*opts));
+}
+
+const char *options_git_url(const struct options *opts)
+{
+    size_t len = opts->api_url ? strlen(opts->api_url) : 0;
+
+    if (opts->nogit || opts->offline)
+        return NULL;
+    if (opts->git_url)
+        return opts->git_url;
+    while (len > 0 && opts->api_url[len - 1] == '/')
+        len--;
+    if (len == strlen(OPTIONS_API_URL) && strncmp(opts->api_url, OPTIONS_API_URL, len) == 0)
+        return GIT_DEFAULT_URL;
+    return NULL;
 }
 
 void options_print_help(const char *progname)
@@ -361,6 +388,11 @@ void options_print_help(const char *progname)
            "    -o timeout=SECONDS     give up on a request after this long, retries included,\n"
            "                           1 to %u (30)\n"
            "    -o ca_file=PATH        CA bundle for TLS verification\n"
+           "    -o git_url=URL         git smart HTTP for whole trees, with the token as\n"
+           "                           x-token-auth (https://bitbucket.org; with another\n"
+           "                           api_url=, git is used only when git_url= is given)\n"
+           "    -o git_max=SIZE        fetch no git pack bigger than SIZE (100M)\n"
+           "    -o nogit               never use git: every file through the API\n"
            "    -o offline             never touch the network\n"
            "    -o shared_cache=URL    a cache shared by many machines: redis://HOST[:PORT][/DB]\n"
            "                           or redis+unix:///PATH[?db=N]\n"

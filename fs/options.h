@@ -20,6 +20,8 @@
 #define OPTIONS_TTL_MAX 31536000u       /* seconds: a year; 0 is allowed */
 #define OPTIONS_COMMIT_LIMIT_MAX 10000u /* 100 requests of the hourly budget of 1,000 */
 #define OPTIONS_TIMEOUT_MAX 3600u       /* seconds; the least is 1 */
+#define OPTIONS_API_URL "https://api.bitbucket.org/2.0"
+#define OPTIONS_GIT_MAX ((uint64_t)100 << 20) /* git_max='s default */
 
 struct options {
     char *api_url;
@@ -32,6 +34,9 @@ struct options {
     unsigned commit_limit;
     unsigned timeout;
     uint64_t cache_size; /* bytes the on-disk store may hold before evicting */
+    char *git_url;       /* NULL: see options_git_url() */
+    uint64_t git_max;    /* bytes of the biggest git pack fetched */
+    int nogit;
     int offline;
     int show_help;
     int show_version;
@@ -49,6 +54,13 @@ struct options {
  */
 int options_parse(struct fuse_args *args, struct options *opts, char *err, size_t errlen);
 void options_release(struct options *opts);
+
+/*
+ * Where whole trees come from through git, or NULL when git is not used:
+ * nogit, offline, or an api_url= other than the default without a git_url=
+ * (bbfs then sends the token to no host the command line did not name).
+ */
+const char *options_git_url(const struct options *opts);
 
 /* Prints the usage and the option list (bbfs's own, then FUSE's). */
 void options_print_help(const char *progname);

@@ -10,7 +10,8 @@
  * READAHEAD_MAX, none over READAHEAD_MAX_SIZE) are downloaded by the workers
  * while the reader works; its own opens then wait for those downloads or
  * find them stored. Never offline, and not while the API says the rate limit
- * is nearly used up.
+ * is nearly used up. Where git serves (packs.h), that commit's pack is
+ * fetched instead.
  */
 #include "fs/readahead.h"
 
@@ -19,6 +20,7 @@
 #include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/objects.h"
+#include "fs/packs.h"
 #include "fs/workers.h"
 
 #include <errno.h>
@@ -217,6 +219,9 @@ void readahead_opened(struct tree *tree, const struct node *n)
     int ahead = reading_through(tree->readahead, key, n->entry->name);
     free(key);
     if (!ahead)
+        return;
+    /* Through git, the whole commit comes in one pack instead (packs.h). */
+    if (packs_reading(tree, n->repo->slug, n->hash) == 0)
         return;
     api_get_stats(tree->api, &stats);
     if (stats.ratelimit_near)

@@ -7,6 +7,7 @@
 #include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/objects.h"
+#include "fs/packs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +21,20 @@ static int get_refs(struct tree *tree, struct node *n)
         return 0;
     return object_get(tree, n->ref_kind == REF_BRANCHES ? OBJECT_BRANCHES : OBJECT_TAGS, &id,
                       &n->refs_ref);
+}
+
+/*
+ * For one name, git's advertisement (packs.h) will do while the API's listing
+ * is not in memory: a walk through HEAD/ then costs no API request.
+ */
+static int get_refs_for_name(struct tree *tree, struct node *n)
+{
+    struct object_id id = {.repo = n->repo->slug};
+    enum object_kind kind = n->ref_kind == REF_BRANCHES ? OBJECT_BRANCHES : OBJECT_TAGS;
+    if (object_peek(tree, kind, &id, &n->refs_ref) == 0 ||
+        packs_refs(tree, n->repo, n->ref_kind == REF_TAGS, &n->refs_ref) == 0)
+        return 0;
+    return get_refs(tree, n);
 }
 
 static int has_prefix(const struct api_ref *ref, const char *prefix, size_t len)
@@ -44,7 +59,7 @@ int refs_resolve(struct tree *tree, struct node *n)
     /* branches/ and tags/ themselves exist without asking for their contents. */
     if (n->nparts == 3)
         return 0;
-    int rc = get_refs(tree, n);
+    int rc = get_refs_for_name(tree, n);
     if (rc)
         return rc;
     const struct ref_index *refs = cache_ref_value(n->refs_ref);
@@ -54,7 +69,8 @@ int refs_resolve(struct tree *tree, struct node *n)
     if (at < refs->index.count && strcmp(items[at]->name, n->ref_prefix) == 0) {
         n->kind = NODE_REF_LINK;
         n->ref = items[at];
-        n->mtime = (time_t)n->ref->date;
+        /* git's refs carry no date */
+        n->mtime = (time_t)(n->ref->date ? n->ref->date : n->repo->updated_on);
         return 0;
     }
     /* A directory when some ref name continues with "prefix/". */

@@ -9,7 +9,8 @@
  * once readahead.c sees one, a recursive listing answers them all, in as
  * many requests as it has pages of 100 entries, and the directories it holds
  * go to the cache for the walk to find. It is given up on when it would be
- * bigger than WALK_MAX_ENTRIES.
+ * bigger than WALK_MAX_ENTRIES. Where git serves (packs.h), the walk brings
+ * the commit's pack instead, and its listings come from what that stored.
  */
 #include "api/api.h"
 #include "api/log.h"
@@ -17,6 +18,7 @@
 #include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/objects.h"
+#include "fs/packs.h"
 #include "fs/readahead.h"
 
 #include <errno.h>
@@ -63,9 +65,12 @@ int source_list_dir(struct tree *tree, const char *repo, const char *hash, const
                     struct api_entry_list *out)
 {
     char *root = tree->offline ? NULL : readahead_walk_root(tree->readahead, repo, hash, dir);
-    int rc = 0;
-    if (!(root && list_walk(tree, repo, hash, dir, root, out)))
-        rc = api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
+    /* What a pack brought, or the pack itself once a walk is seen (packs.h). */
+    int rc = packs_list_dir(tree, repo, hash, dir, root != NULL, out);
+    if (rc == -EAGAIN)
+        rc = root && list_walk(tree, repo, hash, dir, root, out)
+                 ? 0
+                 : api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
     free(root);
     return rc;
 }
@@ -103,6 +108,7 @@ static int holder_may_list(struct tree *tree, const struct node *n)
 
 int source_resolve(struct tree *tree, struct node *n)
 {
+    packs_look(tree, n->repo, n->hash);
     n->tree_path = names_join(n->parts, 5, n->nparts);
     if (!n->tree_path)
         return -ENOMEM;

@@ -9,6 +9,7 @@
 #include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/shared_cache.h"
+#include "fs/packs.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -79,6 +80,7 @@ static char *format_stats(struct tree *tree)
             __atomic_load_n(&tree->files_downloaded, __ATOMIC_RELAXED));
     shared_cache_print_stats(tree->shared, f);
     print_errors(f, &a);
+    packs_print_stats(tree, f);
     if (a.ratelimit_limit >= 0)
         fprintf(f, "ratelimit_limit %ld\n", a.ratelimit_limit);
     else

@@ -162,6 +162,7 @@ int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree 
     tree->shared = cfg->shared;
     tree->changed = cfg->changed;
     tree->changed_ctx = cfg->changed_ctx;
+    tree->packs = cfg->packs;
     *out = tree;
     return 0;
 }

@@ -17,6 +17,7 @@
 
 struct api_client;
 struct shared_cache;
+struct packs;
 struct store;
 struct tree;
 
@@ -38,6 +39,7 @@ struct tree_config {
     int offline;             /* never touch the network */
     tree_changed_fn changed; /* optional */
     void *changed_ctx;
+    struct packs *packs; /* whole trees through git (packs.h), or NULL; borrowed */
 };
 
 struct tree_stat {

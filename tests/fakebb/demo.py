@@ -241,8 +241,9 @@ def main(argv=None):
     cache = d / "cache"
     cache.mkdir(mode=0o700, exist_ok=True)
 
-    cmd = [str(bbfs), "-o", "api_url=%s,token_file=%s,cache_dir=%s" % (api_url, token, cache),
-           MOUNT_SPEC, str(mnt)]
+    # whole trees through the fake's git smart HTTP, on the API's host and port
+    cmd = [str(bbfs), "-o", "api_url=%s,git_url=%s,token_file=%s,cache_dir=%s"
+           % (api_url, api_url[:-len("/2.0")], token, cache), MOUNT_SPEC, str(mnt)]
     log("mounting: " + " ".join(cmd))
     err_path = d / "bbfs.err"
     env = dict(os.environ)
@@ -281,6 +282,7 @@ Try:
   cat %(m)s/acme/api/branches/main/message
   cat %(m)s/acme/api/tags/v1/commit.json
   grep -l '"language": "c"' %(m)s/acme/*/repository.json
+  grep -r Makefile %(m)s/acme/*/HEAD/tree   # whole trees through git: grep git_ %(m)s/.bbfs/stats
   tail -f %(d)s/server.log          # the API requests bbfs makes
 
 Stop:

@@ -6,8 +6,9 @@
  * fuse_opt_parse() over bbfs's option table. Checked beyond memory errors
  * and leaks (both the success and the error paths release everything):
  *   - on 0 without -h/-V: a workspace of plain characters, numbers within
- *     their documented ranges, no empty text option, a non-zero cache size,
- *     no shared_cache_auth= without shared_cache=, and no -o token= given;
+ *     their documented ranges, no empty text option, non-zero cache and
+ *     pack sizes, no git URL with nogit or offline, no shared_cache_auth=
+ *     without shared_cache=, and no -o token= given;
  *   - on -EINVAL: one non-empty line in err.
  *
  *   build/fuzz/fuzz_options -max_total_time=60 build/fuzz/corpus/fuzz_options
@@ -86,13 +87,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check(opts.workspace && plain(opts.workspace));
         fuzz_check(!opts.project || plain(opts.project));
         fuzz_check(opts.api_url && *opts.api_url && opts.commit_limit > 0 && opts.timeout > 0 &&
-                   opts.cache_size > 0);
+                   opts.cache_size > 0 && opts.git_max > 0);
         fuzz_check(opts.ttl <= OPTIONS_TTL_MAX && opts.commit_limit <= OPTIONS_COMMIT_LIMIT_MAX &&
                    opts.timeout <= OPTIONS_TIMEOUT_MAX);
         fuzz_check((!opts.token_file || *opts.token_file) && (!opts.cache_dir || *opts.cache_dir) &&
-                   (!opts.ca_file || *opts.ca_file));
+                   (!opts.ca_file || *opts.ca_file) && (!opts.git_url || *opts.git_url));
         fuzz_check((!opts.shared_cache || *opts.shared_cache) &&
                    (!opts.shared_cache_auth || (*opts.shared_cache_auth && opts.shared_cache)));
+        fuzz_check(!options_git_url(&opts) || (!opts.nogit && !opts.offline));
         fuzz_check(!token_given);
     } else if (rc == -EINVAL) {
         fuzz_check(err[0] && err[0] != 'x' && !strchr(err, '\n'));

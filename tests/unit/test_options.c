@@ -1,7 +1,7 @@
 /*
  * test_options.c - the command line: defaults, bbfs's -o options, the
- * source, and what is refused (every wrong number, every empty text, with a
- * message naming the option and its range).
+ * source, git's options, and what is refused (every wrong number, every
+ * empty text, with a message naming the option and its range).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -158,6 +158,11 @@ static void test_refusals(void **state)
         {5, {"bbfs", "-o", "token_file=", "acme", "/m"}, "empty token_file="},
         {5, {"bbfs", "-o", "ca_file=", "acme", "/m"}, "empty ca_file="},
         {5, {"bbfs", "-o", "api_url=", "acme", "/m"}, "empty api_url="},
+        {5, {"bbfs", "-o", "git_url=", "acme", "/m"}, "empty git_url="},
+        {5, {"bbfs", "-o", "git_max=0", "acme", "/m"}, "invalid git_max '0'"},
+        {5, {"bbfs", "-o", "git_max=lots", "acme", "/m"}, "invalid git_max 'lots'"},
+        {5, {"bbfs", "-o", "git_max=", "acme", "/m"}, "git_max"},
+        {5, {"bbfs", "-o", "git_max=99999999999999999999", "acme", "/m"}, "git_max"},
         /* what is quoted back stays on one line */
         {5, {"bbfs", "-o", "ttl=5\nbbfs: forged", "acme", "/m"}, "ttl '5?bbfs: forged'"},
         {3, {"bbfs", "ac\nme", "/m"}, "invalid source 'ac?me'"},
@@ -246,6 +251,48 @@ static void test_counts(void **state)
     }
 }
 
+/*
+ * git: git_max is a size like cache_size; the git URL is the default one
+ * only with the default API, given ones are used, nogit and offline mean
+ * none.
+ */
+static void test_git(void **state)
+{
+    static const struct {
+        const char *option;
+        uint64_t git_max;
+        const char *git_url; /* what options_git_url() says, NULL: git is not used */
+    } cases[] = {
+        {"ttl=5", UINT64_C(100) << 20, "https://bitbucket.org"},
+        {"api_url=https://api.bitbucket.org/2.0/", UINT64_C(100) << 20, "https://bitbucket.org"},
+        {"git_max=1G", UINT64_C(1) << 30, "https://bitbucket.org"},
+        {"git_max=4096", 4096, "https://bitbucket.org"},
+        {"git_url=https://git.example.com", UINT64_C(100) << 20, "https://git.example.com"},
+        {"api_url=http://127.0.0.1:9/2.0", UINT64_C(100) << 20, NULL},
+        {"api_url=http://127.0.0.1:9/2.0,git_url=http://127.0.0.1:9", UINT64_C(100) << 20,
+         "http://127.0.0.1:9"},
+        {"nogit", UINT64_C(100) << 20, NULL},
+        {"nogit,git_url=https://git.example.com", UINT64_C(100) << 20, NULL},
+        {"offline", UINT64_C(100) << 20, NULL},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *argv[] = {"bbfs", "-o", cases[i].option, "acme", "/m", NULL};
+        struct options opts;
+        struct fuse_args args;
+        char err[256] = "";
+        if (parse(5, argv, &opts, &args, err) != 0)
+            fail_msg("%s: %s", cases[i].option, err);
+        assert_true(opts.git_max == cases[i].git_max);
+        if (cases[i].git_url)
+            assert_string_equal(options_git_url(&opts), cases[i].git_url);
+        else
+            assert_null(options_git_url(&opts));
+        options_release(&opts);
+        fuse_opt_free_args(&args);
+    }
+}
+
 /* FUSE's options and unknown ones stay in args: fuse_session_new judges them. */
 static void test_other_options_left_for_fuse(void **state)
 {
@@ -294,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_cache_size),
         cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_git),
         cmocka_unit_test(test_other_options_left_for_fuse),
         cmocka_unit_test(test_help_and_version),
     };

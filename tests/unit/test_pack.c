@@ -37,6 +37,7 @@
     "version https://git-lfs.github.com/spec/v1\n"                                                 \
     "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"                \
     "size 12345\n"
+#define LFS_CONTENT_SIZE 12345
 
 static char root[256]; /* mkdtemp: the repository, packs, index directories */
 
@@ -350,7 +351,9 @@ static void check_listing(struct pack *p, const char *commit, const char *dir)
         assert_string_equal(type_of(list.items[i].type), type);
         assert_int_equal(list.items[i].executable, strcmp(mode, "100755") == 0);
         assert_int_equal(list.items[i].type == API_ENTRY_LINK, strcmp(mode, "120000") == 0);
-        if (strcmp(type, "blob") == 0)
+        if (list.items[i].lfs)
+            assert_int_equal(list.items[i].size, LFS_CONTENT_SIZE); /* what the pointer says */
+        else if (strcmp(type, "blob") == 0)
             assert_int_equal(list.items[i].size, strtoull(size, NULL, 10));
         else
             assert_int_equal(list.items[i].size, 0);
@@ -366,6 +369,7 @@ static void test_list_every_directory(void **state)
                                        "names", "assets"};
     char commit[41], tree[41], *want;
     struct pack *p;
+    int64_t date;
     size_t i;
 
     (void)state;
@@ -374,6 +378,13 @@ static void test_list_every_directory(void **state)
     want = git("rev-parse main^{tree}");
     assert_string_equal(tree, want);
     free(want);
+    assert_int_equal(pack_commit_date(p, commit, &date), 0);
+    want = git("log -1 --format=%at main");
+    assert_int_equal(date, strtoll(want, NULL, 10));
+    free(want);
+    assert_int_equal(pack_commit_date(p, "0000000000000000000000000000000000000000", &date),
+                     -ENOENT);
+    assert_int_equal(pack_commit_date(p, "main", &date), -EINVAL);
     for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
         check_listing(p, commit, dirs[i]);
     pack_close(p);
@@ -411,10 +422,10 @@ static void test_entry_kinds(void **state)
     assert_int_equal(pack_list_dir(p, commit, "bin", &list), 0);
     assert_int_equal(list.items[0].executable, 1);
     api_entry_list_release(&list);
-    /* an LFS pointer is told apart by its content; its size is the pointer's */
+    /* an LFS pointer is told apart by its content; its size is the one it gives */
     assert_int_equal(pack_list_dir(p, commit, "assets", &list), 0);
     assert_int_equal(list.items[0].lfs, 1);
-    assert_int_equal(list.items[0].size, strlen(LFS_POINTER));
+    assert_int_equal(list.items[0].size, LFS_CONTENT_SIZE);
     api_entry_list_release(&list);
     pack_close(p);
 }

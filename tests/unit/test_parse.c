@@ -142,6 +142,7 @@ static void test_repos_fixture(void **state)
     assert_string_equal(repos[0].html_url, "https://bitbucket.org/acme/api");
     assert_int_equal(repos[0].created_on, 1537447748);
     assert_int_equal(repos[0].updated_on, 1537545218);
+    assert_int_equal(repos[0].size, 123456);
     assert_non_null(strstr(repos[0].doc.text, "\n  \"slug\": \"api\",\n"));
     assert_int_equal(repos[0].doc.len, strlen(repos[0].doc.text));
     assert_int_equal(repos[0].doc.text[repos[0].doc.len - 1], '\n');
@@ -164,6 +165,7 @@ static void test_repos_fixture(void **state)
     assert_null(repos[2].mainbranch);         /* absent */
     assert_int_equal(repos[2].created_on, 0); /* unparsable */
     assert_int_equal(repos[2].updated_on, 0); /* absent */
+    assert_int_equal(repos[2].size, 0);       /* absent */
 
     /* no slug: unusable, left zeroed */
     assert_null(repos[3].slug);

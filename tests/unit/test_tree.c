@@ -3,7 +3,8 @@
  * hostile names, nested refs, exact sizes, requests per operation.
  *
  * The fake implements api.h from tables below and counts calls, so each
- * test can say how many requests an operation may cost.
+ * test can say how many requests an operation may cost; git's hooks
+ * (packs.h) are stubs that leave every tree to it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "api/api.h"
+#include "fs/packs.h"
 #include "fs/store.h"
 #include "fs/tree.h"
 
@@ -487,6 +489,49 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
 void api_subtree_release(struct api_subtree *tree)
 {
     (void)tree;
+}
+
+/* ---- git's hooks (fs/packs.h): no git here, every tree from the fake API ---- */
+
+void packs_look(struct tree *tree, const struct api_repo *repo, const char *hash)
+{
+    (void)tree, (void)repo, (void)hash;
+}
+
+int packs_list_dir(struct tree *tree, const char *repo, const char *hash, const char *dir,
+                   int walking, struct api_entry_list *out)
+{
+    (void)tree, (void)repo, (void)hash, (void)dir, (void)walking, (void)out;
+    return -EAGAIN;
+}
+
+int packs_commit_date(struct tree *tree, const struct api_repo *repo, const char *hash,
+                      int64_t *date)
+{
+    (void)tree, (void)repo, (void)hash, (void)date;
+    return -EAGAIN;
+}
+
+int packs_reading(struct tree *tree, const char *repo, const char *hash)
+{
+    (void)tree, (void)repo, (void)hash;
+    return -EAGAIN;
+}
+
+void packs_settle(struct tree *tree, const char *repo, const char *hash)
+{
+    (void)tree, (void)repo, (void)hash;
+}
+
+int packs_refs(struct tree *tree, const struct api_repo *repo, int tags, struct cache_ref **ref)
+{
+    (void)tree, (void)repo, (void)tags, (void)ref;
+    return -EAGAIN;
+}
+
+void packs_print_stats(struct tree *tree, FILE *f)
+{
+    (void)tree, (void)f;
 }
 
 /* ---- helpers ----------------------------------------------------------- */
