@@ -62,7 +62,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbbfs.a
 # test_tree links the fs/ layer (less the glue to the real client) against a fake api.h,
 # and counts the store's opens through a wrapper (how often a content is opened).
 TREE_TEST_OBJ := $(filter-out $(BUILD)/fs/responses.o,$(patsubst %.c,$(BUILD)/%.o,$(FS_SRC)))
-$(BUILD)/tests/test_tree: tests/unit/test_tree.c $(TREE_TEST_OBJ) $(BUILD)/api/log.o
+$(BUILD)/tests/test_tree: tests/unit/test_tree.c $(TREE_TEST_OBJ) $(BUILD)/api/log.o \
+		$(BUILD)/api/waiting.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Wl,--wrap=store_lookup -o $@ $^ $(PKG_LIBS) \
 		$(shell pkg-config --libs cmocka 2>/dev/null)

@@ -190,7 +190,10 @@ int client_refuse_offline(struct api_client *c, const char *url)
     return -EIO;
 }
 
-/* Whether a request for url may go out (-EIO offline, logged), counted as kind if so. */
+/*
+ * Whether a request for url may go out (-EIO offline, logged; -EWOULDBLOCK
+ * on a thread that may not wait for it), counted as kind if so.
+ */
 static int begin_request(struct api_client *c, enum api_kind kind, const char *url,
                          struct http_response *resp)
 {
@@ -198,6 +201,8 @@ static int begin_request(struct api_client *c, enum api_kind kind, const char *u
 
     memset(resp, 0, sizeof(*resp));
     rc = client_refuse_offline(c, url);
+    if (rc == 0 && api_nowait())
+        rc = -EWOULDBLOCK;
     if (rc == 0)
         client_count(&c->by_kind[kind]);
     return rc;
@@ -211,8 +216,9 @@ int client_fetch(struct api_client *c, enum api_kind kind, const char *url, cons
     return rc < 0 ? rc : http_get(c->http, url, etag, HTTP_MAX_JSON, 0, resp);
 }
 
-int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int fd, unsigned flags,
-                    struct http_response *resp, uint64_t *size)
+int client_download(struct api_client *c, enum api_kind kind, struct buf *u,
+                    const struct api_sink *sink, unsigned flags, struct http_response *resp,
+                    uint64_t *size)
 {
     int rc;
     char *url = client_url_finish(u, &rc);
@@ -222,7 +228,7 @@ int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int
         return rc;
     rc = begin_request(c, kind, url, resp);
     if (rc == 0)
-        rc = http_download(c->http, url, fd, flags, resp, size);
+        rc = http_download(c->http, url, sink, flags, resp, size);
     free(url);
     return rc;
 }

@@ -132,6 +132,12 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
         return 0;
     }
     rc = client_fetch(c, kind, url, have ? a.etag : NULL, resp);
+    if (rc == -EWOULDBLOCK || rc == -EINTR) {
+        /* not sent, or given up on: nothing learnt about the API */
+        *from_store = 0;
+        stored_answer_release(&a);
+        return rc;
+    }
     note_reachability(c, rc, resp);
     if (have && rc == 0 && resp->status == 304) {
         client_count(&c->stored.not_modified);

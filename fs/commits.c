@@ -147,10 +147,10 @@ static int parent_link_content(struct tree *tree, struct node *n, const char **d
     return node_printed(n, asprintf(&n->scratch, "../../%s", n->parent), data, len);
 }
 
-static int open_diff(struct tree *tree, struct node *n, int *fd, uint64_t *size)
+static int open_diff(struct tree *tree, struct node *n, struct stream **out)
 {
-    struct blob blob = {BLOB_DIFF, n->repo->slug, n->hash, NULL};
-    return blob_open(tree, &blob, fd, size);
+    struct blob blob = {BLOB_DIFF, n->repo->slug, n->hash, NULL, 0};
+    return blob_open(tree, &blob, out);
 }
 
 static char *commit_html_url(const struct tree *tree, const struct node *n)

@@ -30,7 +30,8 @@
 /*
  * Lists root recursively and offers every complete directory but dir to the
  * cache; dir's own entries go to *list. 1 when it did, 0 when the walk is
- * better served directory by directory.
+ * better served directory by directory, -EWOULDBLOCK in nowait mode when the
+ * listing is not stored (or -EINTR).
  */
 static int list_walk(struct tree *tree, const char *repo, const char *hash, const char *dir,
                      const char *root, struct api_entry_list *list)
@@ -39,6 +40,8 @@ static int list_walk(struct tree *tree, const char *repo, const char *hash, cons
     int found = 0;
     int rc = api_list_subtree(tree->api, tree->workspace, repo, hash, root, WALK_MAX_DEPTH,
                               WALK_MAX_ENTRIES, &sub);
+    if (rc == -EWOULDBLOCK || rc == -EINTR)
+        return rc;
     if (rc) {
         log_debug("no recursive listing for a walk (%s): listing directories one by one",
                   strerror(-rc));
@@ -63,11 +66,14 @@ int source_list_dir(struct tree *tree, const char *repo, const char *hash, const
                     struct api_entry_list *out)
 {
     char *root = tree->offline ? NULL : readahead_walk_root(tree->readahead, repo, hash, dir);
-    int rc = 0;
-    if (!(root && list_walk(tree, repo, hash, dir, root, out)))
+    int rc = root ? list_walk(tree, repo, hash, dir, root, out) : 0;
+
+    if (rc == -EWOULDBLOCK)
+        readahead_walk_again(tree->readahead, repo, hash); /* asked again, waiting */
+    if (rc == 0)
         rc = api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
     free(root);
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
 static int get_dir(struct tree *tree, const struct node *n, const char *dir, struct cache_ref **ref)
@@ -178,17 +184,17 @@ static off_t entry_size(const struct node *n)
     return (off_t)n->entry->size;
 }
 
-static int open_file(struct tree *tree, struct node *n, int *fd, uint64_t *size)
+static int open_file(struct tree *tree, struct node *n, struct stream **out)
 {
-    struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path};
+    struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path, n->entry->size};
     readahead_opened(tree, n);
-    return blob_open(tree, &blob, fd, size);
+    return blob_open(tree, &blob, out);
 }
 
 /* A symlink in the repository: its target is the content of its blob. */
 static int link_content(struct tree *tree, struct node *n, const char **data, size_t *len)
 {
-    struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path};
+    struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path, n->entry->size};
     int rc = blob_read(tree, &blob, PATH_MAX, &n->scratch, len);
     *data = n->scratch;
     return rc;
