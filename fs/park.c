@@ -68,6 +68,7 @@ static void req_put(struct park_req *r)
     if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     r->free_args(r->args);
+    waiter_destroy(&r->waiter);
     free(r);
 }
 
@@ -138,6 +139,7 @@ static void park(struct park *p, const struct park_req *first)
         return;
     }
     *r = *first;
+    waiter_init(&r->waiter);
     r->parked = 1;
     r->refs = 2; /* its job, its interrupt callback */
     pthread_mutex_lock(&p->lock);

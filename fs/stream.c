@@ -147,10 +147,19 @@ static void follow_locked(struct stream *st, struct download *d)
     st->d = d;
 }
 
+/*
+ * A download nobody wants any more stops (wanted() says so to it), and
+ * leaves the table at once: an open that comes meanwhile (Ctrl-C, then the
+ * same command again) starts a new one rather than follow one that stops.
+ */
 static void unfollow_locked(struct stream *st)
 {
-    __atomic_sub_fetch(&st->d->interest, 1, __ATOMIC_RELEASE);
-    download_put_locked(st->d);
+    struct download *d = st->d;
+
+    if (__atomic_sub_fetch(&d->interest, 1, __ATOMIC_RELEASE) == 0 && d->state == ARRIVING &&
+        d->in_table)
+        table_remove_locked(d);
+    download_put_locked(d);
     st->d = NULL;
 }
 

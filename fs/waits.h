@@ -20,13 +20,21 @@
 /* What a thread waits on behalf of: interrupted from any thread. */
 struct waiter {
     int interrupted; /* atomic */
+    pthread_mutex_t guard;
+    pthread_cond_t *waiting_on; /* under guard: what its thread waits on now, or NULL */
 };
+#define WAITER_INIT                                                                                \
+    {                                                                                              \
+        0, PTHREAD_MUTEX_INITIALIZER, NULL                                                         \
+    }
+void waiter_init(struct waiter *w);
+void waiter_destroy(struct waiter *w);
 
 /* From now on the calling thread works for w (NULL: for nobody). */
 void waits_enter(struct waiter *w);
 void waits_leave(void);
 
-/* Marks w interrupted: the waits of the thread working for it end. */
+/* Marks w interrupted: the waits of the thread working for it end, at once. */
 void waiter_interrupt(struct waiter *w);
 
 /* Whether the calling thread works for a request that was interrupted. */

@@ -397,7 +397,7 @@ static void test_interrupted_waiter_leaves_the_fetch_to_go_on(void **state)
     struct cache *c = cache_new(1 << 20);
     struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 9, .delay_ms = 300};
     struct getter fetcher = {c, &src, "k", 0, 0};
-    struct waiter w = {0};
+    struct waiter w = WAITER_INIT;
     uint64_t hits, misses;
     pthread_t t;
     int v = 0;
