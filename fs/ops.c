@@ -684,6 +684,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     /* The kernel keeps symlink targets; a ref that moves says so (refs.c). */
     if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
         conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+    /* Reads are answered from files (the store's): spliced, not copied through a buffer. */
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 static const struct fuse_lowlevel_ops ops = {

@@ -32,6 +32,13 @@
 #define DOWNLOAD_QUEUE 4096
 /* Downloads one read starts at most when the ones it follows stop under it. */
 #define MAX_TRIES 3
+/*
+ * What is cheaper to finish than to ask for again (a request, of a budget
+ * of 1,000 an hour): a download nobody wants any more goes on when its
+ * bytes flow and no more than this is left of it (an open without a read,
+ * wc -c, is followed by a cat); a bigger or a stalled one stops.
+ */
+#define FINISH_ANYWAY ((uint64_t)8 << 20)
 
 /* A file holding a content's bytes, open while anyone may read from it. */
 struct backing {
@@ -48,10 +55,12 @@ struct download {
     struct stream_source source; /* arg: the download's own copy */
     unsigned refs;               /* the streams following it, the table, its job */
     unsigned interest;           /* the streams following it (atomic: read by the download) */
+    int dropped;                 /* nobody wanted it any more: it stops (atomic) */
     enum download_state state;
     int error;   /* FAILED: why */
     int started; /* its first bytes, or its end, are there */
     uint64_t bytes;
+    uint64_t awaited;     /* the fewest bytes a waiting read needs (UINT64_MAX: none waits) */
     struct backing *file; /* where the bytes are; NULL until it began */
     int in_table;
     pthread_cond_t changed;
@@ -147,28 +156,44 @@ static void follow_locked(struct stream *st, struct download *d)
     st->d = d;
 }
 
+/* Whether bytes of a content said to weigh hint, flowing, leave little enough to finish. */
+static int nearly_done(uint64_t hint, uint64_t bytes)
+{
+    return bytes > 0 && bytes <= hint && hint - bytes <= FINISH_ANYWAY;
+}
+
 /*
- * A download nobody wants any more stops (wanted() says so to it), and
- * leaves the table at once: an open that comes meanwhile (Ctrl-C, then the
- * same command again) starts a new one rather than follow one that stops.
+ * A download nobody wants any more stops (wanted() says so to it) unless it
+ * is nearly done, and then leaves the table at once: an open that comes
+ * meanwhile (Ctrl-C, then the same command again) starts a new one rather
+ * than follow one that stops.
  */
 static void unfollow_locked(struct stream *st)
 {
     struct download *d = st->d;
 
     if (__atomic_sub_fetch(&d->interest, 1, __ATOMIC_RELEASE) == 0 && d->state == ARRIVING &&
-        d->in_table)
-        table_remove_locked(d);
+        !nearly_done(d->source.size_hint, d->bytes)) {
+        __atomic_store_n(&d->dropped, 1, __ATOMIC_RELEASE);
+        if (d->in_table)
+            table_remove_locked(d);
+    }
     download_put_locked(d);
     st->d = NULL;
 }
 
 /* ---- writing: the download thread ----------------------------------------- */
 
+/* Whether the download should go on (asked by its own thread, at every piece and in between). */
 static int wanted(struct download *d)
 {
-    return __atomic_load_n(&d->interest, __ATOMIC_ACQUIRE) > 0 &&
-           !__atomic_load_n(&d->owner->stopping, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&d->owner->stopping, __ATOMIC_ACQUIRE))
+        return 0;
+    if (__atomic_load_n(&d->interest, __ATOMIC_ACQUIRE) > 0)
+        return 1;
+    /* a content bigger than it was said to be is not nearly done after all */
+    return !__atomic_load_n(&d->dropped, __ATOMIC_ACQUIRE) &&
+           nearly_done(d->source.size_hint, d->written);
 }
 
 static int write_at(int fd, const char *p, size_t len, uint64_t off)
@@ -313,8 +338,12 @@ static int sink_write(void *ctx, const void *data, size_t len)
     d->written += len;
     pthread_mutex_lock(&d->owner->lock);
     d->bytes = d->written;
-    d->started = 1;
-    pthread_cond_broadcast(&d->changed);
+    /* curl hands over 16 KiB at a time: readers wake when what one of them waits for is there */
+    if (!d->started || d->bytes >= d->awaited) {
+        d->started = 1;
+        d->awaited = UINT64_MAX;
+        pthread_cond_broadcast(&d->changed);
+    }
     pthread_mutex_unlock(&d->owner->lock);
     return 0;
 }
@@ -429,6 +458,7 @@ static struct download *download_new(struct streams *s, const struct stream *st)
     d->source = st->source;
     d->source.arg = st->source.copy(st->source.arg);
     d->key = strdup(st->key);
+    d->awaited = UINT64_MAX;
     d->w.fd = -1;
     pthread_cond_init(&d->changed, NULL);
     if (!d->source.arg || !d->key) {
@@ -619,6 +649,9 @@ static int look_locked(struct stream *st, uint64_t off, size_t len, struct strea
         return 0;
     }
     *waited = 1;
+    uint64_t end = len < UINT64_MAX - off ? off + len : UINT64_MAX;
+    if (end < d->awaited)
+        d->awaited = end; /* waiting for the end: woken by the download's end */
     int rc = waits_cond(&d->changed, &st->owner->lock);
     return rc ? rc : 1;
 }

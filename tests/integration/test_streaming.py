@@ -25,7 +25,8 @@ import urllib.request
 
 import pytest
 
-from conftest import PYTHON, describe, force_unmount, mountinfo_has, run, scan_stderr, stat_fmt, user_env
+from conftest import (PYTHON, cat, describe, force_unmount, mountinfo_has, run, scan_stderr,
+                      stat_fmt, user_env)
 from helpers import CUT_SHORT, failed_get
 from test_tree import SLUG, Repo, clear_failures, requests_for, sha256_file, tree_of
 
@@ -313,3 +314,25 @@ def test_kill_9_after_a_streamed_read_leaves_no_torn_entry(mount_factory, files_
     assert r.returncode == 0, r.stderr
     assert sha256_file(tmp_path / "read") == sha256_file(want)
     assert len(requests_for(files_server.log.since(mark), sha, path)) == 1
+
+
+def test_a_small_file_opened_and_closed_unread_is_still_downloaded_once(mount_factory,
+                                                                        files_server, repo):
+    """The download an open starts goes on when its reader leaves early and little is left
+    (asking again would cost a request of the hourly budget): an open closed unread (as
+    `wc -c` does) then `cat` cost one download."""
+    sha = repo.main()
+    path, e = "data/blob.bin", repo.entries(sha)["data/blob.bin"]
+    m = mount_factory(files_server, target="acme")
+    f = tree_of(m, sha) / path
+    assert int(stat_fmt(f, "%s")) == e[3]
+    slow(files_server, sha, path, 64 << 10)         # the body still comes when wc has gone
+    mark = files_server.log.mark()
+    r = run([PYTHON, "-c", "import os, sys; os.close(os.open(sys.argv[1], os.O_RDONLY))", f],
+            timeout=HANG_GUARD)
+    assert r.returncode == 0, r.stderr
+    assert in_flight(files_server, sha, path), "the download should still be under way"
+    assert cat(f) == repo.blob(e[2])
+    downloads = requests_for(files_server.log.since(mark), sha, path)
+    assert len(downloads) == 1, describe(downloads)
+    clear_failures(files_server)
