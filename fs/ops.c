@@ -623,9 +623,13 @@ static int do_getxattr(struct park_req *r, void *arg)
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    /* ls -l asks every file for its ACLs and security label: answered before any look-up. */
+    /*
+     * ls -l asks every file for its ACLs and security label: answered before
+     * any look-up, and outside user.* as not supported at all, which ls
+     * remembers for the whole mount (coreutils: per device) and stops asking.
+     */
     if (!tree_xattr_known(name)) {
-        fuse_reply_err(req, ENODATA);
+        fuse_reply_err(req, strncmp(name, "user.", 5) == 0 ? ENODATA : EOPNOTSUPP);
         return;
     }
     run_name(req, ino, name, size, do_getxattr);

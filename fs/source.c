@@ -18,6 +18,7 @@
 #include "fs/node.h"
 #include "fs/objects.h"
 #include "fs/readahead.h"
+#include "fs/stream.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -187,8 +188,12 @@ static off_t entry_size(const struct node *n)
 static int open_file(struct tree *tree, struct node *n, struct stream **out)
 {
     struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path, n->entry->size};
-    readahead_opened(tree, n);
-    return blob_open(tree, &blob, out);
+    int rc = blob_open(tree, &blob, out);
+
+    /* A reader going through files not stored (in nowait mode: before waiting for this one). */
+    if (rc == -EWOULDBLOCK || (rc == 0 && !stream_stored(*out)))
+        readahead_opened(tree, n);
+    return rc;
 }
 
 /* A symlink in the repository: its target is the content of its blob. */

@@ -87,6 +87,7 @@ struct stream {
     struct download *d;          /* the download it follows, or NULL */
     int fd;                      /* without d: the complete entry from the store */
     uint64_t size;
+    int stored; /* it was complete in the store when opened */
 };
 
 /* ---- files and the table -------------------------------------------------- */
@@ -582,7 +583,7 @@ out:
         stream_close(st);
         return rc == -ECANCELED ? -EIO : rc;
     }
-    *stored = !st->d;
+    *stored = st->stored = !st->d;
     *out = st;
     return 0;
 }
@@ -602,6 +603,11 @@ void stream_close(struct stream *st)
         st->source.free(st->source.arg);
     free(st->key);
     free(st);
+}
+
+int stream_stored(const struct stream *st)
+{
+    return st->stored;
 }
 
 static size_t span_len(uint64_t have, uint64_t off, size_t len)

@@ -60,6 +60,9 @@ int stream_open(struct streams *s, const char *key, const struct stream_source *
                 struct stream **out, int *stored);
 void stream_close(struct stream *st);
 
+/* Whether st's content was complete in the store when it was opened. */
+int stream_stored(const struct stream *st);
+
 /* Some bytes of a content: len bytes at pos of fd; released with stream_span_release. */
 struct stream_span {
     int fd;
