@@ -8,12 +8,13 @@
  * Directory listings are taken whole at opendir so that readdir offsets stay
  * consistent while the listing is read; small files are materialised at
  * open for the same reason; a file's content is read as it arrives. Every
- * modifying operation answers EROFS.
+ * modifying operation answers EROFS (readonly.c).
  */
 #include "fs/ops.h"
 
 #include "fs/inode.h"
 #include "fs/park.h"
+#include "fs/readonly.h"
 #include "fs/tree.h"
 
 #include <errno.h>
@@ -535,66 +536,6 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &st);
 }
 
-/* ---- everything that would modify answers EROFS ------------------------ */
-
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-                       struct fuse_file_info *fi)
-{
-    (void)ino, (void)attr, (void)to_set, (void)fi;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
-{
-    (void)parent, (void)name, (void)mode, (void)rdev;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
-{
-    (void)parent, (void)name, (void)mode;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-    (void)parent, (void)name;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
-{
-    (void)link, (void)parent, (void)name;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-                      const char *newname, unsigned int flags)
-{
-    (void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
-{
-    (void)ino, (void)newparent, (void)newname;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-                     struct fuse_file_info *fi)
-{
-    (void)ino, (void)buf, (void)size, (void)off, (void)fi;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                      struct fuse_file_info *fi)
-{
-    (void)parent, (void)name, (void)mode, (void)fi;
-    fuse_reply_err(req, EROFS);
-}
-
 /* Replies to a (list|get)xattr request for value as the size protocol of xattr(7) asks. */
 static void reply_xattr_value(struct park_req *r, size_t size, const char *value, size_t len)
 {
@@ -655,26 +596,6 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     run_ino(req, ino, size, NULL, do_listxattr);
 }
 
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-                        size_t size, int flags)
-{
-    (void)ino, (void)name, (void)value, (void)size, (void)flags;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-    (void)ino, (void)name;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
-                         struct fuse_file_info *fi)
-{
-    (void)ino, (void)mode, (void)offset, (void)length, (void)fi;
-    fuse_reply_err(req, EROFS);
-}
-
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
     (void)userdata;
@@ -707,21 +628,21 @@ static const struct fuse_lowlevel_ops ops = {
     .read = op_read,
     .release = op_release,
     .statfs = op_statfs,
-    .setattr = op_setattr,
-    .mknod = op_mknod,
-    .mkdir = op_mkdir,
-    .unlink = op_unlink,
-    .rmdir = op_unlink,
-    .symlink = op_symlink,
-    .rename = op_rename,
-    .link = op_link,
-    .write = op_write,
-    .create = op_create,
+    .setattr = readonly_setattr,
+    .mknod = readonly_mknod,
+    .mkdir = readonly_mkdir,
+    .unlink = readonly_unlink,
+    .rmdir = readonly_unlink,
+    .symlink = readonly_symlink,
+    .rename = readonly_rename,
+    .link = readonly_link,
+    .write = readonly_write,
+    .create = readonly_create,
     .getxattr = op_getxattr,
     .listxattr = op_listxattr,
-    .setxattr = op_setxattr,
-    .removexattr = op_removexattr,
-    .fallocate = op_fallocate,
+    .setxattr = readonly_setxattr,
+    .removexattr = readonly_removexattr,
+    .fallocate = readonly_fallocate,
 };
 
 const struct fuse_lowlevel_ops *ops_table(void)

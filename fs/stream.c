@@ -7,24 +7,23 @@
  * it: a download only appends, and a read is answered only from bytes
  * already counted as written, from the file they were counted in (a file
  * left behind when the bytes move out of a full store stays open while a
- * read uses it). Downloads run on a pool of threads of their own, and give
- * up as soon as nobody wants their bytes: curl asks at least once a second.
+ * read uses it). Where the bytes land, also when the store cannot take
+ * them, is landing.c's. Downloads run on a pool of threads of their own, and
+ * give up as soon as nobody wants their bytes (unless little is left): curl
+ * asks at least once a second.
  */
 #include "fs/stream.h"
 
 #include "api/api.h"
-#include "api/log.h"
+#include "fs/landing.h"
 #include "fs/store.h"
 #include "fs/waits.h"
 #include "fs/workers.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* Downloads at once (more wait in the queue), and how many may wait. */
@@ -64,11 +63,7 @@ struct download {
     struct backing *file; /* where the bytes are; NULL until it began */
     int in_table;
     pthread_cond_t changed;
-    /* the download thread's alone */
-    uint64_t written;
-    struct store_writer w; /* the temporary file in the store, while it is to be kept */
-    int kept;              /* it enters the store when complete */
-    int made_room;
+    struct landing landing; /* where the bytes go: the download thread's alone */
     int ran;
 };
 
@@ -194,72 +189,7 @@ static int wanted(struct download *d)
         return 1;
     /* a content bigger than it was said to be is not nearly done after all */
     return !__atomic_load_n(&d->dropped, __ATOMIC_ACQUIRE) &&
-           nearly_done(d->source.size_hint, d->written);
-}
-
-static int write_at(int fd, const char *p, size_t len, uint64_t off)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* The first len bytes of from into to. */
-static int copy_prefix(int from, int to, uint64_t len)
-{
-    loff_t in = 0, out = 0;
-    char buf[65536];
-
-    while ((uint64_t)in < len) {
-        ssize_t n = copy_file_range(from, &in, to, &out, (size_t)(len - (uint64_t)in), 0);
-        if (n > 0)
-            continue;
-        if (n == 0)
-            return -EIO;
-        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
-            return -errno;
-        /* not between these file systems: by hand */
-        n = pread(from, buf, sizeof(buf), in);
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        int rc = write_at(to, buf, (size_t)n, (uint64_t)out);
-        if (rc)
-            return rc;
-        in += n;
-        out += n;
-    }
-    return 0;
-}
-
-/* An unlinked file outside the store, for bytes the store cannot take. */
-static int open_elsewhere(void)
-{
-    const char *tmpdir = getenv("TMPDIR");
-    const char *dirs[] = {tmpdir && tmpdir[0] == '/' ? tmpdir : "/var/tmp", "/var/tmp", "/tmp"};
-    int rc = -ENOENT;
-
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        int fd = open(dirs[i], O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd >= 0)
-            return fd;
-        rc = -errno;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/bbfs-XXXXXX", dirs[i]);
-        fd = mkostemp(path, O_CLOEXEC);
-        if (fd >= 0) {
-            unlink(path);
-            return fd;
-        }
-    }
-    return rc;
+           nearly_done(d->source.size_hint, d->landing.written);
 }
 
 static int set_file(struct download *d, int fd)
@@ -275,70 +205,27 @@ static int set_file(struct download *d, int fd)
     return 0;
 }
 
-/* The bytes so far, and the rest to come, go to a file outside the store. */
-static int keep_elsewhere(struct download *d, int cause)
+/* Readers take the bytes from a file of their own: the landing's may move or close. */
+static int follow_landing(struct download *d)
 {
-    int fd = open_elsewhere(), rc;
-
-    store_cannot_keep(d->owner->store, cause);
-    if (fd < 0) {
-        rc = fd;
-    } else {
-        rc = d->file ? copy_prefix(d->file->fd, fd, d->written) : 0;
-        if (rc)
-            close(fd);
-        else
-            rc = set_file(d, fd);
-    }
-    if (rc) {
-        log_once(LOG_LEVEL_ERR, "stream:elsewhere",
-                 "cannot hold a download outside the cache either: %s", strerror(-rc));
-        return -EIO;
-    }
-    if (d->kept)
-        store_abort(&d->w);
-    d->kept = 0;
-    return 0;
-}
-
-/* Room for what is still to come, once per download. */
-static int make_room(struct download *d, size_t len)
-{
-    uint64_t hint = d->source.size_hint;
-    if (d->made_room)
-        return -ENOSPC;
-    d->made_room = 1;
-    return store_make_room(d->owner->store, hint > d->written ? hint - d->written : len);
-}
-
-static int write_bytes(struct download *d, const char *data, size_t len)
-{
-    int rc = write_at(d->file->fd, data, len, d->written);
-
-    if (rc == 0 || !d->kept || !store_is_fault(-rc))
-        return rc;
-    if ((rc == -ENOSPC || rc == -EDQUOT) && make_room(d, len) == 0) {
-        rc = write_at(d->file->fd, data, len, d->written);
-        if (rc == 0 || !store_is_fault(-rc))
-            return rc;
-    }
-    rc = keep_elsewhere(d, -rc);
-    return rc ? rc : write_at(d->file->fd, data, len, d->written);
+    int fd = dup(d->landing.fd);
+    return fd < 0 ? -errno : set_file(d, fd);
 }
 
 static int sink_write(void *ctx, const void *data, size_t len)
 {
     struct download *d = ctx;
-    int rc;
+    int moved, rc;
 
     if (!wanted(d))
         return -ECANCELED;
-    rc = write_bytes(d, data, len);
+    rc = landing_write(&d->landing, data, len, &moved);
+    if (rc == 0 && moved)
+        rc = follow_landing(d);
     if (rc)
         return rc;
-    d->written += len;
     pthread_mutex_lock(&d->owner->lock);
-    d->bytes = d->written;
+    d->bytes = d->landing.written;
     /* curl hands over 16 KiB at a time: readers wake when what one of them waits for is there */
     if (!d->started || d->bytes >= d->awaited) {
         d->started = 1;
@@ -354,50 +241,6 @@ static int sink_cancelled(void *ctx)
     return !wanted(ctx);
 }
 
-/*
- * Where the bytes go: the store's temporary file, else (the store cannot
- * take it) a file elsewhere. *complete when a download that ended just
- * before this one began stored the content.
- */
-static int download_begin(struct download *d, int *complete)
-{
-    struct store *store = d->owner->store;
-    uint64_t size;
-    int fd, rc;
-
-    *complete = store_lookup(store, d->key, &fd, &size) == 0;
-    if (*complete) {
-        d->written = size;
-        return set_file(d, fd);
-    }
-    rc = store_begin(store, &d->w);
-    if ((rc == -ENOSPC || rc == -EDQUOT) && make_room(d, 0) == 0)
-        rc = store_begin(store, &d->w);
-    if (rc == 0) {
-        d->kept = 1;
-        fd = dup(d->w.fd);
-        return fd < 0 ? -errno : set_file(d, fd);
-    }
-    return store_is_fault(-rc) ? keep_elsewhere(d, -rc) : rc;
-}
-
-/* A complete download: its length checked, then the store's. */
-static int settle(struct download *d)
-{
-    struct stat st;
-
-    if (fstat(d->file->fd, &st) != 0)
-        return -errno;
-    if ((uint64_t)st.st_size != d->written) {
-        log_warn("a download came out with %lld bytes on disk instead of %llu: not kept",
-                 (long long)st.st_size, (unsigned long long)d->written);
-        return -EIO;
-    }
-    if (d->kept && store_commit(d->owner->store, &d->w, d->key) != 0)
-        d->kept = 0; /* store_commit said why; its readers have it all the same */
-    return 0;
-}
-
 /* What readers of a failed download are told: the API's answer, or EIO. */
 static int reader_error(int rc)
 {
@@ -409,14 +252,14 @@ static void download_finish(struct download *d, int rc, int complete)
     struct streams *s = d->owner;
 
     if (rc == 0 && !complete)
-        rc = settle(d);
-    if (d->kept && d->w.tmp_path)
-        store_abort(&d->w);
+        rc = landing_finish(&d->landing, d->key);
+    landing_release(&d->landing);
     pthread_mutex_lock(&s->lock);
     d->state = rc ? FAILED : COMPLETE;
     d->error = reader_error(rc);
     d->started = 1;
-    if (d->in_table && (rc || d->kept || complete))
+    /* found again in the store from now on; an unkept one is shared while it is read */
+    if (d->in_table && (rc || d->landing.kept || complete))
         table_remove_locked(d);
     pthread_cond_broadcast(&d->changed);
     pthread_mutex_unlock(&s->lock);
@@ -429,7 +272,9 @@ static void download_run(void *arg)
     int complete, rc;
 
     d->ran = 1;
-    rc = download_begin(d, &complete);
+    rc = landing_begin(&d->landing, d->owner->store, d->key, d->source.size_hint, &complete);
+    if (rc == 0)
+        rc = follow_landing(d);
     if (rc == 0 && !complete)
         rc = d->source.fill(d->source.arg, &sink);
     download_finish(d, rc, complete);
@@ -460,7 +305,8 @@ static struct download *download_new(struct streams *s, const struct stream *st)
     d->source.arg = st->source.copy(st->source.arg);
     d->key = strdup(st->key);
     d->awaited = UINT64_MAX;
-    d->w.fd = -1;
+    d->landing.fd = -1;
+    d->landing.w.fd = -1;
     pthread_cond_init(&d->changed, NULL);
     if (!d->source.arg || !d->key) {
         download_free(d);

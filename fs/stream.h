@@ -15,11 +15,10 @@
  * When every reader has gone before the end, the download stops and leaves
  * nothing behind.
  *
- * A store that cannot take the content (full, unwritable: store_is_fault)
- * does not fail it: room is made once by evicting, and when that is not
- * enough the bytes go on in a file outside the store, unlinked from the
- * start ($TMPDIR, else /var/tmp, else /tmp), which lives while someone reads
- * it; store_cannot_keep says so once. Every wait is one of waits.h.
+ * A download nobody wants any more goes on only when little is left of it.
+ * A store that cannot take the content (full, unwritable) does not fail it:
+ * the bytes go elsewhere (landing.h), shared while someone reads them. Every
+ * wait is one of waits.h.
  */
 #ifndef BBFS_STREAM_H
 #define BBFS_STREAM_H
