@@ -9,9 +9,12 @@
  * holding the request's lock, which fuse_req_interrupt_func takes too, so
  * that once it returns no callback runs or will run, and what the callback
  * uses may go. A callback that claims the request answers EINTR itself, and
- * the network thread then answers nothing. Two references keep a parked
- * request: its job's, and the registered callback's, given up by whoever
- * claims it.
+ * the network thread then answers nothing; but not while the callback is
+ * being registered: for a request interrupted already, libfuse calls it from
+ * fuse_req_interrupt_func, which then unlocks the request an answer would
+ * have freed. park() answers such a request once the registration is done.
+ * Two references keep a parked request: its job's, and the registered
+ * callback's, given up by whoever claims it.
  */
 #include "fs/park.h"
 
@@ -34,9 +37,10 @@ struct park_req {
     park_fn fn;
     void *args;
     void (*free_args)(void *args);
-    int parked;    /* on a network thread, its interrupt callback registered */
-    int claimed;   /* atomic: answered, or being answered */
-    unsigned refs; /* atomic */
+    int parked;      /* on a network thread, its interrupt callback registered */
+    int registering; /* atomic: its callback is being registered */
+    int claimed;     /* atomic: answered, or being answered */
+    unsigned refs;   /* atomic */
     int ran;
     struct waiter waiter;
 };
@@ -89,6 +93,9 @@ static void on_interrupt(fuse_req_t req, void *data)
     struct park_req *r = data;
 
     waiter_interrupt(&r->waiter);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* against park()'s: one of us answers */
+    if (__atomic_load_n(&r->registering, __ATOMIC_SEQ_CST))
+        return; /* park() answers once fuse_req_interrupt_func returned */
     if (__atomic_exchange_n(&r->claimed, 1, __ATOMIC_ACQ_REL))
         return; /* being answered: its claimer gives up our reference */
     fuse_reply_err(req, EINTR);
@@ -149,8 +156,13 @@ static void park(struct park *p, const struct park_req *first)
         r->next->prev = r;
     p->parked = r;
     pthread_mutex_unlock(&p->lock);
-    /* Already interrupted, the callback runs now and answers. */
+    __atomic_store_n(&r->registering, 1, __ATOMIC_SEQ_CST);
     fuse_req_interrupt_func(r->req, on_interrupt, r);
+    __atomic_store_n(&r->registering, 0, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    /* Interrupted already, or while registering: the callback left the answer to us. */
+    if (__atomic_load_n(&r->waiter.interrupted, __ATOMIC_SEQ_CST))
+        park_reply_err(r, EINTR);
     if (__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE))
         end_parked(r);
     else

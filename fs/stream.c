@@ -485,7 +485,8 @@ static int look_locked(struct stream *st, uint64_t off, size_t len, struct strea
 
     if (__atomic_load_n(&st->owner->stopping, __ATOMIC_ACQUIRE))
         return -EIO;
-    if (d->state == FAILED) {
+    /* bytes a download delivered are right, also when it failed after them */
+    if (d->state == FAILED && !ready_locked(d, off, len)) {
         int anew = d->error == -ECANCELED ? *tries < MAX_TRIES : !*waited && *tries == 0;
         if (!anew)
             return d->error == -ECANCELED ? -EIO : d->error;
