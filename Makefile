@@ -65,8 +65,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbbfs.a
 # shared cache it is never called.
 TREE_TEST_OBJ := $(filter-out $(BUILD)/fs/responses.o $(BUILD)/fs/packs.o $(BUILD)/fs/unpack.o,\
 	$(patsubst %.c,$(BUILD)/%.o,$(FS_SRC))) \
-	$(patsubst %.c,$(BUILD)/%.o,$(wildcard api/redis*.c) api/shared.c api/digest.c)
-$(BUILD)/tests/test_tree: tests/unit/test_tree.c $(TREE_TEST_OBJ) $(BUILD)/api/log.o
+	$(patsubst %.c,$(BUILD)/%.o,$(wildcard api/redis*.c) api/shared.c api/digest.c api/buf.c)
+$(BUILD)/tests/test_tree: tests/unit/test_tree.c $(TREE_TEST_OBJ) $(BUILD)/api/log.o \
+		$(BUILD)/api/waiting.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Wl,--wrap=store_lookup -o $@ $^ $(PKG_LIBS) \
 		$(shell pkg-config --libs cmocka 2>/dev/null)

@@ -12,6 +12,8 @@
  *             a broken pagination chain; offline, an answer that is not stored
  *   -ENOMEM   allocation failure
  *   -EINVAL   a caller error (bad argument)
+ *   -EWOULDBLOCK  a request was needed on a thread in nowait mode (below)
+ *   -EINTR    the thread's cancel check said to give up (below)
  *
  * Every string that came from the API is hostile: it may be empty, contain
  * '/', "..", newlines or control characters. This layer does not sanitise
@@ -42,6 +44,20 @@ struct api_config {
 /* Process-wide set-up of the HTTP library; call once before any thread starts. */
 int api_global_init(void);
 void api_global_cleanup(void);
+
+/*
+ * The calling thread's patience with the network (thread-local settings).
+ * While nowait is set, no call made from the thread sends a request: where
+ * one is needed the call answers -EWOULDBLOCK at once, after using what is
+ * stored (a FUSE thread must never wait for the network). A cancel check
+ * (NULL: none) is asked at least about once a second while a request of the
+ * thread waits or flows, and between its attempts; once it answers nonzero
+ * the request is abandoned and the call answers -EINTR, logging nothing and
+ * keeping nothing.
+ */
+void api_set_nowait(int nowait);
+int api_nowait(void);
+void api_set_cancel(int (*cancelled)(void *ctx), void *ctx);
 
 /*
  * Refuses (-EINVAL, with a message in errbuf) an unparsable base URL, a
@@ -276,22 +292,36 @@ int api_list_subtree(struct api_client *client, const char *workspace, const cha
 void api_subtree_release(struct api_subtree *tree);
 
 /*
- * Streams a file's raw content at commit hash into fd (which must be
- * seekable): fd is truncated to zero before every attempt, so after a
- * successful return it holds exactly the body. Redirects (LFS) are followed;
- * the token is never sent to another host. Memory use does not grow with the
- * file's size. *size gets the number of bytes written.
+ * Where a download's body goes, as it arrives (api_get_file and the diffs).
+ * write gets the body's bytes in order, every byte once: when an attempt is
+ * repeated (a cut connection, a 5xx), what an earlier attempt delivered is
+ * not delivered again. It returns 0, or -errno to stop the download, which
+ * then answers that errno (not retried, not logged: the sink's own fault).
+ * An error answer (404, 403, ...) never reaches it. cancelled (may be NULL)
+ * is asked at least about once a second while the download waits or flows;
+ * nonzero stops it, and the call answers -EINTR.
+ */
+struct api_sink {
+    int (*write)(void *ctx, const void *data, size_t len);
+    int (*cancelled)(void *ctx);
+    void *ctx;
+};
+
+/*
+ * Streams a file's raw content at commit hash into sink. Redirects (LFS) are
+ * followed; the token is never sent to another host. Memory use does not
+ * grow with the file's size. *size gets the body's length.
  */
 int api_get_file(struct api_client *client, const char *workspace, const char *repo,
-                 const char *hash, const char *path, int fd, uint64_t *size);
+                 const char *hash, const char *path, const struct api_sink *sink, uint64_t *size);
 
 /*
  * The unified diff of commit hash against its first parent (GET /diff/{hash}),
- * streamed into fd like api_get_file. A diff the API refuses as too large
+ * streamed into sink like api_get_file. A diff the API refuses as too large
  * (status 555, after retries) is -EIO with the reason logged once.
  */
 int api_get_diff(struct api_client *client, const char *workspace, const char *repo,
-                 const char *hash, int fd, uint64_t *size);
+                 const char *hash, const struct api_sink *sink, uint64_t *size);
 
 /*
  * SHA-256 of data as 64 lowercase hex digits and a NUL: the names of on-disk
@@ -335,11 +365,11 @@ int api_get_pullrequest(struct api_client *client, const char *workspace, const 
 int api_get_pullrequest_comments(struct api_client *client, const char *workspace, const char *repo,
                                  uint64_t id, struct api_doc *out);
 /*
- * The pull request's diff into fd (see api_get_file). The API answers with a
- * redirect, followed with the token on the same origin only.
+ * The pull request's diff into sink (see api_get_file). The API answers with
+ * a redirect, followed with the token on the same origin only.
  */
 int api_get_pullrequest_diff(struct api_client *client, const char *workspace, const char *repo,
-                             uint64_t id, int fd, uint64_t *size);
+                             uint64_t id, const struct api_sink *sink, uint64_t *size);
 
 /*
  * The full hash of an abbreviated one (7 to 40 hex digits) via GET

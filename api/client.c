@@ -190,6 +190,21 @@ int client_refuse_offline(struct api_client *c, const char *url)
     return -EIO;
 }
 
+/*
+ * Whether a request for url may go out: -EIO offline (logged), -EWOULDBLOCK
+ * on a thread that may not wait for it.
+ */
+static int begin_request(struct api_client *c, const char *url, struct http_response *resp)
+{
+    int rc;
+
+    memset(resp, 0, sizeof(*resp));
+    rc = client_refuse_offline(c, url);
+    if (rc == 0 && api_nowait())
+        rc = -EWOULDBLOCK;
+    return rc;
+}
+
 /* Counts a call as kind when it went to the network (a paused one did not). */
 static void count_request(struct api_client *c, enum api_kind kind,
                           const struct http_response *resp)
@@ -201,10 +216,8 @@ static void count_request(struct api_client *c, enum api_kind kind,
 int client_fetch(struct api_client *c, enum api_kind kind, const char *url, const char *etag,
                  unsigned flags, struct http_response *resp)
 {
-    int rc;
+    int rc = begin_request(c, url, resp);
 
-    memset(resp, 0, sizeof(*resp));
-    rc = client_refuse_offline(c, url);
     if (rc < 0)
         return rc;
     rc = http_get(c->http, url, etag, HTTP_MAX_JSON, flags | HTTP_JSON, resp);
@@ -212,8 +225,9 @@ int client_fetch(struct api_client *c, enum api_kind kind, const char *url, cons
     return rc;
 }
 
-int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int fd, unsigned flags,
-                    struct http_response *resp, uint64_t *size)
+int client_download(struct api_client *c, enum api_kind kind, struct buf *u,
+                    const struct api_sink *sink, unsigned flags, struct http_response *resp,
+                    uint64_t *size)
 {
     int rc;
     char *url = client_url_finish(u, &rc);
@@ -221,9 +235,9 @@ int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int
     memset(resp, 0, sizeof(*resp));
     if (!url)
         return rc;
-    rc = client_refuse_offline(c, url);
+    rc = begin_request(c, url, resp);
     if (rc == 0) {
-        rc = http_download(c->http, url, fd, flags, resp, size);
+        rc = http_download(c->http, url, sink, flags, resp, size);
         count_request(c, kind, resp);
     }
     free(url);

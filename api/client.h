@@ -56,7 +56,8 @@ int client_refuse_offline(struct api_client *c, const char *url);
 /*
  * GET url's JSON answer from the API itself (HTTP_JSON and flags), counted
  * as kind when it went out, etag (or NULL) sent as If-None-Match; offline,
- * -EIO. See http_get(); resp is the caller's to release either way.
+ * -EIO; on a thread in nowait mode, -EWOULDBLOCK. See http_get(); resp is
+ * the caller's to release either way.
  */
 int client_fetch(struct api_client *c, enum api_kind kind, const char *url, const char *etag,
                  unsigned flags, struct http_response *resp);
@@ -76,12 +77,14 @@ int client_get_object(struct api_client *c, enum api_kind kind, const char *url,
 int client_get_doc(struct api_client *c, enum api_kind kind, char *url, struct api_doc *out);
 
 /*
- * http_download() into fd of the URL built in u (released here), counted as
- * kind; -EINVAL for a URL that could not be built, offline -EIO. resp is
- * the caller's to release either way.
+ * http_download() into sink of the URL built in u (released here), counted
+ * as kind; -EINVAL for a URL that could not be built, offline -EIO, on a
+ * thread in nowait mode -EWOULDBLOCK. resp is the caller's to release
+ * either way.
  */
-int client_download(struct api_client *c, enum api_kind kind, struct buf *u, int fd, unsigned flags,
-                    struct http_response *resp, uint64_t *size);
+int client_download(struct api_client *c, enum api_kind kind, struct buf *u,
+                    const struct api_sink *sink, unsigned flags, struct http_response *resp,
+                    uint64_t *size);
 
 /*
  * Makes room for one more element in an array of count elements of elem

@@ -47,9 +47,9 @@ struct http_client {
 /* What one http_get() or http_download() call asks for. */
 struct request {
     const char *url;
-    const char *etag; /* sent as If-None-Match, or NULL */
-    size_t max_body;  /* in memory: the cap on the body */
-    int fd;           /* a download's file, or -1: the body into memory */
+    const char *etag;            /* sent as If-None-Match, or NULL */
+    size_t max_body;             /* in memory: the cap on the body */
+    const struct api_sink *sink; /* a download's, or NULL: the body into memory */
     unsigned flags;
 };
 
@@ -160,12 +160,18 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
+/* Sleeps ms, or less when the transfer's caller gives up meanwhile (checked every tenth of a
+ * second). */
+static void sleep_ms(const struct transfer *t, long ms)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (ms > 0 && !transfer_cancelled(t)) {
+        long slice = ms < 100 ? ms : 100;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = slice * 1000000L};
 
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        ms -= slice;
+    }
 }
 
 /* Whether body parses as JSON; if not, why says what jansson found. */
@@ -192,7 +198,7 @@ static int parses(const struct buf *body, char *why, size_t len)
 static int body_is_spoilt(const struct request *req, const struct transfer *t, char *why,
                           size_t len)
 {
-    if (!(req->flags & HTTP_JSON) || req->fd >= 0 || t->result != CURLE_OK || t->status < 200 ||
+    if (!(req->flags & HTTP_JSON) || req->sink || t->result != CURLE_OK || t->status < 200 ||
         t->status > 299)
         return 0;
     return !parses(&t->body, why, len) && !parses(&t->body, why, len);
@@ -210,8 +216,8 @@ static long retry_pause(const struct http_client *c, const struct transfer *t, i
 {
     long pause;
 
-    if (t->result == CURLE_WRITE_ERROR && (t->body.err || t->write_errno))
-        return -1; /* the body cap, memory or the disk: retrying cannot help */
+    if (t->cancelled || t->sink_error || (t->result == CURLE_WRITE_ERROR && t->body.err))
+        return -1; /* given up on, the sink's own fault, the body cap: retrying cannot help */
     if (!spoilt &&
         !(t->result == CURLE_OK ? http_status_retryable(t->status) : curl_retryable(t->result)))
         return -1;
@@ -467,30 +473,6 @@ void http_response_release(struct http_response *resp)
 /* ---- one call ---- */
 
 /*
- * A download that failed on our side, err being what fd did: a file that
- * cannot be emptied before the first attempt is the caller's mistake
- * (-EINVAL, nothing sent); a file that cannot be written is -EIO, logged
- * whatever the flags (the disk, not the network, is at fault).
- */
-static int local_failure(struct http_client *c, const char *url, int err, int before_any,
-                         struct http_response *resp)
-{
-    char where[512];
-
-    resp->status = 0;
-    if (before_any && (err == EINVAL || err == ESPIPE || err == EBADF)) {
-        snprintf(resp->message, sizeof(resp->message), "cannot truncate the file: %s",
-                 strerror(err));
-        return -EINVAL;
-    }
-    snprintf(resp->message, sizeof(resp->message), "cannot write the answer: %s", strerror(err));
-    log_warn("cannot store the answer of GET %s: %s", url_for_log(url, where, sizeof(where)),
-             strerror(err));
-    count_failure(c, resp);
-    return -EIO;
-}
-
-/*
  * What the last attempt's answer means for the call: 0 for a 2xx (and a 304
  * to a request with an ETag), else the errno of the status table, -EIO for
  * no answer, a body over the cap or a spoilt one (why: what was wrong),
@@ -537,8 +519,9 @@ static int take_answer(struct transfer *t, const struct request *req, const char
 /*
  * The attempts of one call until one is final or the policy stops: each
  * counted, the pauses between them within the call's deadline; then the
- * outcome, logged and counted. A failed download leaves fd empty. While
- * the client is paused by an outage, nothing is sent.
+ * outcome, logged and counted (a cancel or a sink's error is neither: the
+ * API did nothing wrong). While the client is paused by an outage, nothing
+ * is sent.
  */
 static int perform(struct http_client *c, const struct request *req, struct http_response *resp,
                    uint64_t *written)
@@ -547,7 +530,7 @@ static int perform(struct http_client *c, const struct request *req, struct http
     struct transfer t;
     unsigned attempt = 0;
     long pause;
-    int rc, fd_err = 0, spoilt = 0;
+    int rc, spoilt = 0;
     char why[160] = "";
 
     memset(resp, 0, sizeof(*resp));
@@ -557,42 +540,44 @@ static int perform(struct http_client *c, const struct request *req, struct http
         char where[512];
         log_debug("GET %s: not sent, the API failed a moment ago (%s)",
                   url_for_log(req->url, where, sizeof(where)), resp->message);
-        if (req->fd >= 0)
-            transfer_reset_fd(req->fd);
         return -EIO;
     }
-    rc = transfer_open(&t, c->share, req->url, req->etag, req->fd, req->max_body);
+    rc = transfer_open(&t, c->share, req->url, req->etag, req->sink, req->max_body);
     if (rc < 0)
         goto out;
     for (;; attempt++) {
-        fd_err = transfer_attempt(&t, deadline - now_ms());
-        if (fd_err < 0)
-            break;
+        transfer_attempt(&t, deadline - now_ms());
         count_attempt(c, attempt, &t);
         spoilt = body_is_spoilt(req, &t, why, sizeof(why));
         pause = retry_pause(c, &t, spoilt, attempt, &deadline);
         if (pause < 0)
             break;
         log_retry(req->url, &t, spoilt, attempt, pause);
-        sleep_ms(pause);
+        sleep_ms(&t, pause);
+        if (transfer_cancelled(&t)) {
+            t.cancelled = 1;
+            break;
+        }
     }
-    if (fd_err < 0 || t.write_errno) {
-        if (fd_err < 0)
-            rc = local_failure(c, req->url, -fd_err, attempt == 0, resp);
-        else
-            rc = local_failure(c, req->url, t.write_errno, 0, resp);
+    if (t.cancelled || t.sink_error) {
+        rc = t.cancelled ? -EINTR : t.sink_error;
+        snprintf(resp->message, sizeof(resp->message), "%s",
+                 t.cancelled ? "given up on" : strerror(-rc));
         goto out;
     }
     rc = take_answer(&t, req, spoilt ? why : NULL, resp);
+    if (rc == 0 && req->sink && t.written != t.delivered) {
+        /* a repeated attempt's body ended before what the sink already has */
+        snprintf(resp->message, sizeof(resp->message), "the body changed between attempts");
+        rc = -EIO;
+    }
     note_reachability(c, req->flags, rc, resp);
     log_outcome(c, req->url, req->flags, rc, resp, attempt + 1);
     if (rc < 0)
         count_failure(c, resp);
     else if (written)
-        *written = t.written;
+        *written = req->sink ? t.delivered : 0;
 out:
-    if (rc < 0 && req->fd >= 0)
-        transfer_reset_fd(req->fd); /* a failed download leaves no partial body behind */
     transfer_close(&t);
     return rc;
 }
@@ -600,17 +585,17 @@ out:
 int http_get(struct http_client *c, const char *url, const char *etag, size_t max_body,
              unsigned flags, struct http_response *resp)
 {
-    const struct request req = {url, etag, max_body, -1, flags};
+    const struct request req = {url, etag, max_body, NULL, flags};
 
     return perform(c, &req, resp, NULL);
 }
 
-int http_download(struct http_client *c, const char *url, int fd, unsigned flags,
-                  struct http_response *resp, uint64_t *written)
+int http_download(struct http_client *c, const char *url, const struct api_sink *sink,
+                  unsigned flags, struct http_response *resp, uint64_t *written)
 {
-    const struct request req = {url, NULL, 0, fd, flags};
+    const struct request req = {url, NULL, 0, sink, flags};
 
-    if (fd < 0) {
+    if (!sink || !sink->write) {
         memset(resp, 0, sizeof(*resp));
         if (written)
             *written = 0;

@@ -18,7 +18,9 @@
  * 2^n)]). Everything, sleeps included, fits in the client's timeout_ms: a
  * retry that could not finish before the deadline is not started.
  * (Downloads bound how long a transfer may stall rather than how long it may
- * take: see http_download.)
+ * take: see http_download.) A call whose thread's cancel check
+ * (api_set_cancel) says to give up ends at once with -EINTR, logged and
+ * counted as nothing.
  *
  * Outages: a call that fails for good because the API cannot be reached
  * (http_is_outage: no answer, 429, a 5xx other than 555) pauses the client:
@@ -49,6 +51,7 @@
 /* A download moving slower than this many bytes a second for timeout_ms is aborted. */
 #define HTTP_LOW_SPEED_BYTES 1024
 
+struct api_sink;
 struct http_client;
 
 struct http_options {
@@ -73,7 +76,7 @@ struct http_stats {
     uint64_t failed_not_found;    /* 404 */
     uint64_t failed_rate_limited; /* 429 */
     uint64_t failed_server;       /* 5xx, 555 */
-    uint64_t failed_other;        /* anything else: other statuses, the body cap, the disk */
+    uint64_t failed_other;        /* anything else: other statuses, the body cap */
 };
 
 /* Flags for http_get(). */
@@ -122,21 +125,20 @@ int http_get(struct http_client *c, const char *url, const char *etag, size_t ma
 void http_response_release(struct http_response *resp);
 
 /*
- * GET url like http_get(), but a 2xx body is streamed into fd (which must
- * be seekable) instead of memory: fd is truncated and rewound before every
- * attempt and again after a failure, so it holds exactly the body after a
- * return of 0 and nothing otherwise. An error answer never reaches fd; its
- * first HTTP_MAX_ERROR_BODY bytes are in resp->body for the message. There
- * is no cap on the size and no limit on the whole transfer's duration: an
- * attempt is aborted when it moves less than HTTP_LOW_SPEED_BYTES a second
- * for what is left of timeout_ms, but at least two seconds (so a silent
- * server still fails in about timeout_ms), and a body that was flowing
- * renews the budget for a retry.
- * A failed write() (ENOSPC) is -EIO, logged, not retried. *written gets
- * the body's length (0 on failure).
+ * GET url like http_get(), but a 2xx body is streamed into sink (api.h's
+ * struct api_sink): each byte once and in order, across the attempts. An
+ * error answer never reaches it; its first HTTP_MAX_ERROR_BODY bytes are in
+ * resp->body for the message. There is no cap on the size and no limit on
+ * the whole transfer's duration: an attempt is aborted when it moves less
+ * than HTTP_LOW_SPEED_BYTES a second for what is left of timeout_ms, but at
+ * least two seconds (so a silent server still fails in about timeout_ms),
+ * and a body that was flowing renews the budget for a retry. A sink error
+ * ends the call with that errno, unlogged and not retried; a cancel
+ * (the sink's or the thread's) with -EINTR. *written gets the body's length
+ * (0 on failure).
  */
-int http_download(struct http_client *c, const char *url, int fd, unsigned flags,
-                  struct http_response *resp, uint64_t *written);
+int http_download(struct http_client *c, const char *url, const struct api_sink *sink,
+                  unsigned flags, struct http_response *resp, uint64_t *written);
 
 void http_get_stats(struct http_client *c, struct http_stats *out);
 

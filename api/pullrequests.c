@@ -174,7 +174,7 @@ out:
 }
 
 int api_get_pullrequest_diff(struct api_client *client, const char *workspace, const char *repo,
-                             uint64_t id, int fd, uint64_t *size)
+                             uint64_t id, const struct api_sink *sink, uint64_t *size)
 {
     struct http_response resp;
     struct buf u;
@@ -182,10 +182,10 @@ int api_get_pullrequest_diff(struct api_client *client, const char *workspace, c
 
     if (size)
         *size = 0;
-    if (id == 0 || fd < 0)
+    if (id == 0 || !sink)
         return -EINVAL;
     pullrequest_url(client, workspace, repo, id, "diff", &u);
-    rc = client_download(client, API_KIND_DIFF, &u, fd, 0, &resp, size);
+    rc = client_download(client, API_KIND_DIFF, &u, sink, 0, &resp, size);
     http_response_release(&resp);
     return rc;
 }

@@ -1,6 +1,6 @@
 /*
  * src.c - directories and files at a commit, and diffs (api.h): listings
- * one directory or a whole subtree at a time, contents streamed to a file.
+ * one directory or a whole subtree at a time, contents streamed to a sink.
  * Each complete directory of a subtree is also kept as the answer a listing
  * of that directory alone would have got, so that later look-ups (after a
  * remount, offline, or once memory let go of it) find it without a request.
@@ -409,7 +409,7 @@ out:
 /* ---- file and diff downloads ---- */
 
 int api_get_file(struct api_client *client, const char *workspace, const char *repo,
-                 const char *hash, const char *path, int fd, uint64_t *size)
+                 const char *hash, const char *path, const struct api_sink *sink, uint64_t *size)
 {
     struct http_response resp;
     struct buf u;
@@ -417,17 +417,17 @@ int api_get_file(struct api_client *client, const char *workspace, const char *r
 
     if (size)
         *size = 0;
-    if (!api_is_full_hash(hash) || fd < 0)
+    if (!api_is_full_hash(hash) || !sink)
         return -EINVAL;
     client_url_at(&u, client, workspace, repo, "src", hash);
     url_add_path(&u, path);
-    rc = client_download(client, API_KIND_FILE, &u, fd, 0, &resp, size);
+    rc = client_download(client, API_KIND_FILE, &u, sink, 0, &resp, size);
     http_response_release(&resp);
     return rc;
 }
 
 int api_get_diff(struct api_client *client, const char *workspace, const char *repo,
-                 const char *hash, int fd, uint64_t *size)
+                 const char *hash, const struct api_sink *sink, uint64_t *size)
 {
     struct http_response resp;
     char key[128 + API_HASH_LEN];
@@ -436,11 +436,11 @@ int api_get_diff(struct api_client *client, const char *workspace, const char *r
 
     if (size)
         *size = 0;
-    if (!api_is_full_hash(hash) || fd < 0)
+    if (!api_is_full_hash(hash) || !sink)
         return -EINVAL;
     /* one hash: against the first parent */
     client_url_at(&u, client, workspace, repo, "diff", hash);
-    rc = client_download(client, API_KIND_DIFF, &u, fd, HTTP_QUIET_555, &resp, size);
+    rc = client_download(client, API_KIND_DIFF, &u, sink, HTTP_QUIET_555, &resp, size);
     if (rc < 0 && resp.status == 555) {
         snprintf(key, sizeof(key), "api:diff-555 %s", hash);
         log_once(LOG_LEVEL_WARN, key,

@@ -119,6 +119,12 @@ static int get_mutable(struct api_client *c, enum api_kind kind, const char *url
     }
     rc = client_fetch(c, kind, url, have ? a.etag : NULL, flags | (have ? HTTP_QUIET_OUTAGE : 0),
                       resp);
+    if (rc == -EWOULDBLOCK || rc == -EINTR) {
+        /* not sent, or given up on: nothing learnt about the API */
+        *from_store = 0;
+        stored_answer_release(&a);
+        return rc;
+    }
     if (have && rc == 0 && resp->status == 304) {
         client_count(&c->stored.not_modified);
         if (c->stored.cache.save_mutable)

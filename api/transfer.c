@@ -2,7 +2,8 @@
  * transfer.c - the libcurl mechanics of transfer.h: the share (curlshare.h,
  * as git's requests have it too), an easy handle's options, the callbacks that capture a
  * response's headers and body (into a capped buffer or a file), and the
- * time limits of one attempt.
+ * time limits of one attempt, and the check that abandons it when its
+ * caller gave up.
  */
 #include "api/transfer.h"
 
@@ -10,11 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "api/curlshare.h"
 #include "api/http.h"
 #include "api/log.h"
+#include "api/waiting.h"
+
+/* The receive buffer of a download: the sink gets pieces of up to this many bytes. */
+#define DOWNLOAD_BUFFER_SIZE (256L << 10)
 
 #ifndef BBFS_VERSION
 #define BBFS_VERSION "unknown"
@@ -78,47 +82,59 @@ out:
     return rc;
 }
 
-/* All of p into fd despite short writes and signals; 0 or an errno value. */
-static int write_all(int fd, const char *p, size_t len)
+/* A download's 2xx bytes to the sink: those an earlier attempt delivered are skipped. */
+static size_t deliver(struct transfer *t, const char *data, size_t n)
 {
-    ssize_t n;
+    uint64_t from = t->written;
+    size_t skip;
+    int rc;
 
-    while (len > 0) {
-        n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return errno;
-        if (n == 0)
-            return EIO;
-        p += n;
-        len -= (size_t)n;
+    t->written += n;
+    if (t->written <= t->delivered)
+        return n;
+    skip = from < t->delivered ? (size_t)(t->delivered - from) : 0;
+    rc = t->sink->write(t->sink->ctx, data + skip, n - skip);
+    if (rc < 0) {
+        t->sink_error = rc;
+        return 0; /* aborts the transfer */
     }
-    return 0;
+    t->delivered = t->written;
+    return n;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct transfer *t = userp;
     size_t n = size * nmemb, room;
-    int err;
 
-    if (t->fd < 0)
+    if (!t->sink)
         return buf_append(&t->body, data, n) == 0 ? n : 0; /* 0 aborts the transfer */
-    if (t->receiving >= 200 && t->receiving <= 299) {
-        err = write_all(t->fd, data, n);
-        if (err) {
-            t->write_errno = err;
-            return 0;
-        }
-        t->written += n;
-        return n;
-    }
-    /* an error answer never reaches fd: keep its start for the message, drop the rest */
+    if (t->receiving >= 200 && t->receiving <= 299)
+        return deliver(t, data, n);
+    /* an error answer never reaches the sink: keep its start for the message, drop the rest */
     room = t->body.max - t->body.len;
     if (!t->body.err && room > 0)
         buf_append(&t->body, data, n < room ? n : room);
     return n;
+}
+
+int transfer_cancelled(const struct transfer *t)
+{
+    return (t->sink && t->sink->cancelled && t->sink->cancelled(t->sink->ctx)) ||
+           waiting_cancelled();
+}
+
+/* curl calls it often, also while nothing arrives: the place to notice a cancel. */
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct transfer *t = userp;
+
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    if (!transfer_cancelled(t))
+        return 0;
+    t->cancelled = 1;
+    return 1; /* aborts the transfer */
 }
 
 /* Copies a header value (surrounding blanks and CRLF trimmed) if it fits and is clean. */
@@ -155,7 +171,7 @@ static long status_line_code(const char *line, size_t n)
 static void start_response(struct transfer *t, long status)
 {
     t->receiving = status;
-    if (t->fd >= 0)
+    if (t->sink)
         buf_release(&t->body); /* keep only the last answer's error body */
     t->etag[0] = '\0';
     t->content_type[0] = '\0';
@@ -221,9 +237,14 @@ static int setup_easy(struct transfer *t, struct transfer_share *s, const char *
     SET(CURLOPT_WRITEDATA, t);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+    SET(CURLOPT_XFERINFODATA, t);
+    SET(CURLOPT_NOPROGRESS, 0L);
     SET(CURLOPT_ERRORBUFFER, t->errbuf);
     if (t->headers)
         SET(CURLOPT_HTTPHEADER, t->headers);
+    if (t->sink) /* fewer, bigger pieces for the sink: a download is bulk */
+        SET(CURLOPT_BUFFERSIZE, DOWNLOAD_BUFFER_SIZE);
 #undef SET
     if (cc != CURLE_OK) {
         log_err("libcurl refused a required option: %s", curl_easy_strerror(cc));
@@ -256,12 +277,12 @@ static int add_if_none_match(struct transfer *t, const char *etag)
 }
 
 int transfer_open(struct transfer *t, struct transfer_share *share, const char *url,
-                  const char *etag, int fd, size_t max_body)
+                  const char *etag, const struct api_sink *sink, size_t max_body)
 {
     int rc;
 
     memset(t, 0, sizeof(*t));
-    t->fd = fd;
+    t->sink = sink;
     t->max_body = max_body;
     t->connect_timeout_ms = share->connect_timeout_ms;
     if (etag) {
@@ -284,13 +305,6 @@ void transfer_close(struct transfer *t)
     memset(t, 0, sizeof(*t));
 }
 
-int transfer_reset_fd(int fd)
-{
-    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
-        return errno ? -errno : -EIO;
-    return 0;
-}
-
 /*
  * The time limits of one attempt, remaining_ms being what is left of the
  * call's budget. A JSON answer is small: the whole attempt must fit. A
@@ -308,7 +322,7 @@ static void set_timeouts(struct transfer *t, int64_t remaining_ms)
     long connect =
         t->connect_timeout_ms < remaining_ms ? t->connect_timeout_ms : (long)remaining_ms;
 
-    if (t->fd >= 0) {
+    if (t->sink) {
         curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, 0L);
         curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_LIMIT, (long)HTTP_LOW_SPEED_BYTES);
         curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_TIME,
@@ -323,26 +337,20 @@ static void set_timeouts(struct transfer *t, int64_t remaining_ms)
 static void start_attempt(struct transfer *t)
 {
     buf_release(&t->body);
-    buf_init(&t->body, t->fd < 0 ? t->max_body : HTTP_MAX_ERROR_BODY);
+    buf_init(&t->body, t->sink ? HTTP_MAX_ERROR_BODY : t->max_body);
     t->errbuf[0] = '\0';
     t->result = CURLE_OK;
     t->status = 0;
     t->retry_after = 0;
     t->written = 0;
-    t->write_errno = 0;
+    t->sink_error = 0;
+    t->cancelled = 0;
     start_response(t, 0);
 }
 
-int transfer_attempt(struct transfer *t, int64_t remaining_ms)
+void transfer_attempt(struct transfer *t, int64_t remaining_ms)
 {
-    int rc;
-
     start_attempt(t);
-    if (t->fd >= 0) {
-        rc = transfer_reset_fd(t->fd); /* a retry starts from an empty file */
-        if (rc < 0)
-            return rc;
-    }
     if (remaining_ms < 1)
         remaining_ms = 1;
     set_timeouts(t, remaining_ms);
@@ -351,5 +359,4 @@ int transfer_attempt(struct transfer *t, int64_t remaining_ms)
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
         curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &t->retry_after);
     }
-    return 0;
 }

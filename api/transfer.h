@@ -13,11 +13,14 @@
  * seen by two threads. After transfer_attempt() it holds what that attempt
  * got. Whether to try again, and what an answer means, is decided in http.c.
  *
- * In memory mode (fd < 0) the whole body goes into body, at most max_body
+ * In memory mode (no sink) the whole body goes into body, at most max_body
  * bytes (more aborts the attempt with CURLE_WRITE_ERROR and body.err set).
- * In download mode only a 2xx body goes to fd; body keeps the first
- * HTTP_MAX_ERROR_BODY bytes of an error answer for its message, and a
- * failed write() aborts the attempt with write_errno set.
+ * In download mode only a 2xx body goes to the sink, each byte once across
+ * the attempts (a repeated attempt's first bytes, delivered before, are
+ * skipped); body keeps the first HTTP_MAX_ERROR_BODY bytes of an error
+ * answer for its message, and a sink that refuses bytes aborts the attempt
+ * with sink_error set. Either mode is abandoned (cancelled set) once the
+ * sink's or the calling thread's cancel check (waiting.h) says so.
  */
 #ifndef BBFS_API_TRANSFER_H
 #define BBFS_API_TRANSFER_H
@@ -26,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/api.h"
 #include "api/buf.h"
 
 struct transfer_share;
@@ -38,8 +42,9 @@ void transfer_share_free(struct transfer_share *share);
 struct transfer {
     CURL *easy;
     struct curl_slist *headers;
-    int fd;
+    const struct api_sink *sink; /* download mode, or NULL: the body into memory */
     size_t max_body;
+    uint64_t delivered; /* bytes of the body the sink has, over all attempts */
     long connect_timeout_ms;
     char errbuf[CURL_ERROR_SIZE]; /* curl's detailed message of the last attempt */
     /* what the last attempt got */
@@ -48,8 +53,9 @@ struct transfer {
     long receiving;         /* the status of the response being received (callbacks) */
     curl_off_t retry_after; /* seconds the server asked to wait, 0 when it did not */
     struct buf body;
-    uint64_t written; /* bytes of a 2xx body written to fd */
-    int write_errno;  /* the write() failure that aborted the attempt, or 0 */
+    uint64_t written; /* bytes of this attempt's 2xx body received (download mode) */
+    int sink_error;   /* the sink's -errno that aborted the attempt, or 0 */
+    int cancelled;    /* a cancel check abandoned the attempt */
     char etag[256];   /* headers of the last response, "" when absent or unusable */
     char content_type[128];
     long ratelimit_limit; /* X-RateLimit-Limit, -1 when absent */
@@ -57,22 +63,21 @@ struct transfer {
 };
 
 /*
- * Sets up t for GET url with If-None-Match: etag (unless NULL). 0, -EINVAL
- * (an etag with control characters), -ENOMEM, -EIO (libcurl refused an
- * option). t must be closed with transfer_close() either way.
+ * Sets up t for GET url with If-None-Match: etag (unless NULL), its body to
+ * sink (NULL: into memory). 0, -EINVAL (an etag with control characters),
+ * -ENOMEM, -EIO (libcurl refused an option). t must be closed with
+ * transfer_close() either way.
  */
 int transfer_open(struct transfer *t, struct transfer_share *share, const char *url,
-                  const char *etag, int fd, size_t max_body);
+                  const char *etag, const struct api_sink *sink, size_t max_body);
 /*
  * One attempt that may take remaining_ms (a download: that may stall for
- * remaining_ms, at least two seconds). Its outcome is in t's fields; the
- * return is 0, or -errno when fd could not be emptied first (no request
- * was made).
+ * remaining_ms, at least two seconds). Its outcome is in t's fields.
  */
-int transfer_attempt(struct transfer *t, int64_t remaining_ms);
+void transfer_attempt(struct transfer *t, int64_t remaining_ms);
 void transfer_close(struct transfer *t);
 
-/* Rewinds fd and cuts it to nothing: 0 or -errno. */
-int transfer_reset_fd(int fd);
+/* Whether the sink's or the calling thread's cancel check says to give up. */
+int transfer_cancelled(const struct transfer *t);
 
 #endif

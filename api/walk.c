@@ -188,7 +188,9 @@ static int page_batch_fetch(struct page_batch *b)
     pthread_t threads[PAGE_WORKERS];
     size_t nthreads = 0;
 
-    for (; nthreads < PAGE_WORKERS && nthreads < b->count; nthreads++)
+    /* A thread that may not wait (api_nowait) takes stored pages alone: workers would ask the API.
+     */
+    for (; !api_nowait() && nthreads < PAGE_WORKERS && nthreads < b->count; nthreads++)
         if (pthread_create(&threads[nthreads], NULL, page_worker, b) != 0)
             break;
     page_worker(b); /* this thread works too, and alone if no thread could start */

@@ -5,7 +5,9 @@
  * One mutex guards the table; fetches run without it so that lookups of
  * other keys go on while the network is slow. A per-entry generation counter
  * lets waiters take the outcome of the fetch they waited for instead of
- * starting one of their own after it failed. Entries sit on a list in order
+ * starting one of their own after it failed. Waits are those of waits.h: a
+ * FUSE thread does not wait at all, a request's thread until it is
+ * interrupted. Entries sit on a list in order
  * of use, so the least recently used is found at its tail; an entry that a
  * fetch or a waiter still needs is passed over, as is one whose value a
  * reader holds (dropping it would free nothing yet).
@@ -13,6 +15,7 @@
 #include "fs/cache.h"
 
 #include "api/log.h"
+#include "fs/waits.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -53,14 +56,6 @@ struct cache_entry {
     int last_error;
 };
 
-/* A cache_run_once under way. */
-struct flight {
-    struct flight *next;
-    char *key;
-    int done, rc;
-    unsigned waiters;
-};
-
 struct cache {
     pthread_mutex_t lock;
     pthread_cond_t fetched;
@@ -69,7 +64,6 @@ struct cache {
     size_t count;
     struct cache_entry *newest, *oldest;
     size_t bytes, max_bytes;
-    struct flight *flights;
     uint64_t hits, misses;
 };
 
@@ -341,21 +335,38 @@ static int store_result_locked(struct cache *cache, struct cache_entry *e, int r
     return rc;
 }
 
-/* Waits for the fetch of e under way; 1 when it failed with nothing to fall back on. */
-static int wait_for_fetch_locked(struct cache *cache, struct cache_entry *e)
+/*
+ * Waits for the fetch of e under way: 0 when it ended (*failed when it failed
+ * with nothing to fall back on) or was abandoned, -EWOULDBLOCK in nowait
+ * mode, -EINTR when the caller's request was interrupted.
+ */
+static int wait_for_fetch_locked(struct cache *cache, struct cache_entry *e, int *failed)
 {
     unsigned seen = e->generation;
+    int rc = 0;
+
     e->waiters++;
-    while (e->fetching && e->generation == seen)
-        pthread_cond_wait(&cache->fetched, &cache->lock);
+    while (rc == 0 && e->fetching && e->generation == seen)
+        rc = waits_cond(&cache->fetched, &cache->lock);
     e->waiters--;
-    return e->generation != seen && e->last_error && !e->ref && !e->negative;
+    *failed = rc == 0 && e->generation != seen && e->last_error && !e->ref && !e->negative;
+    return rc;
+}
+
+/*
+ * A fetch that could not wait (nowait mode) or whose caller gave up
+ * (interrupted) has no outcome: nothing is counted or remembered, and
+ * whoever waited for it fetches anew.
+ */
+static int abandoned(int rc)
+{
+    return rc == -EWOULDBLOCK || rc == -EINTR;
 }
 
 int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_fn fetch,
               cache_free_fn free_fn, void *arg, struct cache_ref **out)
 {
-    int rc;
+    int rc, failed;
 
     *out = NULL;
     pthread_mutex_lock(&cache->lock);
@@ -377,15 +388,17 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
         }
         if (!e->fetching)
             break;
+        rc = wait_for_fetch_locked(cache, e, &failed);
+        if (rc)
+            goto out;
         waited = 1;
-        if (wait_for_fetch_locked(cache, e)) {
+        if (failed) {
             cache->misses++;
             rc = e->last_error;
             goto out;
         }
     }
 
-    cache->misses++;
     e->fetching = 1;
     struct cache_ref *previous = e->ref;
     if (previous)
@@ -397,12 +410,17 @@ int cache_get(struct cache *cache, const char *key, time_t max_age, cache_fetch_
     if (previous)
         ref_put_locked(previous);
     e->fetching = 0;
+    pthread_cond_broadcast(&cache->fetched);
+    if (abandoned(fetched)) {
+        rc = fetched;
+        goto out;
+    }
+    cache->misses++;
     e->generation++;
     e->last_error = fetched;
     rc = store_result_locked(cache, e, fetched, &value, free_fn, max_age, out);
     if (fetched == 0 || fetched == -ENOENT)
         log_forget(e->key);
-    pthread_cond_broadcast(&cache->fetched);
     evict_locked(cache);
 out:
     pthread_mutex_unlock(&cache->lock);
@@ -442,56 +460,6 @@ int cache_put(struct cache *cache, const char *key, time_t max_age, const struct
     pthread_mutex_unlock(&cache->lock);
     if (!taken && free_fn)
         free_fn(value->value);
-    return rc;
-}
-
-int cache_run_once(struct cache *cache, const char *key, int (*run)(void *arg), void *arg)
-{
-    struct flight *f;
-    int rc;
-
-    pthread_mutex_lock(&cache->lock);
-    for (f = cache->flights; f && strcmp(f->key, key) != 0; f = f->next)
-        ;
-    if (f) {
-        f->waiters++;
-        while (!f->done)
-            pthread_cond_wait(&cache->fetched, &cache->lock);
-        rc = f->rc;
-        if (--f->waiters == 0) {
-            free(f->key);
-            free(f);
-        }
-        cache->misses++;
-        pthread_mutex_unlock(&cache->lock);
-        return rc;
-    }
-    f = calloc(1, sizeof(*f));
-    if (!f || !(f->key = strdup(key))) {
-        free(f);
-        pthread_mutex_unlock(&cache->lock);
-        return -ENOMEM;
-    }
-    f->next = cache->flights;
-    cache->flights = f;
-    cache->misses++;
-    pthread_mutex_unlock(&cache->lock);
-
-    rc = run(arg);
-
-    pthread_mutex_lock(&cache->lock);
-    struct flight **link = &cache->flights;
-    while (*link != f)
-        link = &(*link)->next;
-    *link = f->next;
-    f->done = 1;
-    f->rc = rc;
-    if (f->waiters == 0) {
-        free(f->key);
-        free(f);
-    }
-    pthread_cond_broadcast(&cache->fetched);
-    pthread_mutex_unlock(&cache->lock);
     return rc;
 }
 

@@ -21,7 +21,13 @@
  *     later rather than on every call;
  *   - the entries' sizes stay within the bound given to cache_new: the least
  *     recently used entries go first. A value goes from memory only when no
- *     reader holds a reference to it (cache_ref_put of the last one frees it).
+ *     reader holds a reference to it (cache_ref_put of the last one frees it);
+ *   - waiting for another caller's fetch is a wait of waits.h: in nowait mode
+ *     cache_get answers -EWOULDBLOCK instead, and -EINTR once the caller's
+ *     request is interrupted. A fetch that answers either of those (it would
+ *     have had to wait, or its caller gave up) leaves no trace: nothing is
+ *     remembered or counted, no stale value is served for it, and callers
+ *     that waited for it fetch anew.
  */
 #ifndef BBFS_CACHE_H
 #define BBFS_CACHE_H
@@ -74,13 +80,6 @@ int cache_peek(struct cache *cache, const char *key, struct cache_ref **out);
  */
 int cache_put(struct cache *cache, const char *key, time_t max_age, const struct cache_value *value,
               cache_free_fn free_fn);
-
-/*
- * Runs run(arg) unless a run for key is under way; then waits for that one
- * and returns its result instead. Nothing is kept: for work whose outcome
- * lives elsewhere (a download into the store).
- */
-int cache_run_once(struct cache *cache, const char *key, int (*run)(void *arg), void *arg);
 
 void *cache_ref_value(const struct cache_ref *ref);
 void cache_ref_put(struct cache_ref *ref);

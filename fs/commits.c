@@ -76,8 +76,12 @@ int commits_resolve(struct tree *tree, struct node *n)
     n->kind = NODE_COMMIT;
     /* A commit whose tree git brought needs no request for its date, nor its tree/. */
     int64_t date;
-    if ((n->nparts == 4 || strcmp(n->parts[4], "tree") == 0) &&
-        packs_commit_date(tree, n->repo, n->hash, &date) == 0) {
+    int rc = n->nparts == 4 || strcmp(n->parts[4], "tree") == 0
+                 ? packs_commit_date(tree, n->repo, n->hash, &date)
+                 : -ENODATA;
+    if (rc == -EWOULDBLOCK)
+        return rc;
+    if (rc == 0) {
         n->mtime = (time_t)date;
         return n->nparts == 4 ? 0 : source_resolve(tree, n);
     }
@@ -85,7 +89,7 @@ int commits_resolve(struct tree *tree, struct node *n)
     if (n->nparts == 4 && is_listed(tree, n, &n->mtime))
         return 0;
     struct object_id id = {.repo = n->repo->slug, .revision = n->hash};
-    int rc = object_get(tree, OBJECT_COMMIT, &id, &n->commit_ref);
+    rc = object_get(tree, OBJECT_COMMIT, &id, &n->commit_ref);
     if (rc)
         return rc;
     n->mtime = (time_t)node_commit(n)->date;
@@ -155,10 +159,10 @@ static int parent_link_content(struct tree *tree, struct node *n, const char **d
     return node_printed(n, asprintf(&n->scratch, "../../%s", n->parent), data, len);
 }
 
-static int open_diff(struct tree *tree, struct node *n, int *fd, uint64_t *size)
+static int open_diff(struct tree *tree, struct node *n, struct stream **out)
 {
-    struct blob blob = {BLOB_DIFF, n->repo->slug, n->hash, NULL};
-    return blob_open(tree, &blob, fd, size);
+    struct blob blob = {BLOB_DIFF, n->repo->slug, n->hash, NULL, 0};
+    return blob_open(tree, &blob, out);
 }
 
 static char *commit_html_url(const struct tree *tree, const struct node *n)

@@ -407,6 +407,7 @@ static int build_tree(struct bbfs *b)
         .commit_limit = b->opts.commit_limit,
         .offline = b->opts.offline,
         .changed = notify_changed,
+        .moved = notify_moved,
         .changed_ctx = b->notify,
         .packs = b->packs,
     };
@@ -414,8 +415,7 @@ static int build_tree(struct bbfs *b)
         return -1;
     b->ctx.tree = b->tree;
     b->ctx.ttl = (double)b->opts.ttl;
-    ops_context_init(&b->ctx);
-    return 0;
+    return ops_context_init(&b->ctx);
 }
 
 /* Mounts, goes to the background (without -f) and serves until unmounted: the exit status. */
@@ -445,9 +445,10 @@ static int mount_and_serve(struct bbfs *b)
 
 static void bbfs_release(struct bbfs *b)
 {
-    packs_cancel(b->packs); /* a pack on its way is not waited for */
-    hangup_stop(b->hangup); /* first: it refreshes the client and the tree */
-    notify_free(b->notify); /* before the session it sends invalidations to */
+    packs_cancel(b->packs);    /* a pack on its way is not waited for */
+    hangup_stop(b->hangup);    /* first: it refreshes the client and the tree */
+    ops_context_stop(&b->ctx); /* the requests still waiting, answered while it can */
+    notify_free(b->notify);    /* before the session it sends invalidations to */
     if (b->mounted) {
         fuse_session_unmount(b->se);
         ops_context_release(&b->ctx);

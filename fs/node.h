@@ -22,11 +22,14 @@ struct api_doc;
 struct api_entry_list;
 struct api_repo;
 struct cache;
+struct name_index;
 struct cache_ref;
 struct packs;
 struct readahead;
 struct shared_cache;
 struct store;
+struct stream;
+struct streams;
 
 #define MODE_DIR (S_IFDIR | 0555)
 #define MODE_FILE (S_IFREG | 0444)
@@ -51,8 +54,10 @@ struct tree {
     struct cache *cache;
     struct store *store;
     struct shared_cache *shared; /* NULL: none */
+    struct streams *streams;     /* the downloads into the store */
     tree_changed_fn changed;
-    void *changed_ctx;
+    tree_moved_fn moved;
+    void *changed_ctx; /* of both */
     uint64_t files_stored,
         files_downloaded; /* contents and diffs: from the store or not (atomic) */
     struct readahead *readahead;
@@ -145,10 +150,12 @@ struct node_ops {
     int live; /* changes all the time: see tree_stat.live */
     int (*list)(struct tree *tree, struct node *n, struct listing *l, const char *path);
     int (*content)(struct tree *tree, struct node *n, const char **data, size_t *len);
-    int (*open)(struct tree *tree, struct node *n, int *fd, uint64_t *size);
+    int (*open)(struct tree *tree, struct node *n, struct stream **out);
     off_t (*size)(const struct node *n);
     /* the web page (user.bitbucket.html_url), malloc'd; NULL without memory */
     char *(*html_url)(const struct tree *tree, const struct node *n);
+    /* a symlink that moves: tree_stat.generation, from what names its target */
+    uint64_t (*generation)(const struct node *n);
 };
 
 /* The rows, by the file that owns them; NULL where a kind is not theirs. */
@@ -171,6 +178,19 @@ int commits_resolve(struct tree *tree, struct node *n);
 int source_resolve(struct tree *tree, struct node *n); /* HASH/tree/..., from commits_resolve */
 int pullrequests_resolve(struct tree *tree, struct node *n);
 int stats_resolve(struct tree *tree, struct node *n); /* .bbfs/ */
+
+/*
+ * After a refresh replaced before by after (objects.c), report the symlinks
+ * that point elsewhere now (refs.c): the refs of one listing (what is
+ * "branches" or "tags"; indexes of struct api_ref), the HEAD of one
+ * repository, the HEADs of a listing of repositories (of struct api_repo).
+ */
+void refs_report_moved(struct tree *tree, const char *repo, const char *what,
+                       const struct name_index *before, const struct name_index *after);
+void refs_report_head(struct tree *tree, const struct api_repo *before,
+                      const struct api_repo *after);
+void refs_report_heads(struct tree *tree, const struct name_index *before,
+                       const struct name_index *after);
 
 /* A repository's web page, malloc'd (NULL without memory). */
 char *workspace_repo_url(const struct tree *tree, const struct api_repo *repo);
@@ -207,6 +227,9 @@ int node_kind_named(struct node *n, const struct named_kind *table, size_t count
 /* A JSON document as a file's content. */
 int node_doc(const struct api_doc *doc, const char **data, size_t *len);
 
+/* A generation (tree_stat) for a symlink whose target is named by what. */
+uint64_t node_generation(const char *what);
+
 /* Content printed into n->scratch: 0, or -ENOMEM when asprintf failed (printed < 0). */
 int node_printed(struct node *n, int printed, const char **data, size_t *len);
 
@@ -216,6 +239,8 @@ int node_printed(struct node *n, int printed, const char **data, size_t *len);
  * is itself an entry of dir: both are reported.
  */
 void tree_report_changed(struct tree *tree, const char *dir, const char *name);
+/* Tells whoever listens (tree_config.moved) that the symlink at path now points elsewhere. */
+void tree_report_moved(struct tree *tree, const char *path);
 
 /* Offline, a file or diff that is not stored cannot be had: -EIO, said once. */
 int tree_refuse_offline(const struct tree *tree);

@@ -21,6 +21,7 @@ struct notify {
     struct workers *worker; /* NULL until notify_start */
 };
 
+/* A name that changed in dir, or (name NULL) the symlink at dir that moved. */
 struct pending {
     struct notify *n;
     char *dir;
@@ -38,11 +39,16 @@ static void pending_free(void *arg)
 static void invalidate(void *arg)
 {
     const struct pending *p = arg;
-    /* A directory the kernel never looked up has no cached names to drop. */
-    uint64_t parent = inode_find(p->n->inodes, p->dir);
-    if (parent == 0)
+    /* A directory (a link) the kernel never looked up has nothing cached to drop. */
+    uint64_t ino = inode_find(p->n->inodes, p->dir);
+    int rc;
+
+    if (ino == 0)
         return;
-    int rc = fuse_lowlevel_notify_inval_entry(p->n->se, parent, p->name, strlen(p->name));
+    if (p->name)
+        rc = fuse_lowlevel_notify_inval_entry(p->n->se, ino, p->name, strlen(p->name));
+    else
+        rc = fuse_lowlevel_notify_inval_inode(p->n->se, ino, 0, 0);
     if (rc != 0 && rc != -ENOENT)
         log_debug("cannot invalidate a changed name: %s", strerror(-rc));
 }
@@ -71,15 +77,14 @@ void notify_free(struct notify *n)
     free(n);
 }
 
-void notify_changed(void *ctx, const char *dir, const char *name)
+static void queue(struct notify *n, const char *dir, const char *name)
 {
-    struct notify *n = ctx;
     struct pending *p;
 
     if (!n->worker)
         return;
     p = calloc(1, sizeof(*p));
-    if (!p || !(p->dir = strdup(dir)) || !(p->name = strdup(name))) {
+    if (!p || !(p->dir = strdup(dir)) || (name && !(p->name = strdup(name)))) {
         if (p)
             pending_free(p);
         return;
@@ -88,4 +93,14 @@ void notify_changed(void *ctx, const char *dir, const char *name)
     if (workers_submit(n->worker, invalidate, pending_free, p) != 0)
         log_once(LOG_LEVEL_INFO, "notify:full",
                  "many names changed at once; the kernel forgets the rest after ttl");
+}
+
+void notify_changed(void *ctx, const char *dir, const char *name)
+{
+    queue(ctx, dir, name);
+}
+
+void notify_moved(void *ctx, const char *path)
+{
+    queue(ctx, path, NULL);
 }

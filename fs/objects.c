@@ -325,6 +325,14 @@ static void repos_changed(struct tree *tree, const struct object_id *id, const v
     struct report r = {tree, tree->workspace};
     (void)id;
     index_diff(&b->index, &a->index, repo_slug, report_name, &r);
+    refs_report_heads(tree, &b->index, &a->index);
+}
+
+static void repo_changed(struct tree *tree, const struct object_id *id, const void *before,
+                         const void *after)
+{
+    (void)id;
+    refs_report_head(tree, before, after);
 }
 
 static void refs_changed(struct tree *tree, const struct object_id *id, const void *before,
@@ -336,6 +344,7 @@ static void refs_changed(struct tree *tree, const struct object_id *id, const vo
         return;
     struct report r = {tree, dir};
     index_diff(&b->index, &a->index, ref_name, report_name, &r);
+    refs_report_moved(tree, id->repo, what, &b->index, &a->index);
     free(dir);
 }
 
@@ -369,7 +378,8 @@ static const struct object_type types[OBJECT_KIND_COUNT] = {
                      .release = release_repo,
                      .size = repo_size,
                      .fetched_at = offsetof(struct api_repo, doc.fetched_at),
-                     .denied = DENIED_ABSENT},
+                     .denied = DENIED_ABSENT,
+                     .changed = repo_changed},
     [OBJECT_BRANCHES] = {.key = "branches",
                          .key_fields = KEY_REPO,
                          .value_size = sizeof(struct ref_index),

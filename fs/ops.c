@@ -2,14 +2,19 @@
  * ops.c - FUSE low-level operations on top of the tree (see ops.h).
  *
  * Every request turns its inode number back into a path through the inode
- * table, asks the tree, and replies. Directory listings are taken whole at
- * opendir so that readdir offsets stay consistent while the listing is read;
- * small files are materialised at open for the same reason. Every modifying
- * operation answers EROFS.
+ * table, asks the tree, and replies. An operation that may need the network
+ * runs through park.h: first on the FUSE thread without waiting, then, when
+ * it must wait, on a network thread, its arguments copied (do_* with *_args).
+ * Directory listings are taken whole at opendir so that readdir offsets stay
+ * consistent while the listing is read; small files are materialised at
+ * open for the same reason; a file's content is read as it arrives. Every
+ * modifying operation answers EROFS (readonly.c).
  */
 #include "fs/ops.h"
 
 #include "fs/inode.h"
+#include "fs/park.h"
+#include "fs/readonly.h"
 #include "fs/tree.h"
 
 #include <errno.h>
@@ -89,10 +94,17 @@ static void open_file_put(struct open_file *of)
     free(of);
 }
 
-void ops_context_init(struct ops_context *ctx)
+int ops_context_init(struct ops_context *ctx)
 {
     pthread_mutex_init(&ctx->handles_lock, NULL);
     ctx->handles = NULL;
+    return park_new(&ctx->park);
+}
+
+void ops_context_stop(struct ops_context *ctx)
+{
+    park_free(ctx->park);
+    ctx->park = NULL;
 }
 
 void ops_context_release(struct ops_context *ctx)
@@ -148,13 +160,84 @@ static double attr_timeout_for(const struct ops_context *ctx, const struct tree_
     return ts->live ? 0.0 : timeout_for(ctx, ts);
 }
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* ---- arguments kept for a parked request --------------------------------- */
+
+/* An inode, a size, and an open's flags and results (getattr, readlink, opendir, open, listxattr).
+ */
+struct ino_args {
+    fuse_ino_t ino;
+    size_t size;
+    struct fuse_file_info fi;
+};
+
+/* An inode and a name (lookup: the parent; getxattr: the attribute). */
+struct name_args {
+    fuse_ino_t ino;
+    size_t size;
+    char name[];
+};
+
+struct read_args {
+    struct open_file *of; /* counted */
+    size_t size;
+    off_t off;
+};
+
+static void run_ino(fuse_req_t req, fuse_ino_t ino, size_t size, const struct fuse_file_info *fi,
+                    park_fn fn)
 {
-    struct ops_context *ctx = ctx_of(req);
+    struct ino_args *a = calloc(1, sizeof(*a));
+    if (!a) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    a->ino = ino;
+    a->size = size;
+    if (fi)
+        a->fi = *fi;
+    park_run(ctx_of(req)->park, req, fn, a, free);
+}
+
+static void run_name(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size, park_fn fn)
+{
+    size_t len = strlen(name);
+    struct name_args *a = malloc(sizeof(*a) + len + 1);
+    if (!a) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    a->ino = ino;
+    a->size = size;
+    memcpy(a->name, name, len + 1);
+    park_run(ctx_of(req)->park, req, fn, a, free);
+}
+
+/* ---- look-ups and attributes --------------------------------------------- */
+
+/* A negative entry: the kernel answers repeats (.git probes) itself, for as long as the parent
+ * lives. */
+static int reply_no_entry(struct park_req *r, struct ops_context *ctx, const char *dir)
+{
+    struct fuse_entry_param e;
+    struct tree_stat parent_st;
+    int rc = tree_stat(ctx->tree, dir, &parent_st);
+
+    if (rc == -EWOULDBLOCK || rc == -EINTR)
+        return rc;
+    memset(&e, 0, sizeof(e));
+    e.entry_timeout = rc == 0 ? timeout_for(ctx, &parent_st) : ctx->ttl;
+    park_reply_entry(r, &e);
+    return 0;
+}
+
+static int do_lookup(struct park_req *r, void *arg)
+{
+    const struct name_args *a = arg;
+    struct ops_context *ctx = park_userdata(r);
     struct fuse_entry_param e;
     struct tree_stat ts;
-    char *dir = inode_path(ctx->inodes, parent);
-    char *path = dir ? child_path(dir, name) : NULL;
+    char *dir = inode_path(ctx->inodes, a->ino);
+    char *path = dir ? child_path(dir, a->name) : NULL;
     int rc;
 
     memset(&e, 0, sizeof(e));
@@ -168,12 +251,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     rc = tree_stat(ctx->tree, path, &ts);
     if (rc == -ENOENT) {
-        /* A negative entry: the kernel answers repeats (.git probes) itself. */
-        struct tree_stat parent_st;
-        e.entry_timeout =
-            tree_stat(ctx->tree, dir, &parent_st) == 0 ? timeout_for(ctx, &parent_st) : ctx->ttl;
-        fuse_reply_entry(req, &e);
-        rc = 0;
+        rc = reply_no_entry(r, ctx, dir);
         goto out;
     }
     if (rc)
@@ -183,16 +261,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = -ENOMEM;
         goto out;
     }
+    /* A moved ref's new target gets a new generation: the kernel drops what it kept of the old. */
+    e.generation = ts.generation;
     e.entry_timeout = timeout_for(ctx, &ts);
     e.attr_timeout = attr_timeout_for(ctx, &ts);
     fill_stat(&ts, e.ino, &e.attr);
-    if (fuse_reply_entry(req, &e) != 0)
+    if (park_reply_entry(r, &e) != 0)
         inode_forget(ctx->inodes, e.ino, 1);
 out:
-    if (rc)
-        fuse_reply_err(req, -rc);
     free(path);
     free(dir);
+    return rc;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    run_name(req, parent, name, 0, do_lookup);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -209,56 +293,61 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
     fuse_reply_none(req);
 }
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static int do_getattr(struct park_req *r, void *arg)
 {
-    struct ops_context *ctx = ctx_of(req);
+    const struct ino_args *a = arg;
+    struct ops_context *ctx = park_userdata(r);
     struct tree_stat ts;
     struct stat st;
-    char *path = inode_path(ctx->inodes, ino);
-    int rc;
+    char *path = inode_path(ctx->inodes, a->ino);
+    int rc = path ? tree_stat(ctx->tree, path, &ts) : -ESTALE;
 
-    (void)fi;
-    if (!path) {
-        rc = -ESTALE;
-        goto out;
+    if (rc == 0) {
+        fill_stat(&ts, a->ino, &st);
+        park_reply_attr(r, &st, attr_timeout_for(ctx, &ts));
     }
-    rc = tree_stat(ctx->tree, path, &ts);
-    if (rc)
-        goto out;
-    fill_stat(&ts, ino, &st);
-    fuse_reply_attr(req, &st, attr_timeout_for(ctx, &ts));
-out:
-    if (rc)
-        fuse_reply_err(req, -rc);
     free(path);
+    return rc;
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    run_ino(req, ino, 0, NULL, do_getattr);
+}
+
+static int do_readlink(struct park_req *r, void *arg)
+{
+    const struct ino_args *a = arg;
+    struct ops_context *ctx = park_userdata(r);
+    char *target = NULL;
+    char *path = inode_path(ctx->inodes, a->ino);
+    int rc = path ? tree_readlink(ctx->tree, path, &target) : -ESTALE;
+
+    if (rc == 0)
+        park_reply_readlink(r, target);
+    free(target);
+    free(path);
+    return rc;
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    struct ops_context *ctx = ctx_of(req);
-    char *target = NULL;
-    char *path = inode_path(ctx->inodes, ino);
-    int rc = path ? tree_readlink(ctx->tree, path, &target) : -ESTALE;
-
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_readlink(req, target);
-    free(target);
-    free(path);
+    run_ino(req, ino, 0, NULL, do_readlink);
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* ---- directories ------------------------------------------------------------- */
+
+static int do_opendir(struct park_req *r, void *arg)
 {
-    struct ops_context *ctx = ctx_of(req);
+    struct ino_args *a = arg;
+    struct ops_context *ctx = park_userdata(r);
     struct open_dir *od = calloc(1, sizeof(*od));
     int rc;
 
-    if (!od) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    od->path = inode_path(ctx->inodes, ino);
+    if (!od)
+        return -ENOMEM;
+    od->path = inode_path(ctx->inodes, a->ino);
     if (!od->path) {
         rc = -ESTALE;
         goto out;
@@ -267,18 +356,22 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (rc)
         goto out;
     /* A directory addressed by a commit hash never changes: the kernel may keep its listing. */
-    fi->cache_readdir = fi->keep_cache = od->dir.immutable;
-    fi->fh = (uint64_t)(uintptr_t)od;
+    a->fi.cache_readdir = a->fi.keep_cache = od->dir.immutable;
+    a->fi.fh = (uint64_t)(uintptr_t)od;
     handle_add(ctx, &od->handle, 1);
-    if (fuse_reply_open(req, fi) == 0)
+    if (park_reply_open(r, &a->fi) == 0)
         od = NULL;
     else
         handle_remove(ctx, &od->handle);
 out:
-    if (rc)
-        fuse_reply_err(req, -rc);
     if (od)
         open_dir_free(od);
+    return rc;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    run_ino(req, ino, 0, fi, do_opendir);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -329,18 +422,21 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
     fuse_reply_err(req, 0);
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* ---- files --------------------------------------------------------------------- */
+
+static int do_open(struct park_req *r, void *arg)
 {
-    struct ops_context *ctx = ctx_of(req);
+    struct ino_args *a = arg;
+    struct ops_context *ctx = park_userdata(r);
     struct open_file *of = NULL;
-    char *path = inode_path(ctx->inodes, ino);
+    char *path = inode_path(ctx->inodes, a->ino);
     int rc;
 
     if (!path) {
         rc = -ESTALE;
         goto out;
     }
-    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+    if ((a->fi.flags & O_ACCMODE) != O_RDONLY || (a->fi.flags & O_TRUNC)) {
         rc = -EROFS;
         goto out;
     }
@@ -350,48 +446,73 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         goto out;
     }
     atomic_init(&of->refs, 1);
-    of->file.fd = -1;
     rc = tree_open(ctx->tree, path, &of->file);
     if (rc)
         goto out;
-    fi->fh = (uint64_t)(uintptr_t)of;
-    fi->keep_cache = of->file.st.immutable;
+    a->fi.fh = (uint64_t)(uintptr_t)of;
+    a->fi.keep_cache = of->file.st.immutable;
     /* Reads of a live file go to its content at open, not to a stale page cache or size. */
-    fi->direct_io = of->file.st.live;
+    a->fi.direct_io = of->file.st.live;
     handle_add(ctx, &of->handle, 0);
-    if (fuse_reply_open(req, fi) == 0)
+    if (park_reply_open(r, &a->fi) == 0)
         of = NULL;
     else
         handle_remove(ctx, &of->handle);
 out:
-    if (rc)
-        fuse_reply_err(req, -rc);
     if (of)
         open_file_put(of);
     free(path);
+    return rc;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    run_ino(req, ino, 0, fi, do_open);
+}
+
+static void read_args_free(void *arg)
+{
+    struct read_args *a = arg;
+    open_file_put(a->of);
+    free(a);
+}
+
+/* Straight from the file the bytes are in (libfuse splices or preads it), or from memory. */
+static int do_read(struct park_req *r, void *arg)
+{
+    struct read_args *a = arg;
+    struct tree_span span;
+    int rc = tree_file_span(&a->of->file, a->off, a->size, &span);
+
+    if (rc)
+        return rc;
+    if (span.fd >= 0 && span.len > 0) {
+        struct fuse_bufvec buf = FUSE_BUFVEC_INIT(span.len);
+        buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        buf.buf[0].fd = span.fd;
+        buf.buf[0].pos = span.pos;
+        park_reply_data(r, &buf);
+    } else {
+        park_reply_buf(r, span.data, span.len);
+    }
+    tree_span_release(&span);
+    return 0;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
-    struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
-    const struct tree_file *file = &of->file;
+    struct read_args *a = malloc(sizeof(*a));
     (void)ino;
-    atomic_fetch_add(&of->refs, 1);
-    if (file->fd >= 0) {
-        /* Straight from the cache file: libfuse splices or preads it. */
-        struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-        buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-        buf.buf[0].fd = file->fd;
-        buf.buf[0].pos = off;
-        fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
-    } else if (off < 0 || (size_t)off >= file->len) {
-        fuse_reply_buf(req, NULL, 0);
-    } else {
-        size_t n = file->len - (size_t)off;
-        fuse_reply_buf(req, file->data + off, n < size ? n : size);
+    if (!a) {
+        fuse_reply_err(req, ENOMEM);
+        return;
     }
-    open_file_put(of);
+    a->of = (struct open_file *)(uintptr_t)fi->fh;
+    a->size = size;
+    a->off = off;
+    atomic_fetch_add(&a->of->refs, 1);
+    park_run(ctx_of(req)->park, req, do_read, a, read_args_free);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -415,136 +536,86 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &st);
 }
 
-/* ---- everything that would modify answers EROFS ------------------------ */
-
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-                       struct fuse_file_info *fi)
-{
-    (void)ino, (void)attr, (void)to_set, (void)fi;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
-{
-    (void)parent, (void)name, (void)mode, (void)rdev;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
-{
-    (void)parent, (void)name, (void)mode;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-    (void)parent, (void)name;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
-{
-    (void)link, (void)parent, (void)name;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-                      const char *newname, unsigned int flags)
-{
-    (void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
-{
-    (void)ino, (void)newparent, (void)newname;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-                     struct fuse_file_info *fi)
-{
-    (void)ino, (void)buf, (void)size, (void)off, (void)fi;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                      struct fuse_file_info *fi)
-{
-    (void)parent, (void)name, (void)mode, (void)fi;
-    fuse_reply_err(req, EROFS);
-}
-
 /* Replies to a (list|get)xattr request for value as the size protocol of xattr(7) asks. */
-static void reply_xattr_value(fuse_req_t req, size_t size, const char *value, size_t len)
+static void reply_xattr_value(struct park_req *r, size_t size, const char *value, size_t len)
 {
     if (size == 0)
-        fuse_reply_xattr(req, len);
+        park_reply_xattr(r, len);
     else if (size < len)
-        fuse_reply_err(req, ERANGE);
+        park_reply_err(r, ERANGE);
     else
-        fuse_reply_buf(req, value, len);
+        park_reply_buf(r, value, len);
+}
+
+static int do_getxattr(struct park_req *r, void *arg)
+{
+    const struct name_args *a = arg;
+    struct ops_context *ctx = park_userdata(r);
+    char *value = NULL, *path = inode_path(ctx->inodes, a->ino);
+    size_t len = 0;
+    int rc = path ? tree_getxattr(ctx->tree, path, a->name, &value, &len) : -ESTALE;
+
+    if (rc == 0)
+        reply_xattr_value(r, a->size, value, len);
+    free(value);
+    free(path);
+    return rc;
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    struct ops_context *ctx = ctx_of(req);
-    char *path = NULL, *value = NULL;
-    size_t len = 0;
-    int rc;
-
-    /* ls -l asks every file for its ACLs and security label: answered before any look-up. */
+    /*
+     * ls -l asks every file for its ACLs and security label: answered before
+     * any look-up, and outside user.* as not supported at all, which ls
+     * remembers for the whole mount (coreutils: per device) and stops asking.
+     */
     if (!tree_xattr_known(name)) {
-        fuse_reply_err(req, ENODATA);
+        fuse_reply_err(req, strncmp(name, "user.", 5) == 0 ? ENODATA : EOPNOTSUPP);
         return;
     }
-    path = inode_path(ctx->inodes, ino);
-    rc = path ? tree_getxattr(ctx->tree, path, name, &value, &len) : -ESTALE;
+    run_name(req, ino, name, size, do_getxattr);
+}
 
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        reply_xattr_value(req, size, value, len);
-    free(value);
+static int do_listxattr(struct park_req *r, void *arg)
+{
+    const struct ino_args *a = arg;
+    struct ops_context *ctx = park_userdata(r);
+    char *path = inode_path(ctx->inodes, a->ino), *names = NULL;
+    size_t len = 0;
+    int rc = path ? tree_listxattr(ctx->tree, path, &names, &len) : -ESTALE;
+
+    if (rc == 0)
+        reply_xattr_value(r, a->size, names, len);
+    free(names);
     free(path);
+    return rc;
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    struct ops_context *ctx = ctx_of(req);
-    char *path = inode_path(ctx->inodes, ino), *names = NULL;
-    size_t len = 0;
-    int rc = path ? tree_listxattr(ctx->tree, path, &names, &len) : -ESTALE;
-
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        reply_xattr_value(req, size, names, len);
-    free(names);
-    free(path);
+    run_ino(req, ino, size, NULL, do_listxattr);
 }
 
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-                        size_t size, int flags)
+static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-    (void)ino, (void)name, (void)value, (void)size, (void)flags;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-    (void)ino, (void)name;
-    fuse_reply_err(req, EROFS);
-}
-
-static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
-                         struct fuse_file_info *fi)
-{
-    (void)ino, (void)mode, (void)offset, (void)length, (void)fi;
-    fuse_reply_err(req, EROFS);
+    (void)userdata;
+    /*
+     * Synchronous reads: a signalled reader's read is then interrupted (the
+     * kernel never interrupts its asynchronous readahead, nor answers a
+     * killed reader until it is answered), and a read of a cached file never
+     * queues behind readahead that waits for the network (max_background).
+     */
+    conn->want &= ~FUSE_CAP_ASYNC_READ;
+    /* The kernel keeps symlink targets; a ref that moves says so (refs.c). */
+    if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+        conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+    /* Reads are answered from files (the store's): spliced, not copied through a buffer. */
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 static const struct fuse_lowlevel_ops ops = {
+    .init = op_init,
     .lookup = op_lookup,
     .forget = op_forget,
     .forget_multi = op_forget_multi,
@@ -557,21 +628,21 @@ static const struct fuse_lowlevel_ops ops = {
     .read = op_read,
     .release = op_release,
     .statfs = op_statfs,
-    .setattr = op_setattr,
-    .mknod = op_mknod,
-    .mkdir = op_mkdir,
-    .unlink = op_unlink,
-    .rmdir = op_unlink,
-    .symlink = op_symlink,
-    .rename = op_rename,
-    .link = op_link,
-    .write = op_write,
-    .create = op_create,
+    .setattr = readonly_setattr,
+    .mknod = readonly_mknod,
+    .mkdir = readonly_mkdir,
+    .unlink = readonly_unlink,
+    .rmdir = readonly_unlink,
+    .symlink = readonly_symlink,
+    .rename = readonly_rename,
+    .link = readonly_link,
+    .write = readonly_write,
+    .create = readonly_create,
     .getxattr = op_getxattr,
     .listxattr = op_listxattr,
-    .setxattr = op_setxattr,
-    .removexattr = op_removexattr,
-    .fallocate = op_fallocate,
+    .setxattr = readonly_setxattr,
+    .removexattr = readonly_removexattr,
+    .fallocate = readonly_fallocate,
 };
 
 const struct fuse_lowlevel_ops *ops_table(void)

@@ -268,6 +268,10 @@ static int fetch_remote(void *arg, const void *previous, struct cache_value *out
     int rc;
 
     (void)previous;
+    if (api_nowait()) {
+        free(v);
+        return -EWOULDBLOCK; /* a request: the FUSE thread may not wait for it */
+    }
     if (!v)
         return -ENOMEM;
     rc = git_discover(p->git, call->tree->workspace, call->repo, &v->remote, &err);
@@ -290,7 +294,10 @@ static int fetch_remote(void *arg, const void *previous, struct cache_value *out
     return 0;
 }
 
-/* repo's remote, discovered when memory has none younger than ttl: 0, or -EAGAIN. */
+/*
+ * repo's remote, discovered when memory has none younger than ttl: 0,
+ * -ENODATA, or -EWOULDBLOCK in nowait mode when it must be discovered.
+ */
 static int remote_of(struct tree *tree, const char *repo, struct cache_ref **ref)
 {
     struct remote_call call = {tree, repo};
@@ -303,18 +310,19 @@ static int remote_of(struct tree *tree, const char *repo, struct cache_ref **ref
     free(key);
     if (rc == 0 && !((const struct remote_value *)cache_ref_value(*ref))->remote) {
         cache_ref_put(*ref);
-        rc = -EAGAIN;
+        rc = -ENODATA;
     }
     return rc;
 }
 
+/* 1 when hash is a branch's or a tag's tip, 0 when not or unknown, or -EWOULDBLOCK. */
 static int is_tip(struct tree *tree, const char *repo, const char *hash)
 {
     struct cache_ref *ref;
-    int tip = 0;
+    int tip = 0, rc = remote_of(tree, repo, &ref);
 
-    if (remote_of(tree, repo, &ref) != 0)
-        return 0;
+    if (rc)
+        return rc == -EWOULDBLOCK ? rc : 0;
     const struct remote_value *v = cache_ref_value(ref);
     for (int kind = 0; kind < 2 && !tip; kind++)
         for (size_t i = 0; i < v->tips[kind].count && !tip; i++)
@@ -372,8 +380,9 @@ static void fetch_commit(struct tree *tree, struct commit *c, const char *repo, 
 
 /*
  * Commit key's entry, with p->lock held on return and no fetch of it under
- * way; made from the store's record when memory has none. NULL (still
- * locked) when it cannot be remembered: it is then unknown.
+ * way (but in nowait mode, which does not wait for one); made from the
+ * store's record when memory has none. NULL (still locked) when it cannot
+ * be remembered: it is then unknown.
  */
 static struct commit *commit_locked(struct tree *tree, const char *key, const char *repo,
                                     const char *hash, int fetch)
@@ -393,14 +402,15 @@ static struct commit *commit_locked(struct tree *tree, const char *key, const ch
         if (!c && (stored || fetch || p->known < PACKS_MAX_KNOWN))
             c = add_commit_locked(p, key, stored ? COMMIT_UNPACKED : COMMIT_UNKNOWN, date);
     }
-    while (c && c->state == COMMIT_FETCHING)
+    while (c && c->state == COMMIT_FETCHING && !api_nowait())
         pthread_cond_wait(&p->changed, &p->lock);
     return c;
 }
 
 /*
  * Whether repo's commit hash is unpacked: 1 with its date. With fetch, an
- * unknown one is fetched first when git may serve it.
+ * unknown one is fetched first when git may serve it. In nowait mode,
+ * -EWOULDBLOCK where that fetch, or one under way, would be waited for.
  */
 static int unpacked(struct tree *tree, const char *repo, const char *hash, int fetch, int64_t *date)
 {
@@ -412,12 +422,18 @@ static int unpacked(struct tree *tree, const char *repo, const char *hash, int f
     if (!api_is_full_hash(hash) || asprintf(&key, "%s\n%s", repo, hash) < 0)
         return 0;
     c = commit_locked(tree, key, repo, hash, fetch);
-    if (c && c->state == COMMIT_UNKNOWN && fetch && usable_locked(p, repo_locked(p, repo, 0))) {
+    if (c && c->state == COMMIT_UNKNOWN && fetch && usable_locked(p, repo_locked(p, repo, 0)) &&
+        !api_nowait()) {
         c->state = COMMIT_FETCHING;
         pthread_mutex_unlock(&p->lock);
         fetch_commit(tree, c, repo, hash);
         pthread_mutex_lock(&p->lock);
+    } else if (c && c->state == COMMIT_UNKNOWN && fetch &&
+               usable_locked(p, repo_locked(p, repo, 0))) {
+        done = -EWOULDBLOCK; /* a fetch to start */
     }
+    if (c && c->state == COMMIT_FETCHING)
+        done = -EWOULDBLOCK; /* one under way, not waited for (nowait) */
     if (c && c->state == COMMIT_UNPACKED) {
         *date = c->date;
         done = 1;
@@ -434,69 +450,86 @@ static int is_small(const struct api_repo *repo)
     return repo->size > 0 && repo->size < PACKS_SMALL_REPO;
 }
 
-void packs_look(struct tree *tree, const struct api_repo *repo, const char *hash)
+int packs_look(struct tree *tree, const struct api_repo *repo, const char *hash)
 {
     int64_t date;
 
     if (!tree->packs || !tree->packs->git)
-        return;
+        return 0;
     note_size(tree->packs, repo);
-    if (is_small(repo))
-        unpacked(tree, repo->slug, hash, 1, &date);
+    if (is_small(repo) && unpacked(tree, repo->slug, hash, 1, &date) == -EWOULDBLOCK)
+        return -EWOULDBLOCK;
+    return 0;
 }
 
 int packs_list_dir(struct tree *tree, const char *repo, const char *hash, const char *dir,
                    int walking, struct api_entry_list *out)
 {
     int64_t date;
+    int rc;
 
     if (!tree->packs)
-        return -EAGAIN;
+        return -ENODATA;
     if (gitstore_get_dir(tree->store, repo, hash, dir, out) == 0)
         return 0;
-    if (!walking || !tree->packs->git || !unpacked(tree, repo, hash, 1, &date))
-        return -EAGAIN;
-    return gitstore_get_dir(tree->store, repo, hash, dir, out) == 0 ? 0 : -EAGAIN;
+    if (!walking || !tree->packs->git)
+        return -ENODATA;
+    rc = unpacked(tree, repo, hash, 1, &date);
+    if (rc != 1)
+        return rc < 0 ? rc : -ENODATA;
+    return gitstore_get_dir(tree->store, repo, hash, dir, out) == 0 ? 0 : -ENODATA;
 }
 
 int packs_commit_date(struct tree *tree, const struct api_repo *repo, const char *hash,
                       int64_t *date)
 {
     struct packs *p = tree->packs;
+    int rc;
 
     if (!p)
-        return -EAGAIN;
-    if (unpacked(tree, repo->slug, hash, 0, date))
-        return 0;
+        return -ENODATA;
+    rc = unpacked(tree, repo->slug, hash, 0, date);
+    if (rc)
+        return rc < 0 ? rc : 0;
     if (!p->git || !is_small(repo) || !usable(p, repo->slug))
-        return -EAGAIN;
+        return -ENODATA;
     note_size(p, repo);
-    if (!is_tip(tree, repo->slug, hash))
-        return -EAGAIN;
-    return unpacked(tree, repo->slug, hash, 1, date) ? 0 : -EAGAIN;
+    rc = is_tip(tree, repo->slug, hash);
+    if (rc != 1)
+        return rc < 0 ? rc : -ENODATA;
+    rc = unpacked(tree, repo->slug, hash, 1, date);
+    return rc < 0 ? rc : rc ? 0 : -ENODATA;
 }
 
 int packs_reading(struct tree *tree, const char *repo, const char *hash)
 {
     int64_t date;
+    int rc;
 
-    return tree->packs && tree->packs->git && unpacked(tree, repo, hash, 1, &date) ? 0 : -EAGAIN;
+    if (!tree->packs || !tree->packs->git)
+        return -ENODATA;
+    rc = unpacked(tree, repo, hash, 1, &date);
+    return rc < 0 ? rc : rc ? 0 : -ENODATA;
 }
 
-void packs_settle(struct tree *tree, const char *repo, const char *hash)
+int packs_settle(struct tree *tree, const char *repo, const char *hash)
 {
     struct packs *p = tree->packs;
     struct commit *c;
     char *key;
+    int waited = 0;
 
     if (!p || !p->git || asprintf(&key, "%s\n%s", repo, hash) < 0)
-        return;
+        return 0;
     pthread_mutex_lock(&p->lock);
     c = find_locked(&p->commits, key);
-    while (c && c->state == COMMIT_FETCHING)
+    while (c && c->state == COMMIT_FETCHING) {
         pthread_cond_wait(&p->changed, &p->lock);
+        waited = 1;
+    }
     pthread_mutex_unlock(&p->lock);
     free(key);
+    return waited;
 }
 
 /* ---- refs ---- */
@@ -576,11 +609,11 @@ int packs_refs(struct tree *tree, const struct api_repo *repo, int tags, struct 
     int rc;
 
     if (!tree->packs || (!tree->offline && !usable(tree->packs, repo->slug)))
-        return -EAGAIN;
+        return -ENODATA;
     if (!tree->offline) {
         rc = remote_of(tree, repo->slug, &remote);
         if (rc)
-            return -EAGAIN;
+            return rc == -EWOULDBLOCK ? rc : -ENODATA;
         call.remote = cache_ref_value(remote);
     }
     /* A key per remote fetched: a new advertisement is a new value, never a refresh that fails. */
@@ -591,7 +624,7 @@ int packs_refs(struct tree *tree, const struct api_repo *repo, int tags, struct 
              : -ENOMEM;
     free(key);
     cache_ref_put(remote);
-    return rc ? -EAGAIN : 0;
+    return rc ? -ENODATA : 0;
 }
 
 /* ---- .bbfs/stats ---- */

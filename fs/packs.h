@@ -57,20 +57,24 @@ int packs_new(const struct packs_config *cfg, struct packs **out);
 void packs_cancel(struct packs *packs);
 void packs_free(struct packs *packs);
 
-/* source.c: a look into the tree of commit hash: a small repository's pack comes now. */
-void packs_look(struct tree *tree, const struct api_repo *repo, const char *hash);
+/*
+ * source.c: a look into the tree of commit hash: a small repository's pack
+ * comes now. 0, or -EWOULDBLOCK in nowait mode (api_nowait) when it would
+ * be waited for: every hook answers so where it would wait for git.
+ */
+int packs_look(struct tree *tree, const struct api_repo *repo, const char *hash);
 
 /*
  * source.c: directory dir of repo at hash from what a pack brought; walking:
  * a walk is under way, so the pack is fetched now if it was not. 0, or
- * -EAGAIN when the API must answer.
+ * -ENODATA when the API must answer.
  */
 int packs_list_dir(struct tree *tree, const char *repo, const char *hash, const char *dir,
                    int walking, struct api_entry_list *out);
 
 /*
  * commits.c: the date of commit hash when git knows it (its tree was
- * unpacked, or it is a small repository's tip, unpacked now): 0, or -EAGAIN.
+ * unpacked, or it is a small repository's tip, unpacked now): 0, or -ENODATA.
  */
 int packs_commit_date(struct tree *tree, const struct api_repo *repo, const char *hash,
                       int64_t *date);
@@ -78,13 +82,16 @@ int packs_commit_date(struct tree *tree, const struct api_repo *repo, const char
 /* readahead.c: a reader goes through the files of hash: 0 once its pack's contents are stored. */
 int packs_reading(struct tree *tree, const char *repo, const char *hash);
 
-/* blobs.c: before a file of hash is downloaded: waits for a pack of hash on its way. */
-void packs_settle(struct tree *tree, const char *repo, const char *hash);
+/*
+ * blobs.c: before a file of hash is downloaded: waits for a pack of hash on
+ * its way; 1 when it did (the file may be stored now), else 0.
+ */
+int packs_settle(struct tree *tree, const char *repo, const char *hash);
 
 /*
  * refs.c: repo's branches (tags: its tags) from git's advertisement, as a
  * struct ref_index (objects.h) in *ref (cache_ref_put it); offline, the
- * last ones git gave. -EAGAIN when the API must answer.
+ * last ones git gave. -ENODATA when the API must answer.
  */
 int packs_refs(struct tree *tree, const struct api_repo *repo, int tags, struct cache_ref **ref);
 

@@ -171,9 +171,15 @@ static off_t link_size(const struct node *n)
     return (off_t)(strlen(PR_LINK_PREFIX) + API_HASH_LEN);
 }
 
-static int open_diff(struct tree *tree, struct node *n, int *fd, uint64_t *size)
+/* A pull request's source or destination moves: the kernel keeps link targets (refs.c). */
+static uint64_t link_generation(const struct node *n)
 {
-    return blob_open_pr_diff(tree, n->repo->slug, n->pr, fd, size);
+    return node_generation(n->pr_hash);
+}
+
+static int open_diff(struct tree *tree, struct node *n, struct stream **out)
+{
+    return blob_open_pr_diff(tree, n->repo->slug, n->pr, out);
 }
 
 static int comments_content(struct tree *tree, struct node *n, const char **data, size_t *len)
@@ -190,7 +196,10 @@ static const struct node_ops ops[NODE_KIND_COUNT] = {
     [NODE_PR_TITLE] = {.mode = MODE_FILE, .content = text_content},
     [NODE_PR_DESCRIPTION] = {.mode = MODE_FILE, .content = text_content},
     [NODE_PR_STATE] = {.mode = MODE_FILE, .content = text_content},
-    [NODE_PR_LINK] = {.mode = MODE_LINK, .content = link_content, .size = link_size},
+    [NODE_PR_LINK] = {.mode = MODE_LINK,
+                      .content = link_content,
+                      .size = link_size,
+                      .generation = link_generation},
     [NODE_PR_DIFF] = {.mode = MODE_FILE, .open = open_diff},
     [NODE_PR_COMMENTS] = {.mode = MODE_FILE, .content = comments_content},
 };

@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define WALK_MISSES 3
 #define WALK_SECONDS 2
@@ -44,6 +43,7 @@ struct readahead {
     /* the commit whose directories were listed last */
     char walk_commit[300];
     char *walk_ancestor; /* of the directories listed in this burst */
+    char *walk_dir;      /* the last one listed */
     time_t walk_last;
     int walk_misses;
     int walk_taken; /* a recursive listing was tried for walk_commit */
@@ -72,6 +72,7 @@ void readahead_free(struct readahead *ra)
     workers_free(ra->workers);
     pthread_mutex_destroy(&ra->lock);
     free(ra->walk_ancestor);
+    free(ra->walk_dir);
     free(ra->dir);
     free(ra);
 }
@@ -110,12 +111,30 @@ char *readahead_walk_root(struct readahead *ra, const char *repo, const char *ha
         common_ancestor(ra->walk_ancestor, dir);
     }
     ra->walk_last = now;
-    if (++ra->walk_misses >= WALK_MISSES && !ra->walk_taken && ra->walk_ancestor) {
+    /* The same directory again (a listing asked again after it had to wait) is no step of a walk.
+     */
+    if (ra->walk_misses == 0 || !ra->walk_dir || strcmp(ra->walk_dir, dir) != 0) {
+        ra->walk_misses++;
+        free(ra->walk_dir);
+        ra->walk_dir = strdup(dir);
+    }
+    if (ra->walk_misses >= WALK_MISSES && !ra->walk_taken && ra->walk_ancestor) {
         ra->walk_taken = 1;
         root = strdup(ra->walk_ancestor);
     }
     pthread_mutex_unlock(&ra->lock);
     return root;
+}
+
+void readahead_walk_again(struct readahead *ra, const char *repo, const char *hash)
+{
+    char commit[300];
+
+    snprintf(commit, sizeof(commit), "%s\n%s", repo, hash);
+    pthread_mutex_lock(&ra->lock);
+    if (strcmp(ra->walk_commit, commit) == 0)
+        ra->walk_taken = 0;
+    pthread_mutex_unlock(&ra->lock);
 }
 
 struct readahead_job {
@@ -128,11 +147,8 @@ struct readahead_job {
 static void job_run(void *arg)
 {
     struct readahead_job *job = arg;
-    struct blob blob = {BLOB_FILE, job->repo, job->hash, job->path};
-    uint64_t size;
-    int fd;
-    if (blob_open(job->tree, &blob, &fd, &size) == 0)
-        close(fd);
+    struct blob blob = {BLOB_FILE, job->repo, job->hash, job->path, 0};
+    blob_fetch(job->tree, &blob);
 }
 
 static void job_free(void *arg)
@@ -216,12 +232,14 @@ void readahead_opened(struct tree *tree, const struct node *n)
         return;
     if (asprintf(&key, "%s\n%s\n%.*s", n->repo->slug, n->hash, (int)dirlen, n->tree_path) < 0)
         return;
-    int ahead = reading_through(tree->readahead, key, n->entry->name);
+    int rc, ahead = reading_through(tree->readahead, key, n->entry->name);
     free(key);
     if (!ahead)
         return;
-    /* Through git, the whole commit comes in one pack instead (packs.h). */
-    if (packs_reading(tree, n->repo->slug, n->hash) == 0)
+    /* Through git, the whole commit comes in one pack instead (packs.h); in nowait mode, its
+     * fetch waits for the request's run that may wait. */
+    rc = packs_reading(tree, n->repo->slug, n->hash);
+    if (rc == 0 || rc == -EWOULDBLOCK)
         return;
     api_get_stats(tree->api, &stats);
     if (stats.ratelimit_near)

@@ -28,6 +28,12 @@ void readahead_free(struct readahead *ra);
 char *readahead_walk_root(struct readahead *ra, const char *repo, const char *hash,
                           const char *dir);
 
+/*
+ * The recursive listing readahead_walk_root asked for could not be had
+ * without waiting (nowait mode): the next listing of the walk asks again.
+ */
+void readahead_walk_again(struct readahead *ra, const char *repo, const char *hash);
+
 /* A file of the source tree (NODE_TREE_FILE) is being opened. */
 void readahead_opened(struct tree *tree, const struct node *n);
 

@@ -2,6 +2,12 @@
  * refs.c - a repository's branches/ and tags/ (a ref name with slashes,
  * feature/x, is nested directories, each ref a symlink into commits/) and
  * HEAD, the symlink to the main branch.
+ *
+ * The kernel keeps symlink targets (FUSE_CAP_CACHE_SYMLINKS), and a ref or
+ * HEAD moves: each link's generation names its target, so that a look-up
+ * after the move gives the kernel a new inode, and a refresh that finds a
+ * link moved says so (tree_report_moved), so that the kernel drops the
+ * target it keeps at once.
  */
 #include "api/api.h"
 #include "fs/cache.h"
@@ -31,10 +37,10 @@ static int get_refs_for_name(struct tree *tree, struct node *n)
 {
     struct object_id id = {.repo = n->repo->slug};
     enum object_kind kind = n->ref_kind == REF_BRANCHES ? OBJECT_BRANCHES : OBJECT_TAGS;
-    if (object_peek(tree, kind, &id, &n->refs_ref) == 0 ||
-        packs_refs(tree, n->repo, n->ref_kind == REF_TAGS, &n->refs_ref) == 0)
+    if (object_peek(tree, kind, &id, &n->refs_ref) == 0)
         return 0;
-    return get_refs(tree, n);
+    int rc = packs_refs(tree, n->repo, n->ref_kind == REF_TAGS, &n->refs_ref);
+    return rc == 0 || rc == -EWOULDBLOCK ? rc : get_refs(tree, n);
 }
 
 static int has_prefix(const struct api_ref *ref, const char *prefix, size_t len)
@@ -95,6 +101,16 @@ static char *ref_target(const struct api_ref *ref)
         memcpy(w, "../", 3);
     sprintf(w, "commits/%s", ref->target);
     return target;
+}
+
+static uint64_t ref_link_generation(const struct node *n)
+{
+    return node_generation(n->ref->target);
+}
+
+static uint64_t head_generation(const struct node *n)
+{
+    return node_generation(n->repo->mainbranch);
 }
 
 static int ref_link_content(struct tree *tree, struct node *n, const char **data, size_t *len)
@@ -159,10 +175,67 @@ static int list_refs(struct tree *tree, struct node *n, struct listing *l, const
 }
 
 static const struct node_ops ops[NODE_KIND_COUNT] = {
-    [NODE_HEAD] = {.mode = MODE_LINK, .content = head_content},
+    [NODE_HEAD] = {.mode = MODE_LINK, .content = head_content, .generation = head_generation},
     [NODE_REFS] = {.mode = MODE_DIR, .list = list_refs},
-    [NODE_REF_LINK] = {.mode = MODE_LINK, .content = ref_link_content},
+    [NODE_REF_LINK] = {.mode = MODE_LINK,
+                       .content = ref_link_content,
+                       .generation = ref_link_generation},
 };
+
+/* ---- what a refresh moved --------------------------------------------------- */
+
+static void report_path(struct tree *tree, const char *repo, const char *what, const char *name)
+{
+    char *path;
+    if (asprintf(&path, "%s/%s/%s%s%s", tree->workspace, repo, what, name ? "/" : "",
+                 name ? name : "") < 0)
+        return;
+    tree_report_moved(tree, path);
+    free(path);
+}
+
+void refs_report_moved(struct tree *tree, const char *repo, const char *what,
+                       const struct name_index *before, const struct name_index *after)
+{
+    size_t i = 0, j = 0;
+
+    /* both in strcmp order of their names: one pass finds the names in both */
+    while (i < before->count && j < after->count) {
+        const struct api_ref *b = before->items[i], *a = after->items[j];
+        int c = strcmp(b->name, a->name);
+        if (c == 0 && strcmp(b->target, a->target) != 0)
+            report_path(tree, repo, what, a->name);
+        i += c <= 0;
+        j += c >= 0;
+    }
+}
+
+static int same_branch(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+void refs_report_head(struct tree *tree, const struct api_repo *before,
+                      const struct api_repo *after)
+{
+    if (!same_branch(before->mainbranch, after->mainbranch))
+        report_path(tree, after->slug, "HEAD", NULL);
+}
+
+void refs_report_heads(struct tree *tree, const struct name_index *before,
+                       const struct name_index *after)
+{
+    size_t i = 0, j = 0;
+
+    while (i < before->count && j < after->count) {
+        const struct api_repo *b = before->items[i], *a = after->items[j];
+        int c = strcmp(b->slug, a->slug);
+        if (c == 0)
+            refs_report_head(tree, b, a);
+        i += c <= 0;
+        j += c >= 0;
+    }
+}
 
 const struct node_ops *refs_ops(enum node_kind kind)
 {

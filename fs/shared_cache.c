@@ -14,6 +14,7 @@
 #include "fs/shared_cache.h"
 
 #include "api/api.h"
+#include "api/buf.h"
 #include "api/redis.h"
 #include "fs/token.h"
 
@@ -22,7 +23,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -403,39 +403,35 @@ void shared_cache_save_mutable(struct shared_cache *sc, const char *url, const c
 
 /* ---- contents ---- */
 
-static int write_all(int fd, const char *data, size_t len)
+/*
+ * The sink a fetch writes through: every piece goes on to the reader's sink
+ * and, while the whole stays under the cap, into a copy for Redis.
+ */
+struct tee {
+    const struct api_sink *out;
+    struct buf copy;
+};
+
+static int tee_write(void *ctx, const void *data, size_t len)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    struct tee *t = ctx;
+    int rc = t->out->write(t->out->ctx, data, len);
+
+    if (rc == 0 && !t->copy.err)
+        buf_append(&t->copy, data, len); /* over the cap: err set, the copy is dropped */
+    return rc;
 }
 
-/* Queues the content fetched into fd for Redis, with the lease; one over the cap stays local. */
-static void share_file(struct shared_cache *sc, const struct shared_key *key, int fd, uint64_t size,
-                       struct redis_lease *lease)
+static int tee_cancelled(void *ctx)
 {
-    void *map = NULL;
+    const struct tee *t = ctx;
 
-    if (size > sc->max_value || (size > 0 && (map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED,
-                                                         fd, 0)) == MAP_FAILED)) {
-        redis_lease_release(sc->redis, lease);
-        return;
-    }
-    const struct redis_entry entry = {.body = map, .len = (size_t)size, .fetched_at = time(NULL)};
-    redis_put_async(sc->redis, key, &entry, SHARED_BY_HASH_EXPIRE_MS, lease); /* copies it */
-    if (map)
-        munmap(map, (size_t)size);
+    return t->out->cancelled && t->out->cancelled(t->out->ctx);
 }
 
-int shared_cache_content(struct shared_cache *sc, const struct shared_content *what, int fd,
-                         uint64_t *size, shared_fetch_fn fetch, void *arg)
+int shared_cache_content(struct shared_cache *sc, const struct shared_content *what,
+                         const struct api_sink *sink, uint64_t *size, shared_fetch_fn fetch,
+                         void *arg)
 {
     struct shared_key key;
     struct redis_lease lease;
@@ -443,18 +439,26 @@ int shared_cache_content(struct shared_cache *sc, const struct shared_content *w
     int rc;
 
     if (!sc || key_of_content(sc, what, &key) != 0)
-        return fetch(arg, fd, size);
+        return fetch(arg, sink, size);
     if (get_or_claim(sc, &key, &v, &lease) == 0) {
-        rc = write_all(fd, v.body, v.len);
+        rc = v.len ? sink->write(sink->ctx, v.body, v.len) : 0;
         *size = v.len;
         redis_value_release(&v);
         return rc;
     }
-    rc = fetch(arg, fd, size);
-    if (rc == 0)
-        share_file(sc, &key, fd, *size, &lease);
-    else
+    struct tee tee = {.out = sink};
+    const struct api_sink through = {tee_write, tee_cancelled, &tee};
+
+    buf_init(&tee.copy, sc->max_value);
+    rc = fetch(arg, &through, size);
+    if (rc == 0 && !tee.copy.err && tee.copy.len == *size) {
+        const struct redis_entry entry = {
+            .body = tee.copy.data, .len = tee.copy.len, .fetched_at = time(NULL)};
+        redis_put_async(sc->redis, &key, &entry, SHARED_BY_HASH_EXPIRE_MS, &lease); /* copies it */
+    } else {
         redis_lease_release(sc->redis, &lease);
+    }
+    buf_release(&tee.copy);
     return rc;
 }
 

@@ -43,6 +43,7 @@
 /* A fetch time up to this far ahead of our clock is taken as now; further, as unknown. */
 #define SHARED_CLOCK_SKEW_MAX 5
 
+struct api_sink;
 struct shared_cache;
 
 struct shared_cache_config {
@@ -112,17 +113,18 @@ struct shared_content {
     const char *path; /* "" for none */
 };
 
-/* Fetches a content into fd (see api_get_file): 0 and *size, or -errno. */
-typedef int (*shared_fetch_fn)(void *arg, int fd, uint64_t *size);
+/* Fetches a content through sink (see api_get_file): 0 and *size, or -errno. */
+typedef int (*shared_fetch_fn)(void *arg, const struct api_sink *sink, uint64_t *size);
 
 /*
- * Fills fd (new and empty, open for reading and writing) with the content:
- * from Redis when it is there (or another machine fetching it brings it in
- * time), else through fetch, whose result is then shared. 0 and *size, or
- * an error of fetch or of writing fd.
+ * Writes the content through sink: from Redis when it is there (or another
+ * machine fetching it brings it in time), else through fetch, whose bytes
+ * are then shared (a copy is kept in memory while the fetch runs, up to
+ * Redis's cap on a value). 0 and *size, or an error of fetch or of sink.
  */
-int shared_cache_content(struct shared_cache *sc, const struct shared_content *what, int fd,
-                         uint64_t *size, shared_fetch_fn fetch, void *arg);
+int shared_cache_content(struct shared_cache *sc, const struct shared_content *what,
+                         const struct api_sink *sink, uint64_t *size, shared_fetch_fn fetch,
+                         void *arg);
 
 /* The rows of .bbfs/stats ("shared_cache off" and zeros without one). */
 void shared_cache_print_stats(struct shared_cache *sc, FILE *f);

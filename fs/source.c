@@ -20,6 +20,7 @@
 #include "fs/objects.h"
 #include "fs/packs.h"
 #include "fs/readahead.h"
+#include "fs/stream.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -32,7 +33,8 @@
 /*
  * Lists root recursively and offers every complete directory but dir to the
  * cache; dir's own entries go to *list. 1 when it did, 0 when the walk is
- * better served directory by directory.
+ * better served directory by directory, -EWOULDBLOCK in nowait mode when the
+ * listing is not stored (or -EINTR).
  */
 static int list_walk(struct tree *tree, const char *repo, const char *hash, const char *dir,
                      const char *root, struct api_entry_list *list)
@@ -41,6 +43,8 @@ static int list_walk(struct tree *tree, const char *repo, const char *hash, cons
     int found = 0;
     int rc = api_list_subtree(tree->api, tree->workspace, repo, hash, root, WALK_MAX_DEPTH,
                               WALK_MAX_ENTRIES, &sub);
+    if (rc == -EWOULDBLOCK || rc == -EINTR)
+        return rc;
     if (rc) {
         log_debug("no recursive listing for a walk (%s): listing directories one by one",
                   strerror(-rc));
@@ -67,12 +71,15 @@ int source_list_dir(struct tree *tree, const char *repo, const char *hash, const
     char *root = tree->offline ? NULL : readahead_walk_root(tree->readahead, repo, hash, dir);
     /* What a pack brought, or the pack itself once a walk is seen (packs.h). */
     int rc = packs_list_dir(tree, repo, hash, dir, root != NULL, out);
-    if (rc == -EAGAIN)
-        rc = root && list_walk(tree, repo, hash, dir, root, out)
-                 ? 0
-                 : api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
+
+    if (rc == -ENODATA)
+        rc = root ? list_walk(tree, repo, hash, dir, root, out) : 0;
+    if (rc == -EWOULDBLOCK && root)
+        readahead_walk_again(tree->readahead, repo, hash); /* asked again, waiting */
+    if (rc == 0)
+        rc = api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
     free(root);
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
 static int get_dir(struct tree *tree, const struct node *n, const char *dir, struct cache_ref **ref)
@@ -108,7 +115,8 @@ static int holder_may_list(struct tree *tree, const struct node *n)
 
 int source_resolve(struct tree *tree, struct node *n)
 {
-    packs_look(tree, n->repo, n->hash);
+    if (packs_look(tree, n->repo, n->hash) == -EWOULDBLOCK)
+        return -EWOULDBLOCK;
     n->tree_path = names_join(n->parts, 5, n->nparts);
     if (!n->tree_path)
         return -ENOMEM;
@@ -188,17 +196,21 @@ static off_t entry_size(const struct node *n)
     return n->entry->lfs ? -1 : (off_t)n->entry->size;
 }
 
-static int open_file(struct tree *tree, struct node *n, int *fd, uint64_t *size)
+static int open_file(struct tree *tree, struct node *n, struct stream **out)
 {
-    struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path};
-    readahead_opened(tree, n);
-    return blob_open(tree, &blob, fd, size);
+    struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path, n->entry->size};
+    int rc = blob_open(tree, &blob, out);
+
+    /* A reader going through files not stored (in nowait mode: before waiting for this one). */
+    if (rc == -EWOULDBLOCK || (rc == 0 && !stream_stored(*out)))
+        readahead_opened(tree, n);
+    return rc;
 }
 
 /* A symlink in the repository: its target is the content of its blob. */
 static int link_content(struct tree *tree, struct node *n, const char **data, size_t *len)
 {
-    struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path};
+    struct blob blob = {BLOB_FILE, n->repo->slug, n->hash, n->tree_path, n->entry->size};
     int rc = blob_read(tree, &blob, PATH_MAX, &n->scratch, len);
     *data = n->scratch;
     return rc;

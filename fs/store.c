@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,8 +188,6 @@ int store_begin(struct store *store, struct store_writer *w)
     w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
     if (w->fd < 0) {
         int rc = -errno;
-        log_once(LOG_LEVEL_ERR, "store:tmp", "cannot create a file in the cache: %s",
-                 strerror(errno));
         free(w->tmp_path);
         w->tmp_path = NULL;
         return rc;
@@ -372,6 +371,62 @@ out:
     pthread_mutex_unlock(&store->evicting);
 }
 
+/* Bytes the store's file system has available now; UINT64_MAX when it cannot tell. */
+static uint64_t available(const struct store *store)
+{
+    struct statvfs st;
+
+    if (statvfs(store->objects, &st) != 0)
+        return UINT64_MAX;
+    return (uint64_t)st.f_bavail * st.f_frsize;
+}
+
+int store_make_room(struct store *store, uint64_t bytes)
+{
+    struct entry_list list = {0};
+    size_t evicted = 0;
+    uint64_t freed = 0;
+    int fd, rc;
+
+    pthread_mutex_lock(&store->evicting);
+    fd = open_objects(store);
+    rc = fd < 0 ? fd : scan_entries(fd, NULL, &list);
+    if (rc == 0 && list.n > 1)
+        qsort(list.v, list.n, sizeof(*list.v), by_mtime);
+    for (size_t i = 0; rc == 0 && i < list.n && available(store) < bytes; i++) {
+        pthread_mutex_lock(&store->lock);
+        if (unlinkat(fd, list.v[i].name, 0) == 0) {
+            uncount_locked(store, list.v[i].size);
+            freed += list.v[i].size;
+            evicted++;
+        }
+        pthread_mutex_unlock(&store->lock);
+    }
+    if (evicted)
+        log_debug("cache: evicted %zu entries (%llu bytes) to make room on a full disk", evicted,
+                  (unsigned long long)freed);
+    free(list.v);
+    if (fd >= 0)
+        close(fd);
+    pthread_mutex_unlock(&store->evicting);
+    return evicted ? 0 : -ENOSPC;
+}
+
+int store_is_fault(int err)
+{
+    return err == ENOSPC || err == EDQUOT || err == EACCES || err == EPERM || err == EROFS;
+}
+
+void store_cannot_keep(struct store *store, int err)
+{
+    char key[64];
+
+    snprintf(key, sizeof(key), "store:cannot-keep:%d", err);
+    log_once(LOG_LEVEL_WARN, key,
+             "cannot keep downloads in the cache at %s: %s; serving them without keeping them",
+             store->root, strerror(err));
+}
+
 int store_commit(struct store *store, struct store_writer *w, const char *key)
 {
     char *path = entry_path(store, key);
@@ -413,7 +468,9 @@ int store_commit(struct store *store, struct store_writer *w, const char *key)
     if (over)
         evict(store, path + strlen(path) - ENTRY_NAME_LEN);
 out:
-    if (rc && path)
+    if (rc && store_is_fault(-rc))
+        store_cannot_keep(store, -rc);
+    else if (rc && path)
         log_once(LOG_LEVEL_ERR, "store:commit", "cannot write the cache entry %s: %s", path,
                  strerror(-rc));
     free(path);
@@ -465,8 +522,11 @@ int store_put_bytes(struct store *store, const char *key, const void *data, size
 {
     struct store_writer w;
     int rc = store_begin(store, &w);
-    if (rc)
+    if (rc) {
+        if (store_is_fault(-rc))
+            store_cannot_keep(store, -rc);
         return rc;
+    }
     const char *p = data;
     size_t left = len;
     while (left > 0) {
@@ -474,7 +534,9 @@ int store_put_bytes(struct store *store, const char *key, const void *data, size
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            rc = -EIO;
+            rc = n < 0 ? -errno : -EIO;
+            if (store_is_fault(-rc))
+                store_cannot_keep(store, -rc);
             store_abort(&w);
             return rc;
         }

@@ -35,7 +35,8 @@ void store_close(struct store *store);
  */
 int store_lookup(struct store *store, const char *key, int *fd, uint64_t *size);
 
-/* A temporary file to fill; store_commit or store_abort ends it. */
+/* A temporary file to fill; store_commit or store_abort ends it. Not logged: see store_cannot_keep.
+ */
 struct store_writer {
     int fd;
     char *tmp_path;
@@ -47,6 +48,23 @@ int store_begin(struct store *store, struct store_writer *w);
  */
 int store_commit(struct store *store, struct store_writer *w, const char *key);
 void store_abort(struct store_writer *w);
+
+/*
+ * Unlinks the least recently used entries until the store's file system has
+ * bytes available, or none is left: 0 when anything was unlinked, else
+ * -ENOSPC.
+ */
+int store_make_room(struct store *store, uint64_t bytes);
+
+/* Whether err (an errno value) means the store cannot take what it is given. */
+int store_is_fault(int err);
+
+/*
+ * Says, once per cause err (an errno value), that the store cannot keep what
+ * is downloaded, naming its path: what is read is then served without being
+ * kept.
+ */
+void store_cannot_keep(struct store *store, int err);
 
 /*
  * An entry open as fd (of size bytes, from store_lookup) whole: a malloc'd,

@@ -16,12 +16,12 @@
 #include "fs/cache.h"
 #include "fs/node.h"
 #include "fs/readahead.h"
+#include "fs/stream.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /*
  * What the in-memory cache of parsed answers may hold. Everything in it is
@@ -110,13 +110,22 @@ static void node_attrs(const struct node *n, const struct node_ops *ops, struct 
     st->live = ops->live;
 }
 
+uint64_t node_generation(const char *what)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)what; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h ? h : 1; /* 0 is for what never moves */
+}
+
 static int node_stat(struct tree *tree, struct node *n, struct tree_stat *st)
 {
     const struct node_ops *ops = ops_of(n->kind);
+    struct stream *content;
     const char *data;
     uint64_t size;
     size_t len;
-    int fd, rc = 0;
+    int rc = 0;
 
     node_attrs(n, ops, st);
     if (S_ISDIR(st->mode))
@@ -125,16 +134,19 @@ static int node_stat(struct tree *tree, struct node *n, struct tree_stat *st)
     if (st->size >= 0) {
         /* known without the content */
     } else if (ops->open) {
-        /* The exact size needs the content itself: it is fetched into the store. */
-        rc = ops->open(tree, n, &fd, &size);
+        /* The exact size needs the content itself: all of it, in the store. */
+        rc = ops->open(tree, n, &content);
         if (rc == 0) {
-            close(fd);
+            rc = stream_size(content, &size);
+            stream_close(content);
             st->size = (off_t)size;
         }
     } else {
         rc = ops->content(tree, n, &data, &len);
         st->size = (off_t)len;
     }
+    if (ops->generation)
+        st->generation = ops->generation(n);
     return rc;
 }
 
@@ -149,7 +161,7 @@ int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree 
     tree->project = cfg->project ? strdup(cfg->project) : NULL;
     tree->cache = cache_new(TREE_MEMORY_BYTES);
     if (!tree->workspace || (cfg->project && !tree->project) || !tree->cache ||
-        readahead_new(&tree->readahead) != 0) {
+        readahead_new(&tree->readahead) != 0 || streams_new(cfg->store, &tree->streams) != 0) {
         tree_free(tree);
         return -ENOMEM;
     }
@@ -161,6 +173,7 @@ int tree_new(const struct tree_config *cfg, struct api_client *api, struct tree 
     tree->store = cfg->store;
     tree->shared = cfg->shared;
     tree->changed = cfg->changed;
+    tree->moved = cfg->moved;
     tree->changed_ctx = cfg->changed_ctx;
     tree->packs = cfg->packs;
     *out = tree;
@@ -171,7 +184,9 @@ void tree_free(struct tree *tree)
 {
     if (!tree)
         return;
-    readahead_free(tree->readahead); /* its downloads use the cache: first */
+    streams_stop(tree->streams);     /* what reading ahead waits for ends now */
+    readahead_free(tree->readahead); /* its downloads use the cache and streams: first */
+    streams_free(tree->streams);
     cache_free(tree->cache);
     free(tree->workspace);
     free(tree->project);
@@ -198,11 +213,9 @@ int tree_open(struct tree *tree, const char *path, struct tree_file *out)
     const struct node_ops *ops;
     const char *content = NULL;
     struct node n;
-    uint64_t size;
     int rc;
 
     memset(out, 0, sizeof(*out));
-    out->fd = -1;
     rc = resolve(tree, path, &n);
     if (rc)
         goto out;
@@ -213,8 +226,9 @@ int tree_open(struct tree *tree, const char *path, struct tree_file *out)
     }
     node_attrs(&n, ops, &out->st);
     if (ops->open) {
-        rc = ops->open(tree, &n, &out->fd, &size);
-        out->st.size = rc == 0 ? (off_t)size : 0;
+        rc = ops->open(tree, &n, &out->content);
+        if (rc == 0 && ops->size)
+            out->st.size = ops->size(&n);
         goto out;
     }
     /* Built once, for the size and the bytes alike. */
@@ -235,11 +249,42 @@ out:
 
 void tree_file_release(struct tree_file *file)
 {
-    if (file->fd >= 0)
-        close(file->fd);
+    stream_close(file->content);
     free(file->data);
     memset(file, 0, sizeof(*file));
-    file->fd = -1;
+}
+
+int tree_file_span(struct tree_file *file, off_t off, size_t size, struct tree_span *out)
+{
+    struct stream_span span;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    out->pos = off;
+    if (off < 0)
+        return -EINVAL;
+    if (!file->content) {
+        out->data = (size_t)off < file->len ? file->data + off : NULL;
+        out->len = (size_t)off < file->len ? file->len - (size_t)off : 0;
+        out->len = out->len < size ? out->len : size;
+        return 0;
+    }
+    rc = stream_span(file->content, (uint64_t)off, size, &span);
+    if (rc)
+        return rc;
+    out->fd = span.fd;
+    out->len = span.len;
+    out->hold = span.hold;
+    return 0;
+}
+
+void tree_span_release(struct tree_span *span)
+{
+    struct stream_span held = {.fd = span->fd, .hold = span->hold};
+    stream_span_release(&held);
+    span->hold = NULL;
+    span->fd = -1;
 }
 
 int tree_readlink(struct tree *tree, const char *path, char **target)
@@ -431,6 +476,12 @@ void tree_report_changed(struct tree *tree, const char *dir, const char *name)
             break;
     }
     free(path);
+}
+
+void tree_report_moved(struct tree *tree, const char *path)
+{
+    if (tree->moved)
+        tree->moved(tree->changed_ctx, path);
 }
 
 int tree_refuse_offline(const struct tree *tree)

@@ -105,7 +105,7 @@ static int is_written(const struct api_entry *e)
 static int write_content(struct tree *tree, const struct unpack_job *job, struct pack *p,
                          const char *path, uint64_t *size)
 {
-    struct blob blob = {BLOB_FILE, job->repo, job->hash, path};
+    struct blob blob = {BLOB_FILE, job->repo, job->hash, path, 0};
     struct store_writer w;
     char *key = blob_key(&blob);
     int rc;

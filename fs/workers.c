@@ -1,5 +1,5 @@
 /*
- * workers.c - a small pool of threads (see workers.h).
+ * workers.c - a pool of threads started on demand (see workers.h).
  */
 #include "fs/workers.h"
 
@@ -21,7 +21,8 @@ struct workers {
     struct job *head, **tail;
     size_t queued, max_queued;
     pthread_t *threads;
-    size_t nthreads;
+    size_t nthreads, max_threads;
+    size_t idle; /* threads waiting for a job */
     int stopping;
 };
 
@@ -42,8 +43,10 @@ static void *worker(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     pthread_mutex_lock(&w->lock);
     for (;;) {
+        w->idle++;
         while (!w->head && !w->stopping)
             pthread_cond_wait(&w->wake, &w->lock);
+        w->idle--;
         if (w->stopping)
             break;
         struct job *j = w->head;
@@ -60,7 +63,7 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int workers_new(size_t nthreads, size_t max_queued, struct workers **out)
+int workers_new(size_t max_threads, size_t max_queued, struct workers **out)
 {
     struct workers *w = calloc(1, sizeof(*w));
     if (!w)
@@ -69,17 +72,11 @@ int workers_new(size_t nthreads, size_t max_queued, struct workers **out)
     pthread_cond_init(&w->wake, NULL);
     w->tail = &w->head;
     w->max_queued = max_queued;
-    w->threads = calloc(nthreads, sizeof(*w->threads));
+    w->max_threads = max_threads;
+    w->threads = calloc(max_threads, sizeof(*w->threads));
     if (!w->threads) {
         workers_free(w);
         return -ENOMEM;
-    }
-    for (; w->nthreads < nthreads; w->nthreads++)
-        if (pthread_create(&w->threads[w->nthreads], NULL, worker, w) != 0)
-            break;
-    if (w->nthreads == 0) {
-        workers_free(w);
-        return -EAGAIN;
     }
     *out = w;
     return 0;
@@ -118,7 +115,11 @@ int workers_submit(struct workers *w, job_fn run, job_free_fn release, void *arg
     j->release = release;
     j->arg = arg;
     pthread_mutex_lock(&w->lock);
-    if (w->stopping || w->queued >= w->max_queued) {
+    /* One more thread when the idle ones are all spoken for by the jobs queued already. */
+    if (!w->stopping && w->idle <= w->queued && w->nthreads < w->max_threads &&
+        pthread_create(&w->threads[w->nthreads], NULL, worker, w) == 0)
+        w->nthreads++;
+    if (w->stopping || w->queued >= w->max_queued || w->nthreads == 0) {
         pthread_mutex_unlock(&w->lock);
         job_end(j);
         return -EAGAIN;

@@ -1,6 +1,6 @@
 /*
  * test_cache.c - the object cache: freshness, single flight, negative and
- * stale answers.
+ * stale answers, waits that honour nowait and interrupts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "api/api.h"
 #include "fs/cache.h"
+#include "fs/waits.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -275,53 +277,6 @@ static void test_age_counts_from_the_fetch_of_the_data(void **state)
     cache_free(c);
 }
 
-static int run_count(void *arg)
-{
-    struct source *src = arg;
-    pthread_mutex_lock(&src->lock);
-    src->calls++;
-    pthread_mutex_unlock(&src->lock);
-    usleep((useconds_t)src->delay_ms * 1000);
-    return src->result;
-}
-
-struct runner {
-    struct cache *cache;
-    struct source *src;
-    int rc;
-};
-
-static void *runner_main(void *arg)
-{
-    struct runner *r = arg;
-    r->rc = cache_run_once(r->cache, "job", run_count, r->src);
-    return NULL;
-}
-
-static void test_run_once_shares_one_run_and_keeps_nothing(void **state)
-{
-    struct cache *c = cache_new(1 << 20);
-    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .result = -EIO, .delay_ms = 200};
-    struct runner r[4];
-    pthread_t threads[4];
-    (void)state;
-    for (int i = 0; i < 4; i++) {
-        r[i] = (struct runner){c, &src, 0};
-        pthread_create(&threads[i], NULL, runner_main, &r[i]);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(threads[i], NULL);
-        assert_int_equal(r[i].rc, -EIO);
-    }
-    assert_int_equal(src.calls, 1);
-    /* a failure is not remembered: the next run goes ahead */
-    src.result = 0;
-    src.delay_ms = 0;
-    assert_int_equal(cache_run_once(c, "job", run_count, &src), 0);
-    assert_int_equal(src.calls, 2);
-    cache_free(c);
-}
-
 struct worker {
     struct cache *cache;
     struct source *src;
@@ -379,6 +334,142 @@ static void test_single_flight_failure_is_shared(void **state)
     cache_free(c);
 }
 
+/* A fetch as api/ makes one: in nowait mode what needs the network answers -EWOULDBLOCK. */
+static int fetch_unless_nowait(void *arg, const void *previous, struct cache_value *out)
+{
+    return api_nowait() ? -EWOULDBLOCK : fetch_int(arg, previous, out);
+}
+
+static int get_value(struct cache *c, const char *key, struct source *src, int *out)
+{
+    struct cache_ref *ref;
+    int rc = cache_get(c, key, 60, fetch_unless_nowait, free, src, &ref);
+    if (rc == 0) {
+        *out = *(int *)cache_ref_value(ref);
+        cache_ref_put(ref);
+    }
+    return rc;
+}
+
+struct getter {
+    struct cache *cache;
+    struct source *src;
+    const char *key;
+    int rc, value;
+};
+
+static void *getter_main(void *arg)
+{
+    struct getter *g = arg;
+    g->rc = get_value(g->cache, g->key, g->src, &g->value);
+    return NULL;
+}
+
+/* Until src's fetch number n has begun. */
+static void wait_for_calls(struct source *src, int n)
+{
+    for (;;) {
+        pthread_mutex_lock(&src->lock);
+        int calls = src->calls;
+        pthread_mutex_unlock(&src->lock);
+        if (calls >= n)
+            return;
+        usleep(1000);
+    }
+}
+
+static void test_nowait_serves_what_is_fresh_and_waits_for_nothing(void **state)
+{
+    struct cache *c = cache_new(1 << 20);
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 5};
+    struct getter slow = {c, &src, "slow", 0, 0};
+    uint64_t hits, misses;
+    pthread_t t;
+    int v = 0;
+    (void)state;
+    api_set_nowait(1);
+    assert_int_equal(get_value(c, "k", &src, &v), -EWOULDBLOCK);
+    api_set_nowait(0);
+    cache_counts(c, &hits, &misses);
+    assert_int_equal(hits + misses, 0); /* no trace: neither a miss nor a remembered error */
+    assert_int_equal(get_value(c, "k", &src, &v), 0);
+    assert_int_equal(v, 5);
+    api_set_nowait(1);
+    assert_int_equal(get_value(c, "k", &src, &v), 0); /* fresh: at once */
+    cache_expire_all(c);
+    assert_int_equal(get_value(c, "k", &src, &v), -EWOULDBLOCK); /* not served stale */
+    api_set_nowait(0);
+    assert_int_equal(src.calls, 1);
+    /* a fetch under way is not waited for */
+    src.delay_ms = 300;
+    pthread_create(&t, NULL, getter_main, &slow);
+    wait_for_calls(&src, 2);
+    api_set_nowait(1);
+    assert_int_equal(get_value(c, "slow", &src, &v), -EWOULDBLOCK);
+    api_set_nowait(0);
+    pthread_join(t, NULL);
+    assert_int_equal(slow.rc, 0);
+    assert_int_equal(slow.value, 5);
+    cache_free(c);
+}
+
+static void test_interrupted_waiter_leaves_the_fetch_to_go_on(void **state)
+{
+    struct cache *c = cache_new(1 << 20);
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 9, .delay_ms = 300};
+    struct getter fetcher = {c, &src, "k", 0, 0};
+    struct waiter w = WAITER_INIT;
+    uint64_t hits, misses;
+    pthread_t t;
+    int v = 0;
+    (void)state;
+    pthread_create(&t, NULL, getter_main, &fetcher);
+    wait_for_calls(&src, 1);
+    waiter_interrupt(&w);
+    waits_enter(&w); /* this thread's request was interrupted: it waits for nothing */
+    assert_int_equal(get_value(c, "k", &src, &v), -EINTR);
+    waits_leave();
+    pthread_join(t, NULL);
+    assert_int_equal(fetcher.rc, 0);
+    cache_counts(c, &hits, &misses);
+    assert_int_equal(misses, 1); /* the fetcher's; the waiter left no trace */
+    assert_int_equal(get_value(c, "k", &src, &v), 0);
+    assert_int_equal(v, 9);
+    assert_int_equal(src.calls, 1);
+    cache_free(c);
+}
+
+static void test_abandoned_fetch_leaves_no_trace(void **state)
+{
+    struct cache *c = cache_new(1 << 20);
+    struct source src = {.lock = PTHREAD_MUTEX_INITIALIZER, .value = 1};
+    struct getter first = {c, &src, "k", 0, 0}, waiter = {c, &src, "k", 0, 0};
+    pthread_t t1, t2;
+    int v = 0;
+    (void)state;
+    assert_int_equal(get_value(c, "k", &src, &v), 0);
+    cache_expire_all(c);
+    /* given up on (its request interrupted): no stale value is served for it */
+    src.result = -EINTR;
+    assert_int_equal(get_value(c, "k", &src, &v), -EINTR);
+    /* and whoever waited for it fetches anew rather than taking its -EINTR */
+    src.delay_ms = 300;
+    pthread_create(&t1, NULL, getter_main, &first);
+    wait_for_calls(&src, 3);
+    pthread_mutex_lock(&src.lock);
+    src.result = 0;
+    src.value = 2;
+    pthread_mutex_unlock(&src.lock);
+    pthread_create(&t2, NULL, getter_main, &waiter);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    assert_int_equal(first.rc, -EINTR);
+    assert_int_equal(waiter.rc, 0);
+    assert_int_equal(waiter.value, 2);
+    assert_int_equal(src.calls, 4);
+    cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,7 +484,9 @@ int main(void)
         cmocka_unit_test(test_single_flight_failure_is_shared),
         cmocka_unit_test(test_least_recently_used_go_beyond_the_bound),
         cmocka_unit_test(test_age_counts_from_the_fetch_of_the_data),
-        cmocka_unit_test(test_run_once_shares_one_run_and_keeps_nothing),
+        cmocka_unit_test(test_nowait_serves_what_is_fresh_and_waits_for_nothing),
+        cmocka_unit_test(test_interrupted_waiter_leaves_the_fetch_to_go_on),
+        cmocka_unit_test(test_abandoned_fetch_leaves_no_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

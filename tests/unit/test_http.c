@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "api/api.h"
 #include "api/http.h"
 #include "api/log.h"
 #include "canned_server.h"
@@ -691,15 +692,14 @@ static void test_threads_share_one_client(void **state)
     free(url);
 }
 
-/* A temporary file holding junk, so that a test sees it truncated. */
-static int junk_file(void)
+/* An empty unlinked file, for a download's bytes. */
+static int body_file(void)
 {
     char path[] = "/tmp/bbfs-test-XXXXXX";
     int fd = mkstemp(path);
 
     assert_true(fd >= 0);
     unlink(path);
-    assert_int_equal(write(fd, "JUNK", 4), 4);
     return fd;
 }
 
@@ -707,6 +707,14 @@ static off_t file_size(int fd)
 {
     return lseek(fd, 0, SEEK_END);
 }
+
+/* A sink appending to the file descriptor in its context. */
+static int fd_write(void *ctx, const void *data, size_t len)
+{
+    return write((int)(intptr_t)ctx, data, len) == (ssize_t)len ? 0 : -EIO;
+}
+
+#define TO_FD(fd) (&(const struct api_sink){fd_write, NULL, (void *)(intptr_t)(fd)})
 
 static void test_download_has_no_total_limit(void **state)
 {
@@ -717,7 +725,7 @@ static void test_download_has_no_total_limit(void **state)
     struct http_client *c;
     uint64_t written = 1;
     char *url, got[64];
-    int fd = junk_file();
+    int fd = body_file();
 
     (void)state;
     assert_non_null(body);
@@ -737,7 +745,7 @@ static void test_download_has_no_total_limit(void **state)
      * pauses the first one) */
     http_client_free(c);
     c = new_client(800);
-    assert_int_equal(http_download(c, url, fd, HTTP_QUIET, &r, &written), 0);
+    assert_int_equal(http_download(c, url, TO_FD(fd), HTTP_QUIET, &r, &written), 0);
     assert_int_equal(written, N);
     assert_int_equal(r.status, 200);
     http_response_release(&r);
@@ -760,19 +768,19 @@ static void test_download_error_body_kept_for_message(void **state)
     struct http_client *c;
     uint64_t written = 9;
     char *url;
-    int fd = junk_file();
+    int fd = body_file();
 
     (void)state;
     assert_int_equal(server_start(&srv, script, 1), 0);
     c = new_client(5000);
     url = url_of(&srv, "/2.0/src/nope");
-    assert_int_equal(http_download(c, url, fd, HTTP_QUIET, &r, &written), -ENOENT);
+    assert_int_equal(http_download(c, url, TO_FD(fd), HTTP_QUIET, &r, &written), -ENOENT);
     assert_int_equal(r.status, 404);
     assert_string_equal(r.message, "No such file or directory");
     assert_int_equal(written, 0);
     assert_int_equal(file_size(fd), 0);
     http_response_release(&r);
-    assert_int_equal(http_download(c, url, -1, 0, &r, &written), -EINVAL);
+    assert_int_equal(http_download(c, url, NULL, 0, &r, &written), -EINVAL);
     http_response_release(&r);
     http_client_free(c);
     free(url);

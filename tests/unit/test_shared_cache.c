@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "api/api.h"
+#include "api/buf.h"
 #include "api/redis.h"
 #include "fs/shared_cache.h"
 #include "redis_server.h"
@@ -377,13 +379,14 @@ static void test_a_peek_claims_nothing(void **state)
 
 struct fetcher {
     const char *text;
-    uint64_t size; /* when text is NULL: a sparse file this big */
+    uint64_t size; /* when text is NULL: this many zeros */
     int rc;
     int calls;
 };
 
-static int fetch_content(void *arg, int fd, uint64_t *size)
+static int fetch_content(void *arg, const struct api_sink *sink, uint64_t *size)
 {
+    static const char zeros[64 << 10];
     struct fetcher *f = arg;
 
     f->calls++;
@@ -391,31 +394,41 @@ static int fetch_content(void *arg, int fd, uint64_t *size)
         return f->rc;
     if (f->text) {
         *size = strlen(f->text);
-        assert_int_equal(write(fd, f->text, (size_t)*size), (ssize_t)*size);
-    } else {
-        *size = f->size;
-        assert_int_equal(ftruncate(fd, (off_t)f->size), 0);
+        assert_int_equal(sink->write(sink->ctx, f->text, (size_t)*size), 0);
+        return 0;
+    }
+    *size = f->size;
+    for (uint64_t left = f->size; left > 0;) {
+        size_t n = left < sizeof(zeros) ? (size_t)left : sizeof(zeros);
+        assert_int_equal(sink->write(sink->ctx, zeros, n), 0);
+        left -= n;
     }
     return 0;
 }
 
-/* The content's bytes through a new file, as blobs.c's store writer gives one. */
+/* A sink into a growing buffer, as stream.c's download gives one. */
+static int to_buf(void *ctx, const void *data, size_t len)
+{
+    return buf_append(ctx, data, len);
+}
+
+/* The content's bytes through a sink (NUL-terminated). */
 static char *content_of(struct shared_cache *sc, const struct shared_content *what,
                         struct fetcher *f, int *rc)
 {
-    char path[] = "/tmp/bbfs-shared-content-XXXXXX";
-    int fd = mkstemp(path);
+    struct buf got;
+    const struct api_sink sink = {to_buf, NULL, &got};
     uint64_t size = 0;
     char *data;
 
-    assert_true(fd >= 0);
-    unlink(path);
-    *rc = shared_cache_content(sc, what, fd, &size, fetch_content, f);
-    data = calloc(1, (size_t)size + 1);
+    buf_init(&got, (size_t)REDIS_DEFAULT_MAX_VALUE * 2);
+    *rc = shared_cache_content(sc, what, &sink, &size, fetch_content, f);
+    assert_int_equal(got.err, 0);
+    if (*rc == 0)
+        assert_int_equal(got.len, size);
+    data = buf_take(&got, NULL);
+    buf_release(&got);
     assert_non_null(data);
-    if (*rc == 0 && size > 0)
-        assert_int_equal(pread(fd, data, (size_t)size, 0), (ssize_t)size);
-    close(fd);
     return data;
 }
 

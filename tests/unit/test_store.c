@@ -13,6 +13,7 @@
 #include "api/api.h"
 #include "fs/store.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -156,6 +157,37 @@ static void test_reopened_store_counts_what_is_there(void **state)
     store_close(store);
 }
 
+/* A full disk: entries go, least recently used first, until there is room or none is left. */
+static void test_make_room_evicts_until_there_is_room(void **state)
+{
+    struct store *store = open_store(1 << 30);
+    (void)state;
+    put(store, "old", 100);
+    put(store, "new", 100);
+    age("old", 100);
+    age("new", 50);
+    /* room for nothing more is there already: nothing goes */
+    assert_int_equal(store_make_room(store, 0), -ENOSPC);
+    assert_true(present(store, "old") && present(store, "new"));
+    /* room for more than the disk can hold: everything goes, and there is still none */
+    assert_int_equal(store_make_room(store, UINT64_MAX / 2), 0);
+    assert_false(present(store, "old"));
+    assert_false(present(store, "new"));
+    assert_int_equal(store_make_room(store, UINT64_MAX / 2), -ENOSPC);
+    /* the store works on, and counts from nothing */
+    put(store, "again", 100);
+    assert_true(present(store, "again"));
+    store_close(store);
+}
+
+static void test_faults_of_a_store_that_cannot_keep(void **state)
+{
+    (void)state;
+    assert_true(store_is_fault(ENOSPC) && store_is_fault(EDQUOT) && store_is_fault(EACCES) &&
+                store_is_fault(EPERM) && store_is_fault(EROFS));
+    assert_false(store_is_fault(EIO) || store_is_fault(ENOENT) || store_is_fault(EINVAL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +197,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_entry_bigger_than_limit_is_kept_until_next_commit,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopened_store_counts_what_is_there, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_make_room_evicts_until_there_is_room, setup, teardown),
+        cmocka_unit_test(test_faults_of_a_store_that_cannot_keep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

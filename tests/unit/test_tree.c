@@ -356,15 +356,15 @@ void api_entry_list_release(struct api_entry_list *list)
     free(list->items);
 }
 
-static int write_all(int fd, const char *text, uint64_t *size)
+static int write_all(const struct api_sink *sink, const char *text, uint64_t *size)
 {
     *size = strlen(text);
-    return write(fd, text, *size) == (ssize_t)*size ? 0 : -EIO;
+    return sink->write(sink->ctx, text, *size);
 }
 
 /* "content of PATH\n", as long as the listing says; the link's target is "README.md". */
 int api_get_file(struct api_client *client, const char *workspace, const char *repo,
-                 const char *hash, const char *path, int fd, uint64_t *size)
+                 const char *hash, const char *path, const struct api_sink *sink, uint64_t *size)
 {
     char text[256];
     (void)client, (void)workspace, (void)repo, (void)hash;
@@ -372,19 +372,19 @@ int api_get_file(struct api_client *client, const char *workspace, const char *r
     if (fake.file_error)
         return fake.file_error;
     if (strcmp(path, "link") == 0)
-        return write_all(fd, "README.md", size);
+        return write_all(sink, "README.md", size);
     snprintf(text, sizeof(text), "content of %s\n", path);
-    return write_all(fd, text, size);
+    return write_all(sink, text, size);
 }
 
 int api_get_diff(struct api_client *client, const char *workspace, const char *repo,
-                 const char *hash, int fd, uint64_t *size)
+                 const char *hash, const struct api_sink *sink, uint64_t *size)
 {
     char text[128];
     (void)client, (void)workspace, (void)repo;
     fake.get_diff++;
     snprintf(text, sizeof(text), "diff of %s\n", hash);
-    return write_all(fd, text, size);
+    return write_all(sink, text, size);
 }
 
 /* Pull requests: #2 and #10 open (listed), #7 merged (looked up alone). */
@@ -454,13 +454,13 @@ int api_get_pullrequest_comments(struct api_client *client, const char *workspac
 }
 
 int api_get_pullrequest_diff(struct api_client *client, const char *workspace, const char *repo,
-                             uint64_t id, int fd, uint64_t *size)
+                             uint64_t id, const struct api_sink *sink, uint64_t *size)
 {
     char text[64];
     (void)client, (void)workspace, (void)repo;
     fake.get_pr_diff++;
     snprintf(text, sizeof(text), "diff of pull request %llu\n", (unsigned long long)id);
-    return write_all(fd, text, size);
+    return write_all(sink, text, size);
 }
 
 int api_expand_hash(struct api_client *client, const char *workspace, const char *repo,
@@ -493,40 +493,42 @@ void api_subtree_release(struct api_subtree *tree)
 
 /* ---- git's hooks (fs/packs.h): no git here, every tree from the fake API ---- */
 
-void packs_look(struct tree *tree, const struct api_repo *repo, const char *hash)
+int packs_look(struct tree *tree, const struct api_repo *repo, const char *hash)
 {
     (void)tree, (void)repo, (void)hash;
+    return 0;
 }
 
 int packs_list_dir(struct tree *tree, const char *repo, const char *hash, const char *dir,
                    int walking, struct api_entry_list *out)
 {
     (void)tree, (void)repo, (void)hash, (void)dir, (void)walking, (void)out;
-    return -EAGAIN;
+    return -ENODATA;
 }
 
 int packs_commit_date(struct tree *tree, const struct api_repo *repo, const char *hash,
                       int64_t *date)
 {
     (void)tree, (void)repo, (void)hash, (void)date;
-    return -EAGAIN;
+    return -ENODATA;
 }
 
 int packs_reading(struct tree *tree, const char *repo, const char *hash)
 {
     (void)tree, (void)repo, (void)hash;
-    return -EAGAIN;
+    return -ENODATA;
 }
 
-void packs_settle(struct tree *tree, const char *repo, const char *hash)
+int packs_settle(struct tree *tree, const char *repo, const char *hash)
 {
     (void)tree, (void)repo, (void)hash;
+    return 0;
 }
 
 int packs_refs(struct tree *tree, const struct api_repo *repo, int tags, struct cache_ref **ref)
 {
     (void)tree, (void)repo, (void)tags, (void)ref;
-    return -EAGAIN;
+    return -ENODATA;
 }
 
 void packs_print_stats(struct tree *tree, FILE *f)
@@ -545,12 +547,13 @@ static int read_all(struct tree *tree, const char *path, char **data, size_t *le
     int rc = tree_open(tree, path, &f);
     if (rc)
         return rc;
-    if (f.fd >= 0) {
-        struct stat st;
-        fstat(f.fd, &st);
-        *len = (size_t)st.st_size;
+    if (f.content) {
+        struct tree_span all;
+        assert_int_equal(tree_file_span(&f, 0, SIZE_MAX, &all), 0);
+        *len = all.len;
         *data = malloc(*len + 1);
-        assert_int_equal(pread(f.fd, *data, *len, 0), (ssize_t)*len);
+        assert_int_equal(pread(all.fd, *data, *len, 0), (ssize_t)*len);
+        tree_span_release(&all);
     } else {
         *len = f.len;
         *data = f.data;
@@ -1245,7 +1248,10 @@ static void test_an_open_resolves_and_opens_once(void **state)
     int opens = __atomic_load_n(&store_opens, __ATOMIC_SEQ_CST);
     assert_int_equal(tree_open(tree, path, &f), 0);
     assert_int_equal(__atomic_load_n(&store_opens, __ATOMIC_SEQ_CST), opens + 1);
-    assert_int_equal(f.st.size, st.size);
+    struct tree_span all;
+    assert_int_equal(tree_file_span(&f, 0, SIZE_MAX, &all), 0);
+    assert_int_equal(all.len, st.size);
+    tree_span_release(&all);
     assert_true(f.st.immutable);
     tree_file_release(&f);
     assert_int_equal(fake.get_diff, 1);
