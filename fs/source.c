@@ -72,12 +72,13 @@ int source_list_dir(struct tree *tree, const char *repo, const char *hash, const
     /* What a pack brought, or the pack itself once a walk is seen (packs.h). */
     int rc = packs_list_dir(tree, repo, hash, dir, root != NULL, out);
 
-    if (rc == -ENODATA)
+    if (rc == -ENODATA) {
         rc = root ? list_walk(tree, repo, hash, dir, root, out) : 0;
+        if (rc == 0)
+            rc = api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
+    }
     if (rc == -EWOULDBLOCK && root)
         readahead_walk_again(tree->readahead, repo, hash); /* asked again, waiting */
-    if (rc == 0)
-        rc = api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
     free(root);
     return rc < 0 ? rc : 0;
 }
