@@ -65,6 +65,18 @@ static int list_walk(struct tree *tree, const char *repo, const char *hash, cons
     return found;
 }
 
+/* dir's listing when it needs no request (the store, the shared cache): 0, else -EWOULDBLOCK. */
+static int list_at_hand(struct tree *tree, const char *repo, const char *hash, const char *dir,
+                        struct api_entry_list *out)
+{
+    int nowait = api_nowait(), rc;
+
+    api_set_nowait(1);
+    rc = api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
+    api_set_nowait(nowait);
+    return rc;
+}
+
 int source_list_dir(struct tree *tree, const char *repo, const char *hash, const char *dir,
                     struct api_entry_list *out)
 {
@@ -72,7 +84,12 @@ int source_list_dir(struct tree *tree, const char *repo, const char *hash, const
     /* What a pack brought, or the pack itself once a walk is seen (packs.h). */
     int rc = packs_list_dir(tree, repo, hash, dir, root != NULL, out);
 
-    if (rc == -ENODATA) {
+    /* A walk through listings at hand (another machine's walk, through Redis) asks for nothing:
+     * it is taken up again at the first directory that needs a request. */
+    if (rc == -ENODATA && root && list_at_hand(tree, repo, hash, dir, out) == 0) {
+        readahead_walk_again(tree->readahead, repo, hash);
+        rc = 0;
+    } else if (rc == -ENODATA) {
         rc = root ? list_walk(tree, repo, hash, dir, root, out) : 0;
         if (rc == 0)
             rc = api_list_dir(tree->api, tree->workspace, repo, hash, dir, out);
