@@ -258,13 +258,15 @@ static int get_or_claim(struct shared_cache *sc, const struct shared_key *key,
                         struct redis_value *v, struct redis_lease *lease)
 {
     int rc = redis_get(sc->redis, key, v);
+    int may_wait = !api_nowait();
 
     memset(lease, 0, sizeof(*lease));
-    if (rc == -ENOENT && redis_lease_take(sc->redis, key, sc->lease_ms, lease) == 0) {
+    if (rc == -ENOENT && may_wait && redis_lease_take(sc->redis, key, sc->lease_ms, lease) == 0) {
         count(&sc->waits);
         rc = redis_wait(sc->redis, key, REDIS_ANY_VALUE, sc->wait_ms, v);
     }
-    count(rc == 0 ? &sc->hits : &sc->misses);
+    if (rc == 0 || may_wait)
+        count(rc == 0 ? &sc->hits : &sc->misses);
     return rc == 0 ? 0 : -ENOENT;
 }
 
@@ -364,11 +366,13 @@ int shared_cache_load_mutable(struct shared_cache *sc, const char *url, int peek
     rc = redis_get(sc->redis, &key, &v);
     if (rc == 0)
         from_redis = take_if_newer(a, &v, now);
-    /* With ttl 0 nothing is ever fresh: another machine's answer would save no request. */
-    if ((rc == 0 || rc == -ENOENT) && !peek && sc->ttl > 0 &&
+    /* With ttl 0 nothing is ever fresh: another machine's answer would save no request. A FUSE
+     * thread (nowait) takes no lease: its request runs again where it may wait. */
+    if ((rc == 0 || rc == -ENOENT) && !peek && !api_nowait() && sc->ttl > 0 &&
         !(a->body && is_fresh(sc, a->fetched_at, now)))
         from_redis |= wait_or_claim(sc, &key, a, now);
-    count(from_redis ? &sc->hits : &sc->misses);
+    if (from_redis || !api_nowait())
+        count(from_redis ? &sc->hits : &sc->misses);
     return from_redis;
 }
 

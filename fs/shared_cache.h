@@ -72,7 +72,13 @@ void shared_cache_check(struct shared_cache *sc);
 /* After every thread that uses it stopped: writes what is queued (briefly), frees. */
 void shared_cache_free(struct shared_cache *sc);
 
-/* ---- the API's answers (responses.c) ---- */
+/*
+ * ---- the API's answers (responses.c) ----
+ *
+ * On a thread in nowait mode (api_nowait: a FUSE thread, whose request runs
+ * again where it may wait) a look-up only reads: it claims no fetch and
+ * waits for no other machine's, and a miss is not counted.
+ */
 
 /*
  * The answer of url, addressed by a full commit hash: 0 and a malloc'd,
