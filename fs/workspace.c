@@ -139,7 +139,10 @@ static int list_workspace(struct tree *tree, struct node *n, struct listing *l, 
         struct cache_ref *doc;
         if (docs[i].kind == OBJECT_PROJECT && !tree->project)
             continue;
-        if (object_get(tree, docs[i].kind, &none, &doc) != 0)
+        rc = object_get(tree, docs[i].kind, &none, &doc);
+        if (rc == -EWOULDBLOCK || rc == -EINTR)
+            return rc; /* asked again where it may wait */
+        if (rc)
             continue;
         cache_ref_put(doc);
         if ((rc = listing_add_child(tree, l, path, docs[i].name)))
