@@ -340,7 +340,7 @@ class Reader:
     def op_readlink(self):
         sha, p = self.pick(("link",))
         path = self.at(sha) / p
-        r = sh(["readlink", path], f"readlink {path}")
+        r = sh(["readlink", "-v", path], f"readlink {path}")
         if r.returncode != 0:
             raise OpError(errno_name(r.stderr), f"readlink {path}")
         want = self.exp.blob(self.exp.trees[sha][p][1])
