@@ -17,7 +17,8 @@ PKGS := fuse3 libcurl jansson openssl libgit2 hiredis
 # Debian packages the build, tests and demo need (checked with dpkg-query).
 DEB_PACKAGES := build-essential pkg-config git fuse3 libfuse3-dev libcurl4-openssl-dev \
 	libjansson-dev libssl-dev libcmocka-dev python3 python3-pytest python3-pytest-timeout \
-	curl attr groff-base jq openssl libgit2-dev libhiredis-dev redis-server clang-format
+	curl attr groff-base jq openssl libgit2-dev libhiredis-dev redis-server clang-format \
+	python3-pytest-xdist
 
 WARNINGS := -std=gnu11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wwrite-strings -Wvla
@@ -112,8 +113,14 @@ layering:
 unit: $(UNIT_BIN) fuzz-replay
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# Integration tests run TEST_JOBS at a time (pytest-xdist: each has its own fake server, mount
+# and cache; most of their time is spent waiting), then those marked serial (memory and load
+# measurements, which other tests' load would skew) one after another.
+TEST_JOBS ?= 4
 integration: $(BUILD)/bbfs $(BUILD)/git-credential-bbfs
-	BBFS_BIN=$(abspath $(BUILD)/bbfs) $(PYTHON) -m pytest -q tests/integration
+	BBFS_BIN=$(abspath $(BUILD)/bbfs) $(PYTHON) -m pytest -q -n $(TEST_JOBS) -m "not serial" \
+		tests/integration
+	BBFS_BIN=$(abspath $(BUILD)/bbfs) $(PYTHON) -m pytest -q -m serial tests/integration
 
 check: deps
 	$(MAKE) layering

@@ -56,6 +56,8 @@ sys.path.insert(0, str(FAKEBB))
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout(seconds): per-test timeout (pytest-timeout)")
+    config.addinivalue_line("markers", "serial: measures memory or load; `make integration` runs "
+                            "it alone, after the others (which run in parallel)")
 
 
 def pytest_collection_modifyitems(config, items):

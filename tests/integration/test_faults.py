@@ -367,6 +367,7 @@ def test_huge_commit_json_is_eio_within_timeout(mount_factory, server, demo):
 # ---------------------------------------------------------------- the load test, short
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(150)
 def test_short_load_with_faults(files_demo, tmp_path):
     """tests/load.py for 10 s with 8 readers (make load runs it for 120 s with 16), then its

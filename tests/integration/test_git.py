@@ -444,6 +444,7 @@ def vm_hwm(pid):
     return 0
 
 
+@pytest.mark.serial
 def test_big_blob_in_the_pack_keeps_memory_low(mount_factory, fresh_server, fresh_demo):
     """A pack of 60 MiB (one incompressible blob): fetched, indexed and unpacked with bbfs's
     peak RSS under 64 MiB; the blob itself, too big to read whole from a pack, comes through

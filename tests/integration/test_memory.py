@@ -100,6 +100,7 @@ print(commits, trees)
 """
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(1200)
 def test_thousands_of_commits_keep_memory_flat(mount_factory, fakebb_factory, tmp_path):
     demo = Demo(build_many_commits(tmp_path / "many"))

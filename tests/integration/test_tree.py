@@ -527,6 +527,7 @@ def vm_rss(pid):
     return 0
 
 
+@pytest.mark.serial
 def test_concurrent_readers_share_one_streamed_download(mount_factory, files_server, repo,
                                                         tmp_path):
     sha = repo.main()
