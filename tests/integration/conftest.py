@@ -600,6 +600,21 @@ class Mount:
     def alive(self):
         return self.proc.poll() is None and mountinfo_has(self.path)
 
+    def crash(self, *readers):
+        """SIGKILLs bbfs if it still runs (a crash), cleans its dead mount up, and ends the
+        readers it stranded. The harness's unmount then reports nothing: check stderr here."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.closed = True
+        force_unmount(self.path, self.proc)
+        for r in readers:
+            try:
+                r.wait(15)
+            except subprocess.TimeoutExpired:
+                r.kill()
+                r.wait(10)
+
     def unmount(self):
         """fusermount3 -u, then the daemon must exit 0 within a deadline. Returns problems."""
         problems = []

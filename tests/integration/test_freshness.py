@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (PYTHON, describe, errno_of, force_unmount, ls, mountinfo_has, scan_stderr,
+from conftest import (PYTHON, describe, errno_of, ls, mountinfo_has, scan_stderr,
                       user_env)
 from test_tree import Repo, requests_for, sha256_file, tree_of
 
@@ -238,16 +238,7 @@ def test_kill_9_during_download_then_remount_reads_correctly(mount_factory, file
         m.proc.send_signal(signal.SIGKILL)
         m.proc.wait(10)
     finally:
-        if m.proc.poll() is None:
-            m.proc.kill()
-            m.proc.wait(10)
-        m.closed = True  # the harness's unmount would report the death as a failure
-        force_unmount(m.path, m.proc)
-        try:
-            reader.wait(15)
-        except subprocess.TimeoutExpired:
-            reader.kill()
-            reader.wait(10)
+        m.crash(reader)
         files_server.knobs(slow_body=None)
     assert not mountinfo_has(m.path), "the killed mount is still mounted"
     assert m.proc.returncode == -signal.SIGKILL

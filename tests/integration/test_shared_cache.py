@@ -585,16 +585,7 @@ def test_holder_killed_mid_fetch_others_finish(redis, mount_factory, files_serve
         holder.proc.send_signal(signal.SIGKILL)
         holder.proc.wait(10)
     finally:
-        if holder.proc.poll() is None:
-            holder.proc.kill()
-            holder.proc.wait(10)
-        holder.closed = True   # the harness's unmount would report the death as a failure
-        force_unmount(holder.path, holder.proc)
-        try:
-            reader.wait(15)
-        except subprocess.TimeoutExpired:
-            reader.kill()
-            reader.wait(10)
+        holder.crash(reader)
     assert not mountinfo_has(holder.path)
     assert not scan_stderr(holder.stderr(), holder.allow)
     assert any(k.endswith(b":lease") for k in redis.keys()), "the dead holder's lease is left"

@@ -17,7 +17,6 @@ the fake server's request log and its list of answers in flight, never from timi
 """
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -25,7 +24,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (PYTHON, cat, describe, force_unmount, mountinfo_has, run, scan_stderr,
+from conftest import (PYTHON, cat, describe, mountinfo_has, run, scan_stderr,
                       stat_fmt, user_env)
 from helpers import CUT_SHORT, failed_get
 from test_tree import SLUG, Repo, clear_failures, requests_for, sha256_file, tree_of
@@ -296,16 +295,7 @@ def test_kill_9_after_a_streamed_read_leaves_no_torn_entry(mount_factory, files_
         m.proc.send_signal(signal.SIGKILL)
         m.proc.wait(10)
     finally:
-        if m.proc.poll() is None:
-            m.proc.kill()
-            m.proc.wait(10)
-        m.closed = True  # the harness's unmount would report the death as a failure
-        force_unmount(m.path, m.proc)
-        try:
-            reader.wait(15)
-        except subprocess.TimeoutExpired:
-            reader.kill()
-            reader.wait(10)
+        m.crash(reader)
         clear_failures(files_server)
     assert not mountinfo_has(m.path)
     bad = scan_stderr(m.stderr(), m.allow)
