@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <mntent.h>
 #include <signal.h>
 #include <fuse_lowlevel.h>
@@ -482,6 +483,13 @@ int main(int argc, char *argv[])
 
     /* No core dumps or ptrace by other users: the token lives in this process. */
     prctl(PR_SET_DUMPABLE, 0);
+    /*
+     * glibc gives each new thread a malloc arena of its own, and what the bounded cache frees
+     * in one arena stays resident while its replacements grow another: a network thread
+     * started late added 8 MiB for good (test_memory). Two arenas keep memory at the cache's
+     * bound; the threads wait on the network, not on malloc.
+     */
+    mallopt(M_ARENA_MAX, 2);
     /* Before any thread starts, so that every thread inherits it (hangup.h). */
     if (hangup_block() != 0) {
         fprintf(stderr, "bbfs: cannot block SIGHUP\n");
