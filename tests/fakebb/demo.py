@@ -282,7 +282,7 @@ Try:
   cat %(m)s/acme/api/branches/main/message
   cat %(m)s/acme/api/tags/v1/commit.json
   grep -l '"language": "c"' %(m)s/acme/*/repository.json
-  grep -r Makefile %(m)s/acme/*/HEAD/tree   # whole trees through git: grep git_ %(m)s/.bbfs/stats
+  grep -rl '#include' %(m)s/acme/*/HEAD/tree   # whole trees through git: grep git_ %(m)s/.bbfs/stats
   tail -f %(d)s/server.log          # the API requests bbfs makes
 
 Stop:
