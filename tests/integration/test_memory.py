@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, Demo, cat, describe, errno_of, git_message, ls, run, user_env
+from conftest import BBFS_BIN, PYTHON, Demo, cat, describe, errno_of, git_message, ls, run, user_env
 from helpers import after_the_pause
 from test_tree import Repo, clear_failures, requests_for, small_files, tree_of
 
@@ -33,6 +33,10 @@ N_TREES = 1000
 BATCHES = 20
 RSS_LIMIT = 64 << 20
 FLAT_SLACK = 4 << 20      # the second half may not grow more than this over its first sample
+# Under AddressSanitizer its own allocator (which ignores bbfs's two malloc arenas) keeps a
+# cache per thread: a network thread started late adds a few MiB the plain build does not.
+ASAN_FLAT_SLACK = 8 << 20
+ASAN_RSS_LIMIT = 96 << 20  # its shadow memory and quarantine: 42 MiB at the first sample
 BATCH_TIMEOUT = 300       # hang guard for one batch of 250 look-ups (ASan, a loaded machine)
 
 
@@ -142,9 +146,12 @@ def test_thousands_of_commits_keep_memory_flat(mount_factory, fakebb_factory, tm
                                         env=user_env()).stdout)
         assert doc["hash"] == h
 
-    assert max(samples) < RSS_LIMIT, f"VmRSS reached {max(mib)} MiB: {mib}"
+    with open(BBFS_BIN, "rb") as f:
+        asan = b"__asan_init" in f.read()
+    limit, slack = (ASAN_RSS_LIMIT, ASAN_FLAT_SLACK) if asan else (RSS_LIMIT, FLAT_SLACK)
+    assert max(samples) < limit, f"VmRSS reached {max(mib)} MiB: {mib}"
     second = samples[BATCHES // 2:]
-    assert max(second) - second[0] <= FLAT_SLACK, f"VmRSS grew over the second half: {mib}"
+    assert max(second) - second[0] <= slack, f"VmRSS grew over the second half: {mib}"
 
 
 def test_a_remount_trusts_a_stored_listing_for_what_is_left_of_its_ttl(mount_factory, fresh_server,
